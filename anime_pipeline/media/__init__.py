@@ -1,0 +1,39 @@
+"""Media assembly: encoding, transitions, audio mixing and subtitles on a bundled ffmpeg.
+
+Plain Python with no Dagster dependency; assets call these functions.
+"""
+
+from anime_pipeline.media.ffmpeg import (
+    XFADE_TRANSITIONS,
+    MediaError,
+    MediaInfo,
+    assemble_scene,
+    concat_videos,
+    decode_check,
+    encode_clip,
+    ffmpeg_exe,
+    mix_audio,
+    probe,
+    read_frames,
+    thumbnail,
+)
+from anime_pipeline.media.subtitles import Cue, format_srt, parse_srt, write_srt
+
+__all__ = [
+    "XFADE_TRANSITIONS",
+    "Cue",
+    "MediaError",
+    "MediaInfo",
+    "assemble_scene",
+    "concat_videos",
+    "decode_check",
+    "encode_clip",
+    "ffmpeg_exe",
+    "format_srt",
+    "mix_audio",
+    "parse_srt",
+    "probe",
+    "read_frames",
+    "thumbnail",
+    "write_srt",
+]

@@ -1,0 +1,75 @@
+"""character_reference and character_embedding: the reference sheet and the identity anchor."""
+
+import dagster as dg
+
+from anime_pipeline import partitions
+from anime_pipeline.assets.common import blocking, content_version, gate, preview
+from anime_pipeline.assets.show_config import character_spec
+from anime_pipeline.imaging import load_png
+from anime_pipeline.manifest import read_manifest
+from anime_pipeline.production.characters import build_reference_sheet, compute_embedding
+from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES
+from anime_pipeline.resources import ProjectResource, RendererResource, StorageResource
+from anime_pipeline.settings import Settings
+
+GROUP = "characters"
+
+
+def build(settings: Settings) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions.characters, deps=[character_spec], group_name=GROUP, code_version="1",
+        pool=settings.renderer_pool, kinds={"image"},
+        check_specs=blocking("character_reference", "faces_found", "sheet_complete", descriptions={
+            "faces_found": "A face is found in every panel that should show one.",
+            "sheet_complete": f"{len(REFERENCE_POSES)} poses + {len(REFERENCE_EXPRESSIONS)} expressions present."}),
+    )
+    def character_reference(context: dg.AssetExecutionContext, project: ProjectResource,
+                            storage: StorageResource, renderer: RendererResource):
+        """Reference sheet per character: 8 poses and 6 expressions (plus any images given in the YAML)."""
+        loaded = project.load()
+        ref = loaded.characters[context.partition_key]
+        backend = renderer.for_show(ref.config)
+        out_dir = storage.paths.reference(ref.key)
+        context.log.info(f"rendering the reference sheet of {ref.character.name} on {backend.backend}")
+        sheet = build_reference_sheet(ref, backend, out_dir, seed=1000, show_dir=loaded.files[ref.config.show.slug].parent)
+        missing_faces, missing_panels = sheet.faces_missing, sheet.missing_panels()
+        yield dg.MaterializeResult(
+            metadata={"panels": len(sheet.panels), "faces_found": sum(p.face_box is not None for p in sheet.panels),
+                      "backend": backend.backend, "device": backend.device, "folder": dg.MetadataValue.path(str(out_dir)),
+                      "preview": preview(load_png(sheet.sheet_path), "reference sheet"),
+                      "render_seconds": sheet.manifest["timings"].get("render", 0.0)},
+            data_version=content_version(p.path for p in sheet.panels),
+        )
+        yield gate("faces_found", not missing_faces, len(missing_faces), 0, sheet.manifest["face_detector"],
+                   panels_without_face=", ".join(missing_faces) or "none")
+        yield gate("sheet_complete", not missing_panels, len(sheet.panels), len(REFERENCE_POSES) + len(REFERENCE_EXPRESSIONS),
+                   "count", missing=", ".join(missing_panels) or "none")
+
+    @dg.asset(
+        partitions_def=partitions.characters, deps=[character_reference], group_name=GROUP, code_version="1",
+        kinds={"numpy"},
+        check_specs=blocking("references_agree", descriptions={
+            "references_agree": "Every reference face agrees with the anchor (cosine ≥ identity threshold)."}),
+    )
+    def character_embedding(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
+        """512-d identity anchor (normalised mean) and per-image vectors of the reference faces."""
+        ref = project.load().characters[context.partition_key]
+        sheet_dir = storage.paths.reference(ref.key)
+        sheet = read_manifest(sheet_dir)
+        if sheet is None:
+            raise dg.Failure(f"{ref.key}: no reference sheet at {sheet_dir}; materialize character_reference first")
+        out_dir = storage.paths.embedding(ref.key)
+        embedding = compute_embedding(ref, sheet_dir, sheet["faces"], out_dir)
+        threshold = ref.config.quality.identity
+        worst = min(embedding.similarities)
+        yield dg.MaterializeResult(
+            metadata={"images": len(embedding.names), "dimensions": int(embedding.anchor.shape[0]),
+                      "min_similarity": worst, "backend": embedding.manifest["backend"], "device": "cpu",
+                      "similarities": dg.MetadataValue.json(embedding.manifest["similarities"])},
+            data_version=content_version([out_dir / "anchor.npy", out_dir / "vectors.npy"]),
+        )
+        below = [n for n, s in zip(embedding.names, embedding.similarities, strict=True) if s < threshold]
+        yield gate("references_agree", not below, worst, threshold, embedding.manifest["backend"],
+                   disagreeing=", ".join(below) or "none")
+
+    return [character_reference, character_embedding]

@@ -1,0 +1,40 @@
+"""Helpers shared by the asset modules: metadata a person can read, data versions from file contents."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from anime_pipeline.imaging import data_uri_thumbnail
+from anime_pipeline.storage import sha256_file
+
+ALL = dg.AllPartitionMapping()
+
+
+def preview(image: np.ndarray, caption: str = "preview") -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{caption}]({data_uri_thumbnail(image)})")
+
+
+def content_version(paths: Iterable[Path]) -> dg.DataVersion:
+    """Data version = hash of the output files, so an identical re-render leaves downstream fresh."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(sha256_file(path).encode())
+    return dg.DataVersion(digest.hexdigest()[:16])
+
+
+def gate(name: str, passed: bool, value: float | int | str, threshold: float | int | str, backend: str,
+         **extra: object) -> dg.AssetCheckResult:
+    metadata = {"value": value, "threshold": threshold, "backend": backend, **extra}
+    return dg.AssetCheckResult(check_name=name, passed=bool(passed), metadata=metadata,
+                               severity=dg.AssetCheckSeverity.ERROR)
+
+
+def blocking(asset: str, *names: str, descriptions: dict[str, str] | None = None) -> list[dg.AssetCheckSpec]:
+    descriptions = descriptions or {}
+    return [dg.AssetCheckSpec(n, asset=asset, blocking=True, description=descriptions.get(n)) for n in names]

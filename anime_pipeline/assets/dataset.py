@@ -1,0 +1,72 @@
+"""approved_dataset: generated candidates → review → auto / human approval → images + captions + manifest."""
+
+import dagster as dg
+
+from anime_pipeline import partitions
+from anime_pipeline.assets.characters import character_embedding
+from anime_pipeline.assets.common import blocking, content_version, gate, preview
+from anime_pipeline.imaging import load_png
+from anime_pipeline.production.characters import load_anchor
+from anime_pipeline.production.dataset import DecisionLog, assemble_dataset, dataset_state, generate_batch
+from anime_pipeline.resources import ProjectResource, RendererResource, ReviewerResource, StorageResource
+from anime_pipeline.settings import Settings
+
+GROUP = "characters"
+
+
+class DatasetConfig(dg.Config):
+    batch_size: int = 3
+    max_batches: int = 4
+
+
+def build(settings: Settings) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions.characters, deps=[character_embedding], group_name=GROUP, code_version="1",
+        pool=settings.renderer_pool, kinds={"image"},
+        check_specs=blocking("enough_approved", "identity", "no_near_duplicates", descriptions={
+            "enough_approved": "Approved images ≥ the character's dataset_target.",
+            "identity": "Every approved image matches the identity anchor (≥ identity threshold).",
+            "no_near_duplicates": "No two approved images are near-duplicates."}),
+    )
+    def approved_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, project: ProjectResource,
+                         storage: StorageResource, renderer: RendererResource, reviewer: ReviewerResource):
+        """Candidates are generated in batches until approved + awaiting review reach the target."""
+        ref = project.load().characters[context.partition_key]
+        paths = storage.paths
+        anchor = load_anchor(paths.embedding(ref.key))
+        log = DecisionLog(paths.decisions_log(ref.key))
+        render, review = renderer.for_show(ref.config), reviewer.for_show(ref.config)
+        target = ref.character.dataset_target
+        batches = 0
+        state = dataset_state(paths.candidates(ref.key), log)
+        while len(state.approved) + len(state.pending) < target and batches < config.max_batches:
+            made = generate_batch(ref, render, review, anchor, paths.candidates(ref.key), log, config.batch_size,
+                                  seed=50_000)
+            batches += 1
+            state = dataset_state(paths.candidates(ref.key), log)
+            context.log.info(f"batch {batches}: {[(c.id, c.record['verdict']['decision']) for c in made]}; "
+                             f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
+        result = assemble_dataset(ref, state, log, anchor, paths.dataset(ref.key), review.name, batches)
+        dataset_dir = paths.dataset(ref.key)
+        first = load_png(state.approved[0].image_path) if state.approved else None
+        metadata = {"approved": len(state.approved), "target": target, "awaiting_review": len(state.pending),
+                    "rejected": len(state.rejected), "new_batches": batches, "reviewer": review.name,
+                    "renderer": render.backend, "device": render.device, "folder": dg.MetadataValue.path(str(dataset_dir))}
+        if first is not None:
+            metadata["preview"] = preview(first, "first approved image")
+        if state.pending:
+            metadata["next_step"] = f"anime-pipeline review list {ref.key}"
+        yield dg.MaterializeResult(metadata=metadata, data_version=content_version(sorted(dataset_dir.glob("*.*"))))
+        q = ref.config.quality
+        worst = min(result.identities.values(), default=0.0)
+        yield gate("enough_approved", len(state.approved) >= target, len(state.approved), target, "count",
+                   awaiting_review=len(state.pending),
+                   hint=f"review with `anime-pipeline review list {ref.key}`" if state.pending else "")
+        yield gate("identity", bool(result.identities) and worst >= q.identity, worst, q.identity,
+                   "weight-free palette signature vs anchor",
+                   below=", ".join(k for k, v in result.identities.items() if v < q.identity) or "none")
+        yield gate("no_near_duplicates", not result.duplicates, len(result.duplicates), 0,
+                   f"SSIM ≥ {q.near_duplicate_similarity} on thumbnails",
+                   pairs=dg.MetadataValue.json([list(d) for d in result.duplicates]))
+
+    return [approved_dataset]

@@ -1,0 +1,66 @@
+"""scene_video: the scene's shots in order with transitions, an audio bed and subtitles."""
+
+import dagster as dg
+
+from anime_pipeline import partitions
+from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
+from anime_pipeline.assets.show_config import scene_spec
+from anime_pipeline.manifest import read_manifest
+from anime_pipeline.media import read_frames
+from anime_pipeline.production.assembly import assemble_scene_video
+from anime_pipeline.resources import ProjectResource, StorageResource
+from anime_pipeline.storage import sha256_file, sha256_json
+
+GROUP = "assembly"
+
+
+def build() -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions.scenes, group_name=GROUP, code_version="1", kinds={"video"},
+        deps=[scene_spec, dg.AssetDep("shot_clip", partition_mapping=ALL)],
+        check_specs=blocking("duration_exact", "audio_present", "scene_continuity", descriptions={
+            "duration_exact": "Frames = Σ shot frames − transition overlaps.",
+            "audio_present": "The scene has an AAC audio track.",
+            "scene_continuity": "Continuity across shot boundaries ≥ threshold."}),
+    )
+    def scene_video(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
+        """Transitions overlap 0.3 s (dissolve / fade / wipe); dialogue becomes subtitles; music at 30 %."""
+        loaded = project.load()
+        ref = loaded.scenes[context.partition_key]
+        paths = storage.paths
+        shot_dirs = [paths.shot(k) for k in ref.shot_keys]
+        missing = [k for k, d in zip(ref.shot_keys, shot_dirs, strict=True) if not (d / "clip.mp4").exists()]
+        if missing:
+            raise dg.Failure(f"scene {ref.key} is missing shot clips {missing}: materialize shot_clip for them first")
+        music = (loaded.files[ref.config.show.slug].parent / ref.scene.music) if ref.scene.music else None
+        if music is not None and not music.exists():
+            raise dg.Failure(f"scene {ref.key}: music file {music} (scenes[].music) does not exist")
+        out_dir = paths.scene(ref.key)
+        fingerprint = sha256_json({"spec": loaded.fingerprints()["scene"][ref.key],
+                                   "clips": [sha256_file(d / "clip.mp4") for d in shot_dirs],
+                                   "music": sha256_file(music) if music else None})
+        manifest = read_manifest(out_dir)
+        if manifest and manifest.get("inputs_fingerprint") == fingerprint and (out_dir / "scene.mp4").exists():
+            context.log.info(f"{ref.key}: shots and scene spec unchanged; keeping the existing scene video")
+        else:
+            result = assemble_scene_video(ref, shot_dirs, out_dir, music, extra_manifest={"inputs_fingerprint": fingerprint})
+            manifest = result.manifest
+        video = manifest["video"]
+        yield dg.MaterializeResult(
+            metadata={"shots": len(ref.shot_keys), "frames": video["frames"], "duration_s": video["duration"],
+                      "transitions": ", ".join(manifest["transitions"]) or "none",
+                      "subtitle_cues": len(manifest["subtitles"]), "audio": video["audio_codec"] or "none",
+                      "continuity": manifest["continuity"]["score"], "backend": manifest["backend"], "device": "cpu",
+                      "video": dg.MetadataValue.path(str(out_dir / "scene.mp4")),
+                      "preview": preview(read_frames(out_dir / "scene.mp4", max_frames=1)[0], "first frame")},
+            data_version=content_version([out_dir / "scene.mp4", out_dir / "scene.srt"]),
+        )
+        yield gate("duration_exact", video["frames"] == manifest["expected_frames"], video["frames"],
+                   manifest["expected_frames"], "decoded frame count", duration_s=video["duration"])
+        yield gate("audio_present", video["audio_codec"] == "aac", video["audio_codec"] or "none", "aac", "ffmpeg probe")
+        threshold = ref.config.quality.scene_continuity
+        yield gate("scene_continuity", manifest["continuity"]["score"] >= threshold, manifest["continuity"]["score"],
+                   threshold, manifest["continuity"]["backend"],
+                   boundaries=dg.MetadataValue.json(manifest["continuity"]["boundaries"]))
+
+    return [scene_video]

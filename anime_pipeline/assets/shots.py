@@ -1,0 +1,97 @@
+"""shot_clip: one clip per shot, rendered with progressive gates and checked frame by frame."""
+
+import dagster as dg
+import numpy as np
+
+from anime_pipeline import partitions
+from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
+from anime_pipeline.assets.show_config import shot_spec
+from anime_pipeline.imaging import load_png
+from anime_pipeline.manifest import read_manifest
+from anime_pipeline.production.adapter import load_adapter_palette
+from anime_pipeline.production.characters import load_anchor
+from anime_pipeline.production.shots import last_frame, render_shot
+from anime_pipeline.resources import DirectorResource, ProjectResource, RendererResource, StorageResource
+from anime_pipeline.settings import Settings
+from anime_pipeline.storage import sha256_file, sha256_json
+
+GROUP = "shots"
+
+
+class ShotConfig(dg.Config):
+    force: bool = False  # re-render even when nothing that determines the clip has changed
+
+
+def build(settings: Settings) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions.shots, group_name=GROUP, code_version="1", pool=settings.renderer_pool,
+        kinds={"video"},
+        deps=[shot_spec, dg.AssetDep("character_lora", partition_mapping=ALL),
+              dg.AssetDep("character_embedding", partition_mapping=ALL)],
+        check_specs=blocking("identity", "temporal_stability", "motion_smoothness", "not_a_still", descriptions={
+            "identity": "Every character in the shot keeps identity ≥ threshold in every frame.",
+            "temporal_stability": "Mean frame-to-frame perceptual change ≤ the temporal LPIPS threshold.",
+            "motion_smoothness": "VBench motion smoothness ≥ threshold.",
+            "not_a_still": "The clip moves: mean frame difference above the motion floor."}),
+    )
+    def shot_clip(context: dg.AssetExecutionContext, config: ShotConfig, project: ProjectResource,
+                  storage: StorageResource, renderer: RendererResource, director: DirectorResource):
+        """Keyframe-to-video for one shot (embedded: the previz renderer animates the shot's motion preset)."""
+        loaded = project.load()
+        ref = loaded.shots[context.partition_key]
+        paths = storage.paths
+        out_dir = paths.shot(ref.key)
+        anchors = {c.slug: load_anchor(paths.embedding(f"{ref.config.show.slug}/{c.slug}")) for c in ref.characters()}
+        adapters = {c.slug: load_adapter_palette(paths.adapter(f"{ref.config.show.slug}/{c.slug}")) for c in ref.characters()}
+        first_frame_path = None
+        if ref.shot.continuity:
+            first_frame_path = last_frame(paths.shot(ref.previous_key)) if ref.previous_key else None
+            if first_frame_path is None:
+                raise dg.Failure(f"shot {ref.key} continues from {ref.previous_key}, which has no frames yet: "
+                                 f"materialize shot_clip for {ref.previous_key} first")
+        fingerprint = sha256_json({
+            "spec": loaded.fingerprints()["shot"][ref.key], "anchors": {s: a.tolist() for s, a in anchors.items()},
+            "adapters": adapters, "first_frame": sha256_file(first_frame_path) if first_frame_path else None,
+        })
+        previous = read_manifest(out_dir)
+        if previous and previous.get("inputs_fingerprint") == fingerprint and not config.force \
+                and (out_dir / "clip.mp4").exists():
+            context.log.info(f"{ref.key}: nothing that determines the clip changed; keeping the existing render")
+            manifest, frames = previous, [load_png(out_dir / "frames" / "0000.png")]
+        else:
+            backend = renderer.for_show(ref.config)
+            first = load_png(first_frame_path) if first_frame_path else None
+            result = render_shot(ref, backend, director.for_show(ref.config), anchors, adapters, first, out_dir,
+                                 extra_manifest={"inputs_fingerprint": fingerprint})
+            for attempt in result.attempts:
+                context.log.info(f"{ref.key} attempt {attempt['attempt']}: quality {attempt['scores']['quality']} "
+                                 f"(threshold {attempt['threshold']}) → {'pass' if attempt['passed'] else 'retry'}")
+            manifest, frames = result.manifest, result.frames
+        yield from _results(ref, manifest, frames, out_dir)
+
+    return [shot_clip]
+
+
+def _results(ref, manifest: dict, frames: list[np.ndarray], out_dir):
+    metrics, q = manifest["metrics"], ref.config.quality
+    yield dg.MaterializeResult(
+        metadata={"frames": manifest["frames"], "duration_s": manifest["duration"], "attempts": len(manifest["attempts"]),
+                  "chosen_attempt": manifest["chosen_attempt"], "quality": metrics["quality"],
+                  "identity": dg.MetadataValue.json(metrics["identity"]), "temporal_change": metrics["temporal_change"],
+                  "motion_smoothness": metrics["motion_smoothness"], "temporal_flickering": metrics["temporal_flickering"],
+                  "backend": manifest["backend"], "device": manifest["device"], "director": manifest["director"],
+                  "prompt": manifest["prompt"], "seed": manifest["attempts"][manifest["chosen_attempt"] - 1]["seed"],
+                  "clip": dg.MetadataValue.path(str(out_dir / "clip.mp4")), "preview": preview(frames[0], "first frame")},
+        data_version=content_version([out_dir / "clip.mp4"]),
+    )
+    chosen = manifest["attempts"][manifest["chosen_attempt"] - 1]["scores"]
+    identity = metrics["identity"]
+    worst = min(identity.values(), default=1.0)
+    yield gate("identity", worst >= q.identity, worst, q.identity, metrics["backends"].get("identity", "n/a"),
+               per_character=dg.MetadataValue.json(identity))
+    yield gate("temporal_stability", chosen["temporal_change"] <= q.temporal_lpips, chosen["temporal_change"],
+               q.temporal_lpips, metrics["backends"]["temporal_change"])
+    yield gate("motion_smoothness", chosen["motion_smoothness"] >= q.motion_smoothness, chosen["motion_smoothness"],
+               q.motion_smoothness, metrics["backends"]["motion_smoothness"])
+    yield gate("not_a_still", chosen["mean_motion"] >= q.min_motion, chosen["mean_motion"], q.min_motion,
+               metrics["backends"]["dynamic_degree"], dynamic_degree=chosen["dynamic_degree"])

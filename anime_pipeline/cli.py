@@ -1,0 +1,222 @@
+"""`anime-pipeline`: demo, dev, validate, sync, status, review, backfill.
+
+Errors print as one line with the fix, never a traceback (set ANIME_PIPELINE_DEBUG=1 for one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from anime_pipeline.config import ConfigError, Project, load_show
+from anime_pipeline.config.loader import show_files
+from anime_pipeline.paths import StoragePaths
+from anime_pipeline.settings import Settings, default_dagster_home
+
+EMBEDDED_INSTANCE_YAML = """\
+# Embedded instance for `anime-pipeline demo` and `dev`: SQLite in this folder, no services needed.
+# Production uses the repository's dagster.yaml (PostgreSQL); see the README.
+concurrency:
+  pools:
+    default_limit: 1   # one step per GPU pool at a time
+telemetry:
+  enabled: false
+"""
+
+
+class CliError(Exception):
+    def __init__(self, message: str, fix: str = ""):
+        super().__init__(message)
+        self.fix = fix
+
+
+def _instance():
+    import dagster as dg
+
+    home = default_dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(EMBEDDED_INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def _project(settings: Settings) -> Project:
+    return Project.load(settings.configs_dir)
+
+
+def cmd_validate(args, settings: Settings) -> int:
+    files = [Path(f) for f in args.files] or show_files(settings.configs_dir)
+    if not files:
+        raise CliError(f"no show files in {settings.configs_dir}", "add a .yaml show file (see project_configs/)")
+    failed = 0
+    for path in files:
+        try:
+            config = load_show(path)
+        except ConfigError as exc:
+            failed += 1
+            print(exc.render(), file=sys.stderr)
+            continue
+        shots = sum(len(s.shots) for e in config.episodes for s in e.scenes)
+        print(f"{path}: ok — {config.show.title!r}: {len(config.characters)} characters, "
+              f"{len(config.episodes)} episodes, {shots} shots")
+    if not args.files and not failed:
+        _project(settings)  # show slugs must also be unique across files
+    return 1 if failed else 0
+
+
+def cmd_sync(args, settings: Settings) -> int:
+    from anime_pipeline.sensors.sync import sync_instance
+
+    plan = sync_instance(_instance(), settings.configs_dir)
+    print(f"synced partitions with {settings.configs_dir}: {plan.summary()}")
+    return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    from anime_pipeline.definitions import build_definitions
+    from anime_pipeline.runner import Runner, plan_for
+    from anime_pipeline.sensors.sync import sync_instance
+
+    start = time.perf_counter()
+    instance = _instance()
+    project = _project(settings)
+    sync_instance(instance, settings.configs_dir)
+    episodes = [k for k in project.episodes if not args.show or k.startswith(f"{args.show}/")]
+    if not episodes:
+        raise CliError(f"no show {args.show!r} in {settings.configs_dir}", f"choose one of {sorted(project.shows)}")
+    plan = plan_for(project, episodes)
+    print(f"rendering {len(episodes)} episode(s) on the embedded defaults (previz renderer, heuristic reviewer, "
+          f"local planner, filesystem library) — Dagster home {instance.root_directory}")
+    runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root))
+    ok = runner.run_plan(plan, project, approve_as="demo")
+    print(f"finished in {time.perf_counter() - start:.1f} s" if ok else "stopped: a gate failed (see above)")
+    if not ok:
+        return 1
+    paths = StoragePaths(settings.storage_root)
+    for key in episodes:
+        print(f"episode: {paths.episode(key) / 'episode.mp4'}")
+    print(f"library: {settings.library_root / 'Shows'}")
+    print("browse it all in the Dagster UI: anime-pipeline dev")
+    return 0
+
+
+def cmd_backfill(args, settings: Settings) -> int:
+    from anime_pipeline.definitions import build_definitions
+    from anime_pipeline.runner import Runner, plan_for
+    from anime_pipeline.sensors.sync import sync_instance
+
+    instance = _instance()
+    project = _project(settings)
+    sync_instance(instance, settings.configs_dir)
+    try:
+        plan = plan_for(project, args.episodes)
+    except KeyError as exc:
+        raise CliError(str(exc.args[0]), "episode keys look like show/episode, e.g. lantern-post/ep01") from None
+    runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root))
+    return 0 if runner.run_plan(plan, project) else 1
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from anime_pipeline.status import collect_status
+
+    for line in collect_status(_instance(), _project(settings), args.show):
+        print(line)
+    return 0
+
+
+def cmd_review(args, settings: Settings) -> int:
+    from anime_pipeline.production.dataset import DecisionLog, dataset_state
+
+    project = _project(settings)
+    if args.character not in project.characters:
+        raise CliError(f"unknown character {args.character!r}", f"choose one of {sorted(project.characters)}")
+    paths = StoragePaths(settings.storage_root)
+    log = DecisionLog(paths.decisions_log(args.character))
+    state = dataset_state(paths.candidates(args.character), log)
+    if args.action == "list":
+        for title, group in (("awaiting review", state.pending), ("approved", state.approved), ("rejected", state.rejected)):
+            print(f"{title}: {len(group)}")
+            for c in group:
+                verdict = c.record["verdict"]
+                print(f"  {c.id}  score {verdict['score']:.2f}  {c.image_path}  {'; '.join(verdict['reasons'])}")
+        return 0
+    known = {c.id for c in [*state.pending, *state.approved, *state.rejected]}
+    ids = [c.id for c in state.pending] if args.all_pending else args.ids
+    unknown = [i for i in ids if i not in known]
+    if unknown or not ids:
+        raise CliError(f"no such candidate(s) {unknown}" if unknown else "name candidates or use --all-pending",
+                       f"see `anime-pipeline review list {args.character}`")
+    decision = "approve" if args.action == "approve" else "reject"
+    for candidate_id in ids:
+        log.record(candidate_id, decision, f"human:{args.user}", args.reason)
+    print(f"{decision}d {len(ids)} candidate(s) of {args.character}; re-materialize approved_dataset to use them")
+    return 0
+
+
+def cmd_dev(args, settings: Settings) -> int:
+    _instance()
+    workspace = Path("workspace.yaml")
+    if not workspace.exists():
+        raise CliError("workspace.yaml not found in this folder", "run `anime-pipeline dev` from the repository root")
+    command = ["dagster", "dev", "-w", str(workspace), "-p", str(args.port)]
+    print(f"starting the Dagster UI on http://127.0.0.1:{args.port} (Dagster home {default_dagster_home()})")
+    return subprocess.call(command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anime-pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="render the sample show end to end on the embedded defaults")
+    demo.add_argument("--show", help="only this show slug")
+    dev = sub.add_parser("dev", help="the Dagster UI on this code location")
+    dev.add_argument("--port", type=int, default=3000)
+    validate = sub.add_parser("validate", help="check show files (all of project_configs/ by default)")
+    validate.add_argument("files", nargs="*")
+    sub.add_parser("sync", help="make Dagster's partitions follow the show files")
+    status = sub.add_parser("status", help="per character and per shot: materialized, gate results")
+    status.add_argument("--show")
+    review = sub.add_parser("review", help="list, approve or reject dataset candidates")
+    review.add_argument("action", choices=["list", "approve", "reject"])
+    review.add_argument("character", help="character key, e.g. lantern-post/hoshi")
+    review.add_argument("ids", nargs="*")
+    review.add_argument("--all-pending", action="store_true")
+    review.add_argument("--user", default=os.environ.get("USER", "reviewer"))
+    review.add_argument("--reason", default="")
+    backfill = sub.add_parser("backfill", help="build everything one or more episodes need, in order")
+    backfill.add_argument("episodes", nargs="+", help="episode keys, e.g. lantern-post/ep01")
+    return parser
+
+
+COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backfill": cmd_backfill,
+            "status": cmd_status, "review": cmd_review, "dev": cmd_dev}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return COMMANDS[args.command](args, settings)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        print("fix: correct the field named above, then run `anime-pipeline validate`", file=sys.stderr)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        if os.environ.get("ANIME_PIPELINE_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        print("fix: run `anime-pipeline validate` and `anime-pipeline sync`; ANIME_PIPELINE_DEBUG=1 shows a traceback",
+              file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

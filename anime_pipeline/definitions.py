@@ -1,0 +1,49 @@
+"""The one place where the whole code location is assembled: assets by domain, jobs, sensors, resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from anime_pipeline import partitions
+from anime_pipeline.assets import characters, dataset, episodes, lora, publish, scenes, shots
+from anime_pipeline.assets.show_config import SPECS
+from anime_pipeline.resources import (DirectorResource, ProjectResource, RendererResource, ReviewerResource,
+                                      StorageResource)
+from anime_pipeline.sensors.sync import project_sync
+from anime_pipeline.settings import Settings
+
+CHARACTER_ASSETS = ("character_reference", "character_embedding", "approved_dataset", "character_lora")
+
+
+def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    """One job per partition level; the demo and CLI backfills run these, in dependency order."""
+    return [
+        dg.define_asset_job("character_job", selection=list(CHARACTER_ASSETS), partitions_def=partitions.characters,
+                            description="Reference sheet → embedding → approved dataset → character adapter."),
+        dg.define_asset_job("shot_job", selection=["shot_clip"], partitions_def=partitions.shots),
+        dg.define_asset_job("scene_job", selection=["scene_video"], partitions_def=partitions.scenes),
+        dg.define_asset_job("episode_job", selection=["episode_video", "jellyfin_publish"],
+                            partitions_def=partitions.episodes),
+    ]
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "project": ProjectResource(configs_dir=str(settings.configs_dir)),
+        "storage": StorageResource(root=str(settings.storage_root), library_root=str(settings.library_root)),
+        "renderer": RendererResource(device=settings.renderer_gpu),
+        "reviewer": ReviewerResource(device=settings.reviewer_gpu),
+        "director": DirectorResource(),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    assets = [*SPECS.values(), *characters.build(settings), *dataset.build(settings), *lora.build(settings),
+              *shots.build(settings), *scenes.build(), *episodes.build(), *publish.build()]
+    return dg.Definitions(
+        assets=assets, jobs=build_jobs(), sensors=[project_sync], resources=build_resources(settings),
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -1,0 +1,332 @@
+"""Weight-free metrics: the embedded defaults that run on a CPU without any model weights.
+
+Each is a stand-in for a model-based metric (ArcFace identity, VBench's AMT smoothness, …)
+and says so in its `backend` string. Images are H×W×3 uint8 RGB arrays; frames of one clip
+share a size. Everything is vectorised per frame so that a 120-frame 512×512 clip scores in
+a few seconds on two cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from anime_pipeline.metrics.scores import Score
+from anime_pipeline.render.base import Box
+
+ColorLike = str | Sequence[int]  # "#rrggbb" or (r, g, b)
+
+PALETTE_BACKEND = "weight-free: palette signature"
+PIXEL_BACKEND = "weight-free: pixel statistics"
+FLICKER_BACKEND = "weight-free: VBench temporal flickering formula"
+SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, linear-blend interpolator"
+SMOOTHNESS_INTERPOLATOR = "linear blend (no AMT weights)"
+
+# Flat cel colours drift by antialiasing and compression; 40 in RGB Euclidean distance keeps a
+# drawn colour together while separating the distinct colours of one character design.
+COLOR_TOLERANCE = 40.0
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5  # radius int(3.5·1.5 + 0.5) = 5: Wang et al.'s 11×11 window
+SSIM_K1, SSIM_K2, SSIM_L = 0.01, 0.03, 255.0
+SHARPNESS_HALF = 100.0  # Laplacian variance ≈ 100 is the usual blurry/sharp cut-off on 8-bit images
+THUMBNAIL_HEIGHT = 64
+MIN_FACE_SHARE = 0.005
+MIN_EYE_PIXELS = 2  # smaller blobs are antialiasing specks, not eyes
+MAX_EYE_SHARE = 0.1  # an eye is small next to its face region
+
+
+# --- colours and regions ---------------------------------------------------------------
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    """'#rrggbb' → (r, g, b)."""
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def _rgb(color: ColorLike) -> np.ndarray:
+    return np.asarray(hex_to_rgb(color) if isinstance(color, str) else tuple(color), dtype=np.int32)
+
+
+def crop(image: np.ndarray, box: Box | None) -> np.ndarray:
+    """The pixels of `box` = (x0, y0, x1, y1), end-exclusive, clipped to the image; None = all."""
+    if box is None:
+        return image
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return image[max(y0, 0):min(y1, height), max(x0, 0):min(x1, width)]
+
+
+def _min_distance_sq(image: np.ndarray, colors: Sequence[ColorLike]) -> np.ndarray:
+    """Per pixel, the squared RGB distance to the nearest of `colors`."""
+    # Channel planes rather than an H×W×3 array: reductions over a length-3 axis are several
+    # times slower in numpy. Integers below 2²⁴ are exact in float32.
+    planes = [image[..., i].astype(np.float32) for i in range(3)]
+    nearest = None
+    for color in colors:
+        r, g, b = (float(v) for v in _rgb(color))
+        distance = (planes[0] - r) ** 2 + (planes[1] - g) ** 2 + (planes[2] - b) ** 2
+        nearest = distance if nearest is None else np.minimum(nearest, distance)
+    return nearest
+
+
+def color_mask(image: np.ndarray, colors: Sequence[ColorLike], tolerance: float = COLOR_TOLERANCE) -> np.ndarray:
+    """H×W bool: pixels within RGB Euclidean distance `tolerance` of any of `colors`."""
+    return _min_distance_sq(image, colors) <= tolerance**2
+
+
+def palette_match(image: np.ndarray, colors: Sequence[ColorLike], tolerance: float = COLOR_TOLERANCE) -> float:
+    """Share (0–1) of the image's pixels within RGB distance `tolerance` of any of `colors`."""
+    if image.size == 0 or not colors:
+        return 0.0
+    return float(color_mask(image, colors, tolerance).mean())
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    """BT.601 luma (0–255, float32); a 2-D array is taken as grayscale already."""
+    if image.ndim == 2:
+        return image.astype(np.float32)
+    return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+# --- identity (ArcFace stand-in) --------------------------------------------------------
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
+
+
+def palette_signature(image: np.ndarray, box: Box | None = None) -> np.ndarray:
+    """512-d colour signature of the region (`box` crop if given): the joint 8×8×8 RGB histogram,
+    square-rooted (Hellinger) and L2-normalised. Same shape as an ArcFace embedding, so the
+    anchor/cosine machinery is shared; an empty region gives the zero vector."""
+    bins = (crop(image, box).reshape(-1, 3) >> 5).astype(np.intp)  # 256 / 8 = 32 levels a bin
+    counts = np.bincount((bins[:, 0] << 6) | (bins[:, 1] << 3) | bins[:, 2], minlength=512)
+    # sqrt(counts)/‖sqrt(counts)‖ equals sqrt(p)/‖sqrt(p)‖, so the histogram needs no normalising
+    return _unit(np.sqrt(counts.astype(np.float64)))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """a·b / (‖a‖‖b‖); 0 when either vector is zero."""
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / norms) if norms > 0 else 0.0
+
+
+def anchor(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """L2-normalised mean of the L2-normalised vectors (an ArcFace-style identity anchor)."""
+    if not len(vectors):
+        raise ValueError("an anchor needs at least one vector")
+    return _unit(np.mean([_unit(np.asarray(v, dtype=np.float64)) for v in vectors], axis=0))
+
+
+def identity_score(frames: Sequence[np.ndarray], boxes_per_frame: Sequence[Box | None], anchor: np.ndarray) -> Score:
+    """per_frame[i] = cosine(palette_signature(frame_i, box_i), anchor), 0 where the frame has no
+    box; value = min over frames (the gate is "identity ≥ threshold in every frame")."""
+    if len(frames) != len(boxes_per_frame) or not len(frames):
+        raise ValueError(f"need one box (or None) per frame, got {len(frames)} frames, {len(boxes_per_frame)} boxes")
+    per_frame = tuple(0.0 if box is None else cosine(palette_signature(frame, box), anchor)
+                      for frame, box in zip(frames, boxes_per_frame))
+    missing = [i for i, box in enumerate(boxes_per_frame) if box is None]
+    return Score("identity", min(per_frame), PALETTE_BACKEND, per_frame, {"frames_without_face": missing})
+
+
+# --- SSIM and near-duplicates ---------------------------------------------------------
+
+class _SsimStats(NamedTuple):
+    gray: np.ndarray
+    mu: np.ndarray
+    mean_sq: np.ndarray  # Gaussian-weighted mean of gray²
+
+
+def _gauss(array: np.ndarray) -> np.ndarray:
+    return ndimage.gaussian_filter(array, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
+
+
+def _ssim_stats(gray: np.ndarray) -> _SsimStats:
+    gray = gray.astype(np.float64)
+    return _SsimStats(gray, _gauss(gray), _gauss(gray * gray))
+
+
+def _ssim_from_stats(x: _SsimStats, y: _SsimStats) -> float:
+    c1, c2 = (SSIM_K1 * SSIM_L) ** 2, (SSIM_K2 * SSIM_L) ** 2
+    covariance = _gauss(x.gray * y.gray) - x.mu * y.mu
+    var_x, var_y = x.mean_sq - x.mu**2, y.mean_sq - y.mu**2
+    ssim_map = ((2 * x.mu * y.mu + c1) * (2 * covariance + c2)) / ((x.mu**2 + y.mu**2 + c1) * (var_x + var_y + c2))
+    # Only windows wholly inside the image count (Wang et al.'s 'valid' filtering); tiny images keep all
+    r = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+    if min(ssim_map.shape) > 2 * r:
+        ssim_map = ssim_map[r:-r, r:-r]
+    return float(ssim_map.mean())
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of the BT.601 grayscale images (Wang et al. 2004): per 11×11 Gaussian window
+    (σ = 1.5) SSIM = (2μxμy + C1)(2σxy + C2) / ((μx² + μy² + C1)(σx² + σy² + C2)),
+    C1 = (0.01·255)², C2 = (0.03·255)², averaged over the windows wholly inside the image."""
+    if a.shape[:2] != b.shape[:2]:
+        raise ValueError(f"SSIM needs equal sizes, got {a.shape[:2]} and {b.shape[:2]}")
+    return _ssim_from_stats(_ssim_stats(_luma(a)), _ssim_stats(_luma(b)))
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """Grayscale, 64 px high, width in proportion (area-averaged)."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width * THUMBNAIL_HEIGHT / height)), THUMBNAIL_HEIGHT)
+    return np.asarray(Image.fromarray(_luma(image)).resize(size, Image.Resampling.BOX))
+
+
+def near_duplicates(images: Sequence[np.ndarray], threshold: float) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, s), i < j, whose SSIM s on 64-px-high grayscale thumbnails is ≥ threshold.
+    Images of different aspect ratios (thumbnail widths) are never duplicates."""
+    stats = [_ssim_stats(_thumbnail(image)) for image in images]
+    pairs = []
+    for i, j in combinations(range(len(stats)), 2):
+        if stats[i].gray.shape == stats[j].gray.shape:
+            similarity = _ssim_from_stats(stats[i], stats[j])
+            if similarity >= threshold:
+                pairs.append((i, j, similarity))
+    return pairs
+
+
+def duplicates_of(image: np.ndarray, others: Sequence[np.ndarray], threshold: float) -> list[tuple[int, float]]:
+    """(index into others, s) for each of `others` whose thumbnail SSIM s with `image` is ≥ threshold
+    (near_duplicates for one image against a set, without comparing the set with itself)."""
+    mine = _ssim_stats(_thumbnail(image))
+    hits = []
+    for index, other in enumerate(others):
+        theirs = _ssim_stats(_thumbnail(other))
+        if theirs.gray.shape == mine.gray.shape:
+            similarity = _ssim_from_stats(mine, theirs)
+            if similarity >= threshold:
+                hits.append((index, similarity))
+    return hits
+
+
+# --- clip metrics -----------------------------------------------------------------------
+
+def _check_frames(frames: Sequence[np.ndarray], minimum: int) -> None:
+    if len(frames) < minimum:
+        raise ValueError(f"need at least {minimum} frames, got {len(frames)}")
+    if any(frame.dtype != np.uint8 for frame in frames):
+        raise ValueError("frames must be uint8 arrays")
+
+
+def _mean_absdiff(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean |a − b| over all pixels and channels, 0–255 (cv2.absdiff then mean)."""
+    # max − min on uint8 is the exact |a − b| without widening the frames to a signed type
+    return float((np.maximum(a, b) - np.minimum(a, b)).mean(dtype=np.float64))
+
+
+def _pair_mae(frames: Sequence[np.ndarray]) -> np.ndarray:
+    return np.array([_mean_absdiff(a, b) for a, b in zip(frames[:-1], frames[1:])])
+
+
+def mean_frame_difference(frames: Sequence[np.ndarray]) -> Score:
+    """per_frame[i] = mean |f_i − f_{i+1}| / 255 (pair i); value = their mean."""
+    _check_frames(frames, 2)
+    motion = _pair_mae(frames) / 255.0
+    return Score("mean_frame_difference", float(motion.mean()), PIXEL_BACKEND, tuple(motion.tolist()))
+
+
+def temporal_flickering(frames: Sequence[np.ndarray]) -> Score:
+    """VBench: MAE_i = mean |f_i − f_{i+1}| (0–255, all pixels and channels);
+    value = (255 − mean_i MAE_i)/255; per_frame[i] = (255 − MAE_i)/255 for pair i."""
+    _check_frames(frames, 2)
+    mae = _pair_mae(frames)
+    per_pair = (255.0 - mae) / 255.0
+    return Score("temporal_flickering", float((255.0 - mae.mean()) / 255.0), FLICKER_BACKEND,
+                 tuple(per_pair.tolist()), {"mean_mae": float(mae.mean())})
+
+
+def _blend(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Midpoint of two uint8 frames, truncated like VBench's tensor2img (floor of (a + b)/2)."""
+    return ((a.astype(np.uint16) + b) >> 1).astype(np.uint8)
+
+
+def motion_smoothness(frames: Sequence[np.ndarray]) -> Score:
+    """VBench's formula with a weight-free interpolator: even frames E_k = f_2k, odd O_k = f_2k+1,
+    I_k = floor((E_k + E_k+1)/2) (linear blend instead of AMT-S), D_k = mean |O_k − I_k| on uint8
+    for k = 0..|E|−2; value = (255 − mean_k D_k)/255; per_frame[k] = (255 − D_k)/255 for frame 2k+1.
+    A blend is exact for motion that is linear in intensity (fades), so it scores real motion
+    lower than AMT would."""
+    _check_frames(frames, 3)
+    even, odd = frames[0::2], frames[1::2]
+    d = np.array([_mean_absdiff(o, _blend(e0, e1)) for e0, e1, o in zip(even[:-1], even[1:], odd)])
+    return Score("motion_smoothness", float((255.0 - d.mean()) / 255.0), SMOOTHNESS_BACKEND,
+                 tuple(((255.0 - d) / 255.0).tolist()),
+                 {"interpolator": SMOOTHNESS_INTERPOLATOR, "frames": [2 * k + 1 for k in range(len(d))]})
+
+
+def dynamic_degree(frames: Sequence[np.ndarray], threshold: float = 0.002) -> Score:
+    """value = share of consecutive pairs whose mean |f_i − f_{i+1}| / 255 exceeds `threshold`
+    (Quality.min_motion); per_frame[i] = that motion for pair i. A still clip scores 0."""
+    _check_frames(frames, 2)
+    motion = _pair_mae(frames) / 255.0
+    return Score("dynamic_degree", float((motion > threshold).mean()), PIXEL_BACKEND, tuple(motion.tolist()),
+                 {"mean_motion": float(motion.mean()), "threshold": threshold})
+
+
+# --- still-image quality ----------------------------------------------------------------
+
+def sharpness(image: np.ndarray) -> float:
+    """v = variance of the 4-neighbour Laplacian of the grayscale image (0–255 scale), mapped to
+    0–1 by the saturating v / (v + 100): 0.5 at the usual blur cut-off, → 1 for crisp line art."""
+    variance = float(ndimage.laplace(_luma(image)).var())
+    return variance / (variance + SHARPNESS_HALF)
+
+
+def exposure(image: np.ndarray) -> float:
+    """1 − |mean luminance − 0.5|·2, luminance in 0–1: 1 for mid-grey mean, 0 for black or white."""
+    return 1.0 - abs(float(_luma(image).mean()) / 255.0 - 0.5) * 2.0
+
+
+def contrast(image: np.ndarray) -> float:
+    """Standard deviation of luminance (0–1) divided by 0.5, its largest possible value."""
+    return min(1.0, float(_luma(image).std()) / 255.0 / 0.5)
+
+
+# --- faces on drawings ------------------------------------------------------------------
+
+def _eye_blobs(image: np.ndarray, eye_rgb: ColorLike, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pixel counts, y centres, x centres) of the connected blobs of eye-coloured pixels;
+    a blob's centre is the middle of its bounding box."""
+    labels, count = ndimage.label(color_mask(image, [eye_rgb], tolerance))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    slices = ndimage.find_objects(labels)
+    cy = np.array([(rows.start + rows.stop - 1) / 2 for rows, _ in slices])
+    cx = np.array([(cols.start + cols.stop - 1) / 2 for _, cols in slices])
+    return sizes, cy.reshape(-1), cx.reshape(-1)
+
+
+def find_faces(image: np.ndarray, skin_rgb: ColorLike, eye_rgb: ColorLike,
+               tolerance: float = COLOR_TOLERANCE, min_share: float = MIN_FACE_SHARE) -> list[Box]:
+    """Faces of drawn characters, largest first: bounding boxes of connected regions of pixels
+    within `tolerance` of `skin_rgb` that cover ≥ `min_share` of the image and whose box holds
+    the centres of ≥ 2 small blobs (2 px to 10 % of the region) within `tolerance` of `eye_rgb`.
+    Meant for flat-coloured previz drawings, not photos or shaded renders."""
+    skin_labels, n_skin = ndimage.label(color_mask(image, [skin_rgb], tolerance))
+    region_sizes = np.bincount(skin_labels.ravel(), minlength=n_skin + 1)[1:]
+    order = np.argsort(region_sizes, kind="stable")[::-1]
+    candidates = order[region_sizes[order] >= min_share * image.shape[0] * image.shape[1]]
+    if not candidates.size:  # the common case on non-drawings: skip labelling the eye colour
+        return []
+    eye_sizes, eye_y, eye_x = _eye_blobs(image, eye_rgb, tolerance)
+    slices = ndimage.find_objects(skin_labels)
+    faces = []
+    for index in candidates:
+        rows, cols = slices[index]
+        small = (eye_sizes >= MIN_EYE_PIXELS) & (eye_sizes <= MAX_EYE_SHARE * region_sizes[index])
+        inside = (eye_y >= rows.start) & (eye_y < rows.stop) & (eye_x >= cols.start) & (eye_x < cols.stop)
+        if np.count_nonzero(small & inside) >= 2:
+            faces.append((cols.start, rows.start, cols.stop, rows.stop))
+    return faces
+
+
+def find_face(image: np.ndarray, skin_rgb: ColorLike, eye_rgb: ColorLike,
+              tolerance: float = COLOR_TOLERANCE) -> Box | None:
+    """The largest face `find_faces` finds (box x0, y0, x1, y1), or None. For previz drawings only."""
+    faces = find_faces(image, skin_rgb, eye_rgb, tolerance)
+    return faces[0] if faces else None

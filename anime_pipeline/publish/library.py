@@ -1,0 +1,95 @@
+"""A Jellyfin-layout media library on the filesystem (protocols.md §3): naming, NFO files, images.
+
+`Shows/{Show} ({year})/Season 01/{Show} S01E01 - {Title}.mp4` with `tvshow.nfo`,
+`season.nfo`, the episode's `.nfo` sidecar and its `-thumb.jpg`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from anime_pipeline.config.schema import Episode, Show
+from anime_pipeline.storage import atomic_path, write_text
+
+RESERVED = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+SEASON = 1
+XML_HEAD = '<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n'
+
+
+def safe_name(text: str) -> str:
+    """Strip characters Jellyfin (and Windows shares) reserve; collapse whitespace; no leading dots."""
+    cleaned = re.sub(r"\s+", " ", RESERVED.sub("", text)).strip().lstrip(".")
+    if not cleaned:
+        raise ValueError(f"{text!r} has no characters left for a file name")
+    return cleaned
+
+
+@dataclass(frozen=True)
+class LibraryPaths:
+    series_dir: Path
+    season_dir: Path
+    video: Path
+    nfo: Path
+    thumb: Path
+
+    @property
+    def all_files(self) -> list[Path]:
+        return [self.series_dir / "tvshow.nfo", self.series_dir / "poster.jpg", self.season_dir / "season.nfo",
+                self.video, self.nfo, self.thumb]
+
+
+def library_paths(library_root: Path, show: Show, episode: Episode) -> LibraryPaths:
+    series = safe_name(f"{show.title} ({show.year})")
+    season_dir = library_root / "Shows" / series / f"Season {SEASON:02d}"
+    base = safe_name(f"{show.title} S{SEASON:02d}E{episode.number:02d} - {episode.title}")
+    return LibraryPaths(season_dir.parent, season_dir, season_dir / f"{base}.mp4", season_dir / f"{base}.nfo",
+                        season_dir / f"{base}-thumb.jpg")
+
+
+def _tag(name: str, value: object) -> str:
+    return f"  <{name}>{escape(str(value))}</{name}>\n"
+
+
+def tvshow_nfo(show: Show) -> str:
+    body = _tag("title", show.title) + _tag("plot", show.storyline.strip()) + _tag("year", show.year)
+    body += _tag("premiered", f"{show.year}-01-01") + "".join(_tag("genre", g) for g in show.genres)
+    body += _tag("studio", show.studio) + _tag("lockdata", "false")
+    return f"{XML_HEAD}<tvshow>\n{body}</tvshow>\n"
+
+
+def season_nfo(show: Show) -> str:
+    body = _tag("title", f"Season {SEASON}") + _tag("seasonnumber", SEASON) + _tag("showtitle", show.title)
+    return f"{XML_HEAD}<season>\n{body}</season>\n"
+
+
+def episode_nfo(show: Show, episode: Episode, runtime_seconds: float) -> str:
+    body = _tag("title", episode.title) + _tag("showtitle", show.title) + _tag("season", SEASON)
+    body += _tag("episode", episode.number) + _tag("plot", episode.synopsis.strip())
+    if episode.aired:
+        body += _tag("aired", episode.aired)
+    body += _tag("runtime", max(1, round(runtime_seconds / 60)))
+    return f"{XML_HEAD}<episodedetails>\n{body}</episodedetails>\n"
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def publish_episode(library_root: Path, show: Show, episode: Episode, video: Path, thumbnail: Path,
+                    runtime_seconds: float) -> LibraryPaths:
+    """Write (or replace) one episode and the series/season metadata; every file lands atomically."""
+    paths = library_paths(library_root, show, episode)
+    _copy(video, paths.video)
+    _copy(thumbnail, paths.thumb)
+    write_text(paths.nfo, episode_nfo(show, episode, runtime_seconds))
+    write_text(paths.series_dir / "tvshow.nfo", tvshow_nfo(show))
+    write_text(paths.season_dir / "season.nfo", season_nfo(show))
+    poster = paths.series_dir / "poster.jpg"
+    if not poster.exists():
+        _copy(thumbnail, poster)
+    return paths

@@ -1,0 +1,85 @@
+"""The renderer interface shared by every backend (previz now, ComfyUI later).
+
+Requests carry everything that determines the output, so a recorded request (in a
+manifest) reproduces the render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from anime_pipeline.config.schema import Character
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels
+
+REFERENCE_POSES = (
+    "front", "three-quarter left", "profile left", "back",
+    "three-quarter right", "profile right", "sitting", "action",
+)
+REFERENCE_EXPRESSIONS = ("neutral", "happy", "sad", "angry", "surprised", "embarrassed")
+
+
+@dataclass(frozen=True)
+class StillRequest:
+    """One image: a reference-sheet panel, a dataset candidate or a keyframe."""
+
+    characters: tuple[Character, ...]
+    prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+    framing: str = "full_body"  # a motion preset name, or "full_body" / "portrait"
+    pose: str = "front"
+    expression: str = "neutral"
+    outfit: str = "default outfit"
+    background: tuple[str, ...] = ()  # world palette, #rrggbb
+    steps: int = 28
+    palette_overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # slug -> role -> #rrggbb
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """One shot: frames animated per the shot type's motion preset."""
+
+    characters: tuple[Character, ...]
+    shot_type: str
+    prompt: str
+    motion_prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+    fps: int
+    n_frames: int
+    background: tuple[str, ...] = ()
+    steps: int = 28
+    first_frame: np.ndarray | None = None  # continuity: start from the previous shot's last frame
+    palette_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class StillResult:
+    image: np.ndarray  # H x W x 3 uint8 RGB
+    face_boxes: dict[str, Box]  # character slug -> face box
+    params: dict[str, Any]  # what the backend actually used, for the manifest
+
+
+@dataclass
+class ClipResult:
+    frames: list[np.ndarray]
+    face_boxes: list[dict[str, Box]]  # per frame
+    params: dict[str, Any]
+
+
+class Renderer(Protocol):
+    backend: str  # e.g. "previz (embedded, CPU)"
+    device: str  # e.g. "cpu" or "cuda:0"
+    version: str
+
+    def render_still(self, request: StillRequest) -> StillResult: ...
+
+    def render_clip(self, request: ClipRequest) -> ClipResult: ...

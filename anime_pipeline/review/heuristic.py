@@ -1,0 +1,113 @@
+"""The embedded reviewer: scores a generated image from pixel statistics and colour evidence,
+with no model weights, and fills the same Verdict a vision LLM would."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from anime_pipeline.config.schema import Character, KeyColors, ReviewThresholds
+from anime_pipeline.metrics import weightfree
+from anime_pipeline.render.base import Box
+from anime_pipeline.review.checklist import check_features
+from anime_pipeline.review.verdict import Verdict, decide
+
+PRESENT_SHARE = 5e-5  # ≈ 20 px of 512×768: the eyes of a full-body drawing still count
+WEIGHTS = {"character_match": 0.5, "completeness": 0.3, "clarity": 0.2}
+NOT_SOLO_TRAINING_FACTOR = 0.5  # other figures in a single-character dataset teach the wrong thing
+
+
+def key_colors(colors: KeyColors) -> dict[str, str]:
+    """Role → #rrggbb for the roles the design sets (accent is optional)."""
+    return {role: color for role, color in colors.model_dump().items() if color is not None}
+
+
+def _clip01(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def _expand(box: Box, factor: float) -> Box:
+    """The box grown by `factor` of its size on every side (hair lies around the face)."""
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * factor, (y1 - y0) * factor
+    return round(x0 - dx), round(y0 - dy), round(x1 + dx), round(y1 + dy)
+
+
+def character_match(image: np.ndarray, face: Box | None, anchor: np.ndarray | None,
+                    roles: dict[str, str]) -> tuple[float, str]:
+    """cosine(palette_signature(face crop), anchor) when both exist; otherwise the share of the
+    face crop (whole image without a face) drawn in the character's key colours."""
+    if anchor is not None and face is not None:
+        return _clip01(weightfree.cosine(weightfree.palette_signature(image, face), anchor)), "palette signature vs anchor"
+    region = weightfree.crop(image, face)
+    where = "face" if face is not None else "whole image, no face found"
+    return weightfree.palette_match(region, list(roles.values())), f"key-colour share of {where}"
+
+
+def present_roles(image: np.ndarray, roles: dict[str, str]) -> dict[str, bool]:
+    """Role → its key colour covers ≥ PRESENT_SHARE of the image (within the colour tolerance)."""
+    return {role: weightfree.palette_match(image, [color]) >= PRESENT_SHARE for role, color in roles.items()}
+
+
+class HeuristicReviewer:
+    """Weight-free triage: character match, clarity, completeness, checklist, duplicates → decide()."""
+
+    name = "heuristic (embedded, weight-free)"
+
+    def review(self, image: np.ndarray, character: Character, face_box: Box | None, anchor: np.ndarray | None,
+               others: Sequence[np.ndarray], thresholds: ReviewThresholds, duplicate_threshold: float) -> Verdict:
+        """score = (0.5·character_match + 0.3·completeness + 0.2·clarity) × share of checkable
+        checks passed (checklist items judged by colour, plus the species check); clarity = mean
+        of sharpness, exposure, contrast; completeness = share of key colours present; solo =
+        exactly one face (find_faces with the skin/eye key colours; the given face_box when none
+        is found); training_value = 10·score, halved when not solo, 0 for a near-duplicate of any
+        of `others` (which is rejected whatever its score)."""
+        appearance = character.appearance
+        roles = key_colors(appearance.key_colors)
+        faces = weightfree.find_faces(image, roles["skin"], roles["eyes"])
+        if face_box is not None and not faces:
+            faces = [face_box]
+        face = face_box if face_box is not None else (faces[0] if faces else None)
+        solo = len(faces) == 1
+
+        match, match_how = character_match(image, face, anchor, roles)
+        sharp, exposed, contrasted = weightfree.sharpness(image), weightfree.exposure(image), weightfree.contrast(image)
+        clarity = _clip01((sharp + exposed + contrasted) / 3)
+        present = present_roles(image, roles)
+        completeness = sum(present.values()) / len(present)
+        face_region = weightfree.crop(image, _expand(face, 0.5)) if face is not None else None
+        checklist = check_features(appearance, present, face_region)
+        # Weak colour evidence; a person confirms every non-human image anyway (decide())
+        species_check = None if appearance.is_human else bool(present["skin"] and face is not None)
+
+        checks = checklist.checked + ([species_check] if species_check is not None else [])
+        base = (WEIGHTS["character_match"] * match + WEIGHTS["completeness"] * completeness
+                + WEIGHTS["clarity"] * clarity)
+        score = _clip01(base * (sum(checks) / len(checks) if checks else 1.0))
+        duplicates = weightfree.duplicates_of(image, others, duplicate_threshold)
+        decision, why = decide(score, solo, appearance.is_human, thresholds)
+        if duplicates:
+            decision = "reject"
+            why = "near-duplicate of " + ", ".join(f"others[{i}] (SSIM {s:.3f} ≥ {duplicate_threshold})"
+                                                   for i, s in duplicates)
+        training_value = 0.0 if duplicates else 10 * score * (1.0 if solo else NOT_SOLO_TRAINING_FACTOR)
+
+        reasons = [
+            f"character match {match:.2f} ({match_how})",
+            f"clarity {clarity:.2f} (sharpness {sharp:.2f}, exposure {exposed:.2f}, contrast {contrasted:.2f})",
+            f"completeness {sum(present.values())}/{len(present)} key colours present"
+            + "".join(f"; missing {role}" for role, ok in present.items() if not ok),
+            "solo" if solo else f"not solo: {len(faces)} faces found",
+        ]
+        reasons += [f"failed check: {item}" for item, ok in checklist.items.items() if not ok]
+        if checklist.unchecked:
+            reasons.append("not checkable weight-free (entered as passed, left to a person): "
+                           + ", ".join(checklist.unchecked))
+        if species_check is not None:
+            reasons.append(f"species check {'passed' if species_check else 'failed'} "
+                           f"({appearance.species}: body colour and a face of it, colour evidence only)")
+        reasons.append(why)
+        return Verdict(character_match=match, clarity=clarity, training_value=min(10.0, training_value), solo=solo,
+                       completeness=completeness, feature_checklist=checklist.items, species_check=species_check,
+                       score=score, decision=decision, reasons=reasons, reviewer=self.name)

@@ -1,0 +1,55 @@
+"""Environment helpers in one place: where configs, artifacts and the Dagster home live, which GPU is whose.
+
+Every setting has an embedded default so that the demo runs with nothing configured.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CPU = "cpu"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def pool_for(device: str) -> str:
+    """The Dagster pool of a device: one pool per GPU (limit 1 in dagster.yaml), one for CPU previz work."""
+    return "cpu" if device == CPU else f"gpu-{device}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    configs_dir: Path
+    storage_root: Path
+    library_root: Path
+    renderer_gpu: str
+    reviewer_gpu: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        storage = Path(_env("ANIME_PIPELINE_STORAGE", "storage")).absolute()
+        return cls(
+            configs_dir=Path(_env("ANIME_PIPELINE_CONFIGS", "project_configs")).absolute(),
+            storage_root=storage,
+            library_root=Path(_env("ANIME_PIPELINE_LIBRARY", str(storage / "library"))).absolute(),
+            renderer_gpu=_env("ANIME_PIPELINE_RENDERER_GPU", CPU),
+            reviewer_gpu=_env("ANIME_PIPELINE_REVIEWER_GPU", CPU),
+        )
+
+    @property
+    def renderer_pool(self) -> str:
+        return pool_for(self.renderer_gpu)
+
+    @property
+    def reviewer_pool(self) -> str:
+        return pool_for(self.reviewer_gpu)
+
+
+def default_dagster_home() -> Path:
+    """The embedded instance (SQLite) used by `demo` and `dev` unless DAGSTER_HOME is set."""
+    return Path(_env("DAGSTER_HOME", ".dagster_home")).absolute()

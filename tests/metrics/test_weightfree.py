@@ -1,0 +1,222 @@
+"""Weight-free metrics against hand-computed values on synthetic images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from anime_pipeline.metrics import weightfree as wf
+from anime_pipeline.metrics.scores import Score
+
+SKIN, EYES, HAIR = (243, 211, 189), (40, 60, 200), (122, 74, 42)
+
+
+def random_image(seed: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def drawn_face(size: tuple[int, int] = (240, 320), centre: tuple[int, int] = (160, 100),
+               skin=SKIN, eyes=EYES, background=(30, 30, 60)) -> np.ndarray:
+    """An ellipse face with two eye dots and a hair cap, like a previz drawing."""
+    image = Image.new("RGB", (size[1], size[0]), background)
+    draw = ImageDraw.Draw(image)
+    cx, cy = centre
+    draw.pieslice((cx - 42, cy - 55, cx + 42, cy + 10), 180, 360, fill=HAIR)
+    draw.ellipse((cx - 35, cy - 40, cx + 35, cy + 45), fill=skin)
+    for ex in (cx - 14, cx + 14):
+        draw.ellipse((ex - 4, cy - 5, ex + 4, cy + 5), fill=eyes)
+    return np.array(image)
+
+
+def gradient_pan(n_frames: int, width: int, step: int) -> list[np.ndarray]:
+    """A horizontal ramp (value = column) panned `step` px per frame."""
+    ramp = np.arange(width + n_frames * step, dtype=np.uint8)
+    strip = np.repeat(np.repeat(ramp[None, :, None], 16, axis=0), 3, axis=2)
+    return [np.ascontiguousarray(strip[:, t * step:t * step + width]) for t in range(n_frames)]
+
+
+# --- clips --------------------------------------------------------------------------
+
+def test_static_clip_is_flicker_free_smooth_and_still():
+    frames = [random_image(1)] * 9
+    assert wf.temporal_flickering(frames).value == 1.0
+    assert wf.motion_smoothness(frames).value == 1.0
+    assert wf.dynamic_degree(frames).value == 0.0
+    assert wf.mean_frame_difference(frames).value == 0.0
+
+
+def test_gradient_pan_has_known_flicker_and_is_perfectly_smooth():
+    frames = gradient_pan(n_frames=10, width=128, step=2)
+    flicker = wf.temporal_flickering(frames)
+    assert flicker.details["mean_mae"] == pytest.approx(2.0)  # every pixel moves up the ramp by 2
+    assert flicker.value == pytest.approx(253 / 255)
+    assert flicker.backend.startswith("weight-free")
+    # a linear blend of a linear ramp is exact: the interpolated frame is the odd frame
+    smooth = wf.motion_smoothness(frames)
+    assert smooth.value == 1.0
+    assert smooth.details["interpolator"] == "linear blend (no AMT weights)"
+    assert wf.dynamic_degree(frames).value == 1.0
+    assert wf.mean_frame_difference(frames).value == pytest.approx(2 / 255)
+
+
+def test_alternating_flash_flickers_and_is_not_smooth():
+    black, white = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)
+    frames = [black, white] * 5
+    assert wf.temporal_flickering(frames).value == pytest.approx(0.0)
+    smooth = wf.motion_smoothness(frames)
+    assert smooth.value < 0.05
+    assert smooth.details["frames"] == [1, 3, 5, 7]  # odd frames between even pairs
+
+
+def test_motion_smoothness_truncates_the_blend_like_vbench():
+    frames = [np.full((4, 4, 3), v, np.uint8) for v in (0, 0, 1)]  # I = floor(0.5) = 0 = O
+    assert wf.motion_smoothness(frames).value == 1.0
+    with pytest.raises(ValueError):
+        wf.motion_smoothness(frames[:2])
+
+
+def test_repeated_still_with_sensor_noise_is_a_still():
+    still = random_image(2, (64, 64))
+    frames = [still.copy() for _ in range(12)]
+    frames[5][0, :10] ^= 1  # a few pixels off by one: far below the motion threshold
+    degree = wf.dynamic_degree(frames, threshold=0.002)
+    assert degree.value == 0.0
+    assert degree.details["mean_motion"] < 0.002
+
+
+def test_dynamic_degree_counts_moving_pairs():
+    a, b = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 40, np.uint8)
+    assert wf.dynamic_degree([a, a, b, b, a]).value == pytest.approx(0.5)
+
+
+def test_frames_must_be_uint8():
+    with pytest.raises(ValueError):
+        wf.temporal_flickering([np.zeros((4, 4, 3))] * 3)
+
+
+def test_worst_frames_are_the_lowest_per_frame_values():
+    score = Score("x", 0.1, "test", per_frame=(0.9, 0.1, 0.5, 0.1))
+    assert score.worst_frames(2) == [1, 3]
+    assert score.worst_frames(0) == []
+
+
+# --- SSIM and duplicates --------------------------------------------------------------
+
+def direct_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Wang et al. 2004 straight from the formula: every 11×11 window wholly inside the image."""
+    offsets = np.arange(-5, 6)
+    window = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * 1.5**2))
+    window /= window.sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    values = []
+    for i in range(5, x.shape[0] - 5):
+        for j in range(5, x.shape[1] - 5):
+            px, py = x[i - 5:i + 6, j - 5:j + 6], y[i - 5:i + 6, j - 5:j + 6]
+            mx, my = (window * px).sum(), (window * py).sum()
+            vx, vy = (window * px**2).sum() - mx**2, (window * py**2).sum() - my**2
+            cxy = (window * px * py).sum() - mx * my
+            values.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_the_direct_formula_on_a_tiny_case():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (17, 19), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)
+    assert wf.ssim(a, b) == pytest.approx(direct_ssim(a, b), abs=1e-9)
+
+
+def test_ssim_identical_is_one_and_negation_is_low():
+    image = random_image(6, (64, 64))
+    assert wf.ssim(image, image) == pytest.approx(1.0)
+    assert wf.ssim(image, 255 - image) < 0.1  # structure term ≈ −1
+    with pytest.raises(ValueError):
+        wf.ssim(image, image[:-1])
+
+
+def test_near_duplicates_finds_a_noisy_copy_but_not_a_different_image():
+    original = drawn_face()
+    noise = np.random.default_rng(4).integers(-3, 4, original.shape)
+    copy = np.clip(original.astype(int) + noise, 0, 255).astype(np.uint8)
+    other = drawn_face(centre=(90, 150), background=(200, 120, 40))
+    pairs = wf.near_duplicates([original, other, copy], threshold=0.97)
+    assert [(i, j) for i, j, _ in pairs] == [(0, 2)]
+    assert pairs[0][2] >= 0.97
+    assert wf.duplicates_of(copy, [other, original], 0.97)[0][0] == 1
+
+
+# --- identity -------------------------------------------------------------------------
+
+def test_palette_signature_is_a_unit_hellinger_histogram():
+    image = np.zeros((10, 10, 3), np.uint8)
+    image[:, :5] = (255, 0, 0)  # bin (7, 0, 0) = 448
+    image[:, 5:] = (0, 0, 40)  # bin (0, 0, 1) = 1
+    signature = wf.palette_signature(image)
+    assert signature.shape == (512,)
+    assert np.linalg.norm(signature) == pytest.approx(1.0)
+    assert signature[448] == pytest.approx(np.sqrt(0.5)) and signature[1] == pytest.approx(np.sqrt(0.5))
+    boxed = wf.palette_signature(image, (0, 0, 5, 10))
+    assert boxed[448] == pytest.approx(1.0)
+
+
+def test_cosine_equals_numpy():
+    a, b = wf.palette_signature(random_image(5)), wf.palette_signature(drawn_face())
+    expected = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    assert wf.cosine(a, b) == pytest.approx(expected)
+    assert wf.cosine(a, np.zeros(512)) == 0.0
+
+
+def test_identity_is_high_for_the_character_and_low_for_a_recoloured_one():
+    face = drawn_face()
+    box = wf.find_face(face, SKIN, EYES)
+    reference = wf.anchor([wf.palette_signature(face, box)])
+    same = wf.identity_score([face, face], [box, box], reference)
+    assert same.value == pytest.approx(1.0)
+    other = drawn_face(skin=(90, 200, 120), eyes=(200, 30, 30))
+    changed = wf.identity_score([face, other, face], [box, box, None], reference)
+    assert changed.per_frame[1] < 0.5
+    assert changed.per_frame[2] == 0.0 and changed.value == 0.0
+    assert changed.details["frames_without_face"] == [2]
+    assert changed.backend == "weight-free: palette signature"
+
+
+# --- faces and stills -------------------------------------------------------------------
+
+def test_find_face_finds_a_drawn_face_and_nothing_on_a_blank_image():
+    box = wf.find_face(drawn_face(), SKIN, EYES)
+    assert box is not None
+    x0, y0, x1, y1 = box
+    assert abs((x0 + x1) / 2 - 160) <= 2 and abs(y1 - 145) <= 2  # the skin ellipse, below the hair cap
+    assert wf.find_face(np.zeros((240, 320, 3), np.uint8), SKIN, EYES) is None
+
+
+def test_find_face_needs_eyes():
+    image = drawn_face(eyes=SKIN)  # a skin-coloured blank oval
+    assert wf.find_face(image, SKIN, EYES) is None
+
+
+def test_find_faces_counts_two_characters():
+    image = drawn_face(size=(240, 400), centre=(100, 100))
+    image[:, 200:] = drawn_face(size=(240, 400), centre=(300, 110))[:, 200:]
+    assert len(wf.find_faces(image, "#f3d3bd", EYES)) == 2
+
+
+def test_palette_match_is_the_share_of_matching_pixels():
+    image = np.zeros((10, 10, 3), np.uint8)
+    image[:4] = (250, 10, 10)
+    assert wf.palette_match(image, ["#ff0000"]) == pytest.approx(0.4)
+    assert wf.palette_match(image, ["#ff0000", "#000000"]) == pytest.approx(1.0)
+    assert wf.palette_match(image, ["#00ff00"]) == 0.0
+
+
+def test_sharpness_exposure_contrast():
+    image = drawn_face()
+    blurred = np.asarray(Image.fromarray(image).resize((40, 30)).resize((320, 240), Image.Resampling.BILINEAR))
+    assert 0 <= wf.sharpness(blurred) < wf.sharpness(image) <= 1
+    assert wf.exposure(np.full((8, 8, 3), 128, np.uint8)) == pytest.approx(1.0, abs=0.01)
+    assert wf.exposure(np.zeros((8, 8, 3), np.uint8)) == 0.0
+    checker = (np.indices((8, 8)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    assert wf.contrast(np.stack([checker] * 3, axis=2)) == pytest.approx(1.0)
+    assert wf.contrast(np.full((8, 8, 3), 90, np.uint8)) == 0.0
