@@ -25,6 +25,7 @@ class StepOutcome:
     seconds: float
     failed_checks: list[str] = field(default_factory=list)
     error: str = ""
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class Runner:
             if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
                 error = event.step_failure_data.error.message.strip().splitlines()[0]
                 break
-        outcome = StepOutcome(job_name, partition, result.success, time.perf_counter() - start, failed, error)
+        outcome = StepOutcome(job_name, partition, result.success, time.perf_counter() - start, failed, error,
+                              result.run_id)
         self.outcomes.append(outcome)
         self._done += 1
         status = "ok" if outcome.success else "FAILED"

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]:
@@ -31,6 +34,8 @@ def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes 0600 files; published media must be readable by e.g. the Jellyfin server.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -64,8 +69,13 @@ def append_jsonl(target: Path | str, record: dict[str, Any]) -> None:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    with open(target, "a", encoding="utf-8") as fh:
-        fh.write(line)
+    with open(target, "a+b") as fh:
+        # After a crash mid-append the last line is torn; start on a fresh line so this record survives.
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write(line.encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -57,6 +57,9 @@ class MediaError(RuntimeError):
 
 @dataclass(frozen=True)
 class MediaInfo:
+    """What a decode of the file found: `frames` is the decoded video frame count (None without
+    video) and `duration` the end of the longest stream, to the microsecond."""
+
     path: Path
     duration: float
     video_codec: str | None
@@ -140,7 +143,7 @@ def probe(path: Path | str) -> MediaInfo:
     streams = _stream_lines(stderr, "Input")
     progress = _progress(proc.stdout.decode(errors="replace"))
     end_us = progress.get("out_time_us", "N/A")
-    if not streams or not end_us.lstrip("-").isdigit():
+    if not streams or not end_us.isdigit():
         raise MediaError(path, "no decodable audio or video", stderr)
     video, audio = streams.get("Video"), streams.get("Audio")
     width, height, fps = _video_geometry(video) if video else (None, None, None)
@@ -167,7 +170,8 @@ def decode_check(path: Path | str) -> None:
 
 
 def read_frames(path: Path | str, max_frames: int | None = None) -> np.ndarray:
-    """Decoded frames as an (N, H, W, 3) uint8 RGB array."""
+    """Decoded frames as an (N, H, W, 3) uint8 RGB array (read-only: it wraps ffmpeg's output
+    without a copy; `.copy()` it to draw on it)."""
     path = Path(path)
     _require_file(path)
     limit = ["-frames:v", str(max_frames)] if max_frames is not None else []
@@ -181,7 +185,7 @@ def read_frames(path: Path | str, max_frames: int | None = None) -> np.ndarray:
     line = _stream_lines(proc.stderr.decode(errors="replace"), "Output").get("Video", "")
     width, height, _ = _video_geometry(line)
     if width is None or height is None:
-        raise MediaError(path, "no video stream", proc.stderr.decode(errors="replace"))
+        raise MediaError(path, "cannot tell the decoded frame size", proc.stderr.decode(errors="replace"))
     return np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
 
 
@@ -193,7 +197,7 @@ def _video_codec(crf: int = VIDEO_CRF, preset: str = VIDEO_PRESET) -> list[str]:
 
 
 def _mp4(tmp: Path) -> list[str]:
-    """AAC audio into an MP4 container; the format is forced as the temp name is not ours to trust."""
+    """AAC audio into an MP4 container, named explicitly rather than guessed from the file name."""
     audio = ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(SAMPLE_RATE), "-ac", "2"]
     return [*audio, "-movflags", "+faststart", "-f", "mp4", "-y", str(tmp)]
 
@@ -261,8 +265,8 @@ def encode_clip(
     fps: int,
     out: Path,
     audio: Path | None = None,
-    crf: int = 20,
-    preset: str = "veryfast",
+    crf: int = VIDEO_CRF,
+    preset: str = VIDEO_PRESET,
 ) -> MediaInfo:
     """Encode HxWx3 uint8 RGB frames to H.264 + AAC; the audio is fitted to the video length."""
     out = Path(out)
@@ -300,7 +304,8 @@ def mix_audio(
     total = _samples(duration)
     inputs = _inputs([clip for _, clip in voice])
     chains = [f"{_SILENCE},atrim=end_sample={total}[base]"]
-    chains += [f"[{i}:a]{_AUDIO_FORMAT},adelay=delays={_samples(start)}S:all=1[v{i}]" for i, (start, _) in enumerate(voice)]
+    for index, (start, _) in enumerate(voice):
+        chains.append(f"[{index}:a]{_AUDIO_FORMAT},adelay=delays={_samples(start)}S:all=1[v{index}]")
     pads = "[base]" + "".join(f"[v{i}]" for i in range(len(voice)))
     if music is not None:
         # Loop the bed forever and let atrim cut it: the bed may be shorter than the scene.
@@ -324,17 +329,19 @@ def _music_bed(index: int, duration: float, volume: float, fade: float) -> str:
     return chain + "[music]"
 
 
-def _uniform(infos: Sequence[MediaInfo], fps: float | None = None) -> None:
-    """All clips must share size and frame rate: xfade and concat cannot mix them."""
+def _common_fps(infos: Sequence[MediaInfo], fps: float | None = None) -> float:
+    """The frame rate all clips share (`fps`, or the first clip's); xfade and concat cannot mix
+    sizes or rates, so a clip that differs is an error naming it."""
     first = infos[0]
-    fps = first.fps if fps is None else fps
+    expected = first.fps if fps is None else fps
     for info in infos:
-        if info.frames is None or not info.frames:
+        if not info.frames:
             raise MediaError(info.path, "has no video frames")
         if (info.width, info.height) != (first.width, first.height):
             raise MediaError(info.path, f"is {info.width}x{info.height}, expected {first.width}x{first.height}")
-        if info.fps is None or fps is None or abs(info.fps - fps) > 0.01:
-            raise MediaError(info.path, f"is {info.fps} fps, expected {fps}")
+        if info.fps is None or expected is None or abs(info.fps - expected) > 0.01:
+            raise MediaError(info.path, f"is {info.fps} fps, expected {expected}")
+    return expected
 
 
 def _xfade_graph(frames: Sequence[int], transitions: Sequence[str], k: int, fps: int) -> list[str]:
@@ -382,7 +389,7 @@ def assemble_scene(
     if unknown:
         raise ValueError(f"unknown transitions {unknown}; use one of {sorted(XFADE_TRANSITIONS)}")
     infos = [probe(clip) for clip in clips]
-    _uniform(infos, fps)
+    _common_fps(infos, fps)
     k = round(overlap * fps)
     frames = [info.frames or 0 for info in infos]
     for index, info in enumerate(infos):
@@ -405,8 +412,7 @@ def concat_videos(paths: Sequence[Path], out: Path) -> MediaInfo:
     if not paths:
         raise ValueError("concat_videos needs at least one video")
     infos = [probe(path) for path in paths]
-    _uniform(infos)
-    fps = infos[0].fps or 0.0
+    fps = _common_fps(infos)
     chains, pads = [], []
     for index, info in enumerate(infos):
         frames = info.frames or 0

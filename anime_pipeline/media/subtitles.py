@@ -33,7 +33,8 @@ def _timestamp(seconds: float) -> str:
 
 
 def _seconds(hours: str, minutes: str, secs: str, millis: str) -> float:
-    return int(hours) * 3600 + int(minutes) * 60 + int(secs) + int(millis) / 1000
+    # One division of whole milliseconds gives the float nearest the written value.
+    return ((int(hours) * 60 + int(minutes)) * 60_000 + int(secs) * 1000 + int(millis)) / 1000
 
 
 def _lines(text: str) -> str:

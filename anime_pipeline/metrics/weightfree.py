@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from anime_pipeline.imaging import hex_to_rgb
 from anime_pipeline.metrics.scores import Score
 from anime_pipeline.render.base import Box
 
@@ -42,13 +43,8 @@ MAX_EYE_SHARE = 0.1  # an eye is small next to its face region
 
 # --- colours and regions ---------------------------------------------------------------
 
-def hex_to_rgb(color: str) -> tuple[int, int, int]:
-    """'#rrggbb' → (r, g, b)."""
-    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
-
-
-def _rgb(color: ColorLike) -> np.ndarray:
-    return np.asarray(hex_to_rgb(color) if isinstance(color, str) else tuple(color), dtype=np.int32)
+def _rgb(color: ColorLike) -> tuple[int, int, int]:
+    return hex_to_rgb(color) if isinstance(color, str) else (int(color[0]), int(color[1]), int(color[2]))
 
 
 def crop(image: np.ndarray, box: Box | None) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from anime_pipeline.config.project import CharacterRef
-from anime_pipeline.imaging import hex_to_rgb, load_png, save_png
+from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import Timings, base_manifest, file_entry, write_manifest
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.prompts import negative_prompt, still_prompt
@@ -51,7 +51,7 @@ def _slug(text: str) -> str:
 
 def detect_face(image: np.ndarray, ref: CharacterRef) -> Box | None:
     colors = ref.character.appearance.key_colors
-    return weightfree.find_face(image, hex_to_rgb(colors.skin), hex_to_rgb(colors.eyes))
+    return weightfree.find_face(image, colors.skin, colors.eyes)
 
 
 def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, seed: int, show_dir: Path) -> ReferenceSheet:

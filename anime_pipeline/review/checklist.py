@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from anime_pipeline.config.schema import Appearance
-from anime_pipeline.metrics.weightfree import hex_to_rgb, palette_match
+from anime_pipeline.imaging import hex_to_rgb
+from anime_pipeline.metrics.weightfree import palette_match
 
 # Most specific role first: "glowing tail" is evidence for the accent, not for the fur
 ROLE_WORDS: dict[str, tuple[str, ...]] = {

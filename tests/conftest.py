@@ -1,0 +1,44 @@
+"""Shared fixtures: the sample show, isolated storage and Dagster homes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "project_configs" / "lantern_post.yaml"
+
+
+@pytest.fixture
+def sample_text() -> str:
+    return SAMPLE.read_text()
+
+
+@pytest.fixture
+def configs_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "project_configs"
+    folder.mkdir()
+    shutil.copy(SAMPLE, folder / SAMPLE.name)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path, configs_dir: Path):
+    from anime_pipeline.settings import Settings
+
+    storage = tmp_path / "storage"
+    return Settings(configs_dir=configs_dir, storage_root=storage, library_root=storage / "library",
+                    renderer_gpu="cpu", reviewer_gpu="cpu")
+
+
+@pytest.fixture
+def instance(tmp_path: Path):
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import yaml
+
+from anime_pipeline.cli import main
+
+
+def test_validate_ok(configs_dir, monkeypatch, capsys):
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
+    assert main(["validate"]) == 0
+    assert "ok — 'Lantern Post': 2 characters, 1 episodes, 5 shots" in capsys.readouterr().out
+
+
+def test_validate_bad_file_is_one_clear_line(tmp_path, sample_text, capsys):
+    data = yaml.safe_load(sample_text)
+    data["episodes"][0]["scenes"][1]["shots"][0]["duration"] = 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["validate", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"{bad}:") and "episodes[0].scenes[1].shots[0].duration: Input should be greater than 0.5" in err[0]
+    assert "Traceback" not in err[0]
+
+
+def test_unknown_character_for_review_names_the_fix(configs_dir, monkeypatch, capsys):
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
+    assert main(["review", "list", "lantern-post/nobody"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown character 'lantern-post/nobody'" in err and "fix: choose one of" in err
+
+
+def test_review_decisions_are_appended_and_survive(configs_dir, tmp_path, monkeypatch, capsys):
+    from anime_pipeline.paths import StoragePaths
+    from anime_pipeline.production.dataset import DecisionLog, dataset_state
+    from anime_pipeline.storage import write_json
+
+    storage = tmp_path / "storage"
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
+    monkeypatch.setenv("ANIME_PIPELINE_STORAGE", str(storage))
+    paths = StoragePaths(storage)
+    key = "lantern-post/hoshi"
+    for cid in ("c0000", "c0001"):
+        (paths.candidates(key)).mkdir(parents=True, exist_ok=True)
+        (paths.candidates(key) / f"{cid}.png").write_bytes(b"png")
+        write_json(paths.candidates(key) / f"{cid}.json", {"id": cid, "verdict": {"score": 0.9, "reasons": []}})
+        DecisionLog(paths.decisions_log(key)).record(cid, "human_review", "auto:heuristic", "non-human")
+    assert main(["review", "approve", key, "c0000", "--user", "ana"]) == 0
+    assert main(["review", "reject", key, "--all-pending", "--user", "ana", "--reason", "off-model"]) == 0
+    with open(paths.decisions_log(key), "a") as fh:
+        fh.write('{"candidate": "c0001", "decis')  # a crash mid-append must not lose earlier decisions
+    state = dataset_state(paths.candidates(key), DecisionLog(paths.decisions_log(key)))
+    assert [c.id for c in state.approved] == ["c0000"] and [c.id for c in state.rejected] == ["c0001"]
+    assert main(["review", "approve", key, "c9999"]) == 2

@@ -1,0 +1,65 @@
+"""The production dagster.yaml against the real PostgreSQL server: a fresh database per run, dropped after."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from anime_pipeline.definitions import build_definitions
+from anime_pipeline.sensors.sync import sync_instance
+from anime_pipeline.settings import Settings
+
+from conftest import REPO
+
+psycopg2 = pytest.importorskip("psycopg2")
+PG = {"host": os.environ.get("ANIME_PIPELINE_TEST_PG_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
+
+
+@pytest.fixture
+def database():
+    name = f"anime_pipeline_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg2.connect(dbname="postgres", **PG)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable on {PG['host']}:5432 ({exc}); .ci/run starts it")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_production_instance_on_postgres(database, tmp_path, configs_dir, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    for key, value in {"HOST": PG["host"], "PORT": "5432", "USER": "postgres", "PASSWORD": "", "DB": database}.items():
+        monkeypatch.setenv(f"ANIME_PIPELINE_PG_{key}", value)
+    storage = tmp_path / "storage"
+    settings = Settings(configs_dir, storage, storage / "library", "cpu", "cpu")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        sync_instance(instance, configs_dir)
+        result = build_definitions(settings).resolve_job_def("character_job").execute_in_process(
+            partition_key="lantern-post/mio", instance=instance, asset_selection=[
+                dg.AssetKey("character_reference"), dg.AssetKey("character_embedding")])
+        assert result.success
+        run_id = result.run_id
+    # A fresh instance reads everything back from PostgreSQL.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(run_id).is_success
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("character_embedding"), asset_partitions=["lantern-post/mio"]), limit=1).records
+        assert records and records[0].asset_materialization.metadata["dimensions"].value == 512
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("character_embedding"), "references_agree")])
+        evaluation = next(iter(checks.values())).event.dagster_event.event_specific_data.evaluation
+        assert evaluation.passed and evaluation.metadata["threshold"].value == 0.70
+        assert set(instance.get_dynamic_partitions("shots")) >= {"lantern-post/ep01/sc01/sh01"}
