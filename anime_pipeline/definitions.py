@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from anime_pipeline import partitions
 from anime_pipeline.assets import characters, dataset, episodes, lora, publish, scenes, shots
 from anime_pipeline.assets.show_config import SPECS
 from anime_pipeline.resources import (DirectorResource, ProjectResource, RendererResource, ReviewerResource,
@@ -18,12 +17,11 @@ CHARACTER_ASSETS = ("character_reference", "character_embedding", "approved_data
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     """One job per partition level; the demo and CLI backfills run these, in dependency order."""
     return [
-        dg.define_asset_job("character_job", selection=list(CHARACTER_ASSETS), partitions_def=partitions.characters,
+        dg.define_asset_job("character_job", selection=list(CHARACTER_ASSETS),
                             description="Reference sheet → embedding → approved dataset → character adapter."),
-        dg.define_asset_job("shot_job", selection=["shot_clip"], partitions_def=partitions.shots),
-        dg.define_asset_job("scene_job", selection=["scene_video"], partitions_def=partitions.scenes),
-        dg.define_asset_job("episode_job", selection=["episode_video", "jellyfin_publish"],
-                            partitions_def=partitions.episodes),
+        dg.define_asset_job("shot_job", selection=["shot_clip"]),
+        dg.define_asset_job("scene_job", selection=["scene_video"]),
+        dg.define_asset_job("episode_job", selection=["episode_video", "jellyfin_publish"]),
     ]
 
 

@@ -38,7 +38,7 @@ def _gates(instance: dg.DagsterInstance, asset: str, partition: str) -> str:
         if record is None or record.event is None:
             parts.append(f"{key.name} –")
             continue
-        evaluation = record.event.dagster_event.event_specific_data.evaluation
+        evaluation = record.event.dagster_event.event_specific_data
         value = evaluation.metadata.get("value")
         shown = f"={value.value}" if value is not None else ""
         parts.append(f"{key.name}{shown} {'✓' if evaluation.passed else '✗'}")

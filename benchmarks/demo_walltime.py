@@ -35,6 +35,7 @@ def one_run() -> tuple[float, dict[str, float]]:
         shutil.copytree(REPO / "project_configs", configs)
         storage = root / "storage"
         settings = Settings(configs, storage, storage / "library", "cpu", "cpu")
+        (root / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
             start = time.perf_counter()
             sync_instance(instance, configs)

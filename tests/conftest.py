@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+EMBEDDED_OVERRIDES = {"concurrency": {"pools": {"default_limit": 1}}}
 SAMPLE = REPO / "project_configs" / "lantern_post.yaml"
 
 
@@ -39,6 +40,5 @@ def instance(tmp_path: Path):
 
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n")
-    with dg.instance_for_test(temp_dir=str(home)) as inst:
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as inst:
         yield inst

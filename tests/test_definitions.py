@@ -60,7 +60,8 @@ def test_gpu_steps_claim_their_device_pool(settings):
         assert snapshot[name]["pools"] == ["gpu-0"], name
 
 
-def test_dagster_definitions_validate_through_workspace_yaml():
+def test_dagster_definitions_validate_through_workspace_yaml(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}  # the embedded instance, not the machine's PostgreSQL
     result = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-                            cwd=REPO, capture_output=True, text=True, timeout=240)
+                            cwd=REPO, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -19,7 +19,7 @@ from anime_pipeline.runner import Runner, plan_for
 from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
 
-from conftest import SAMPLE
+from conftest import EMBEDDED_OVERRIDES, SAMPLE
 
 EPISODE = "lantern-post/ep01"
 
@@ -33,7 +33,8 @@ def produced(tmp_path_factory):
     shutil.copy(SAMPLE, configs / SAMPLE.name)
     storage = root / "storage"
     settings = Settings(configs, storage, storage / "library", "cpu", "cpu")
-    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
         sync_instance(instance, configs)
         project = Project.load(configs)
         lines: list[str] = []

@@ -48,7 +48,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=[character_reference], group_name=GROUP, code_version="1",
         kinds={"numpy"},
-        check_specs=blocking("references_agree", descriptions={
+        check_specs=blocking("character_embedding", "references_agree", descriptions={
             "references_agree": "Every reference face agrees with the anchor (cosine ≥ identity threshold)."}),
     )
     def character_embedding(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):

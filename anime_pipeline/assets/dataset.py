@@ -3,7 +3,6 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.characters import character_embedding
 from anime_pipeline.assets.common import blocking, content_version, gate, preview
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.characters import load_anchor
@@ -21,9 +20,9 @@ class DatasetConfig(dg.Config):
 
 def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=partitions.characters, deps=[character_embedding], group_name=GROUP, code_version="1",
+        partitions_def=partitions.characters, deps=["character_embedding"], group_name=GROUP, code_version="1",
         pool=settings.renderer_pool, kinds={"image"},
-        check_specs=blocking("enough_approved", "identity", "no_near_duplicates", descriptions={
+        check_specs=blocking("approved_dataset", "enough_approved", "identity", "no_near_duplicates", descriptions={
             "enough_approved": "Approved images ≥ the character's dataset_target.",
             "identity": "Every approved image matches the identity anchor (≥ identity threshold).",
             "no_near_duplicates": "No two approved images are near-duplicates."}),

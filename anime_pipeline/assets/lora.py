@@ -3,7 +3,6 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.dataset import GROUP
 from anime_pipeline.assets.common import blocking, content_version, gate, preview
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.adapter import ADAPTER_FILE, TRAINER, train_adapter
@@ -11,12 +10,14 @@ from anime_pipeline.production.characters import load_anchor
 from anime_pipeline.resources import ProjectResource, RendererResource, StorageResource
 from anime_pipeline.settings import Settings
 
+GROUP = "characters"
+
 
 def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=["approved_dataset"], group_name=GROUP, code_version="1",
         pool=settings.renderer_pool, kinds={"json"},
-        check_specs=blocking("loss_fell", "keeps_identity", descriptions={
+        check_specs=blocking("character_lora", "loss_fell", "keeps_identity", descriptions={
             "loss_fell": "Training loss at the end is below the loss at the start.",
             "keeps_identity": "A render with the adapter keeps identity ≥ the identity threshold."}),
     )

@@ -105,6 +105,23 @@ def palette_signature(image: np.ndarray, box: Box | None = None) -> np.ndarray:
     return _unit(np.sqrt(counts.astype(np.float64)))
 
 
+def colour_mood(image: np.ndarray) -> np.ndarray:
+    """64-d coarse colour signature of a whole frame: the joint 4×4×4 RGB histogram, square-rooted
+    and L2-normalised. Coarse on purpose: it compares a scene's light and palette across cuts,
+    not the exact colours of whoever is in frame."""
+    bins = (image.reshape(-1, 3) >> 6).astype(np.intp)  # 256 / 4 = 64 levels a bin
+    counts = np.bincount((bins[:, 0] << 4) | (bins[:, 1] << 2) | bins[:, 2], minlength=64)
+    return _unit(np.sqrt(counts.astype(np.float64)))
+
+
+def scene_continuity(last_frames: Sequence[np.ndarray], first_frames: Sequence[np.ndarray]) -> Score:
+    """Continuity across each cut i → i+1: cosine of `colour_mood` of shot i's last frame and shot
+    i+1's first frame; value = the worst cut (1.0 when there is no cut)."""
+    per_cut = tuple(cosine(colour_mood(a), colour_mood(b)) for a, b in zip(last_frames, first_frames, strict=True))
+    return Score("scene_continuity", min(per_cut, default=1.0), "weight-free: coarse colour continuity across cuts",
+                 per_cut)
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """a·b / (‖a‖‖b‖); 0 when either vector is zero."""
     norms = float(np.linalg.norm(a) * np.linalg.norm(b))

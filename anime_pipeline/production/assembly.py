@@ -10,7 +10,8 @@ import numpy as np
 
 from anime_pipeline.config.project import EpisodeRef, SceneRef
 from anime_pipeline.manifest import base_manifest, file_entry, read_manifest, write_manifest
-from anime_pipeline.media import Cue, MediaInfo, assemble_scene, concat_videos, mix_audio, probe, read_frames, thumbnail, write_srt
+from anime_pipeline.imaging import load_png
+from anime_pipeline.media import Cue, MediaInfo, assemble_scene, concat_videos, mix_audio, probe, thumbnail, write_srt
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.storage import write_json
 
@@ -47,14 +48,10 @@ def dialogue_cues(ref: SceneRef, shot_frames: list[int], fps: int) -> list[Cue]:
     return cues
 
 
-def boundary_scores(shot_dirs: list[Path]) -> list[float]:
-    """Palette continuity across each cut: cosine of whole-frame palette signatures, last frame vs next first."""
-    scores = []
-    for before, after in zip(shot_dirs, shot_dirs[1:]):
-        last = read_frames(before / "clip.mp4")[-1]
-        first = read_frames(after / "clip.mp4", max_frames=1)[0]
-        scores.append(round(weightfree.cosine(weightfree.palette_signature(last), weightfree.palette_signature(first)), 4))
-    return scores
+def continuity(shot_dirs: list[Path]):
+    """Scene continuity across every cut, from each shot's saved last and first frames."""
+    frames = [sorted((d / "frames").glob("*.png")) for d in shot_dirs]
+    return weightfree.scene_continuity([load_png(f[-1]) for f in frames[:-1]], [load_png(f[0]) for f in frames[1:]])
 
 
 def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, music: Path | None,
@@ -73,8 +70,7 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
                            overlap=OVERLAP_SECONDS, audio=audio)
     cues = dialogue_cues(ref, shot_frames, fps)
     srt_path = write_srt(cues, out_dir / "scene.srt")
-    boundaries = boundary_scores(shot_dirs)
-    continuity = min(boundaries) if boundaries else 1.0
+    across_cuts = continuity(shot_dirs)
     manifest = base_manifest(
         "scene_video", ref.key, "ffmpeg (imageio-ffmpeg static build)", "cpu",
         shots=ref.shot_keys, shot_frames=shot_frames, transitions=transitions, overlap_frames=k, fps=fps,
@@ -83,12 +79,12 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
                "audio_codec": video.audio_codec, "width": video.width, "height": video.height},
         audio={"dialogue": "none configured (silence)", "music": str(music) if music else None, "music_volume": 0.3},
         subtitles=[{"start": c.start, "end": c.end, "text": c.text} for c in cues],
-        continuity={"backend": "weight-free: palette continuity across cuts", "boundaries": boundaries,
-                    "score": continuity},
+        continuity={"backend": across_cuts.backend, "boundaries": [round(v, 4) for v in across_cuts.per_frame],
+                    "score": round(across_cuts.value, 4)},
         files=[file_entry(out_dir / "scene.mp4", out_dir), file_entry(srt_path, out_dir)], **(extra_manifest or {}),
     )
     write_manifest(out_dir, manifest)
-    return SceneResult(video, srt_path, expected, continuity, manifest)
+    return SceneResult(video, srt_path, expected, round(across_cuts.value, 4), manifest)
 
 
 @dataclass(frozen=True)

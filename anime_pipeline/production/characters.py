@@ -17,7 +17,9 @@ from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, B
 from anime_pipeline.storage import atomic_path
 
 SHEET_COLUMNS = 7
-FACELESS_POSES = {"back"}  # no face is expected in a view from behind
+# A frontal face finder is not expected to find a face from behind or in profile (one eye);
+# a profile face it does find is still used for the anchor.
+NO_FACE_EXPECTED = {"back", "profile left", "profile right"}
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,9 @@ def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, 
             result = renderer.render_still(request)
         path = out_dir / f"{kind}-{_slug(label)}.png"
         save_png(path, result.image)
-        face_expected = not (kind == "pose" and pose in FACELESS_POSES)
+        face_expected = not (kind == "pose" and pose in NO_FACE_EXPECTED)
         with timings.phase("face_detection"):
-            box = detect_face(result.image, ref) if face_expected else None
+            box = detect_face(result.image, ref) if pose != "back" else None
         panels.append(Panel(path.stem, kind, path, box, face_expected))
         requests.append({"panel": path.stem, "prompt": request.prompt, "negative_prompt": request.negative_prompt,
                          "seed": request.seed, "pose": pose, "expression": expression, "framing": framing,

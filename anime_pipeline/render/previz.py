@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from anime_pipeline.config.schema import Character
+from anime_pipeline.metrics import weightfree
 from anime_pipeline.render.base import Box, ClipRequest, ClipResult, StillRequest, StillResult
 
 RGB = tuple[int, int, int]
@@ -33,6 +34,7 @@ FBox = tuple[float, float, float, float]
 
 ROLES = ("hair", "skin", "eyes", "outfit", "accent")
 SUPERSAMPLE = 2
+SMALL_EYE_PX = 4.0  # eyes narrower than this radius (output px) are drawn as flat ovals
 DEFAULT_BACKGROUND = ("#2b3350", "#4a5a8a", "#e9b872", "#f6e3b4", "#9cc3e4")
 WHITE: RGB = (255, 255, 255)
 BLACK: RGB = (0, 0, 0)
@@ -248,6 +250,7 @@ class _Pen:
         self.draw = ImageDraw.Draw(image)
         self.ox, self.oy = origin
         self.s = scale
+        self.ss = ss
         self.m = -1.0 if mirror else 1.0
         self.skew = 0.0
         self.pivot = 0.57
@@ -279,11 +282,16 @@ class _Pen:
         x, y = self.pt(cx, cy)
         r = radius * self.s
         size = int(r * 5) + 4
-        layer = Image.new("RGBA", (size, size), color + (0,))
-        c = size / 2
-        ImageDraw.Draw(layer).ellipse((c - r, c - r, c + r, c + r), fill=color + (210,))
-        layer = layer.filter(ImageFilter.GaussianBlur(r * 0.7))
-        self.image.alpha_composite(layer, (int(x - c), int(y - c)))
+        left, top = int(x - size / 2), int(y - size / 2)
+        if left >= self.image.width or top >= self.image.height or left + size <= 0 or top + size <= 0:
+            return
+        k = max(1, int(r // 6))  # a glow has no detail: blur it small, then scale it up
+        small = max(4, size // k)
+        c, rs = small / 2, r / k
+        layer = Image.new("RGBA", (small, small), color + (0,))
+        ImageDraw.Draw(layer).ellipse((c - rs, c - rs, c + rs, c + rs), fill=color + (210,))
+        layer = layer.filter(ImageFilter.GaussianBlur(rs * 0.7)).resize((size, size), Image.Resampling.BILINEAR)
+        self.image.alpha_composite(layer, (left, top))
 
     def bounds(self, points: Sequence[Point]) -> FBox:
         xs, ys = zip(*(self.pt(*p) for p in points))
@@ -329,7 +337,10 @@ def _polar(origin: Point, angle: float, length: float) -> Point:
 
 def _eye(pen: _Pen, x: float, y: float, rx: float, ry: float, look: _Look, ex: _Expression,
          lid: float, inner: float, skin: RGB) -> None:
-    """One anime eye; `lid` closes it (0 open, 1 shut), `inner` is the side of the nose (+1/-1)."""
+    """One anime eye; `lid` closes it (0 open, 1 shut), `inner` is the side of the nose (+1/-1).
+
+    The iris stays mostly the flat key colour, and small eyes become plain ovals: identity and face
+    finding look for that colour, and fine detail would blur into other colours."""
     eye = look.colors["eyes"]
     ry *= ex.eye_scale
     cover_in = lid + (1 - lid) * ex.lid_inner
@@ -337,14 +348,19 @@ def _eye(pen: _Pen, x: float, y: float, rx: float, ry: float, look: _Look, ex: _
     if min(cover_in, cover_out) >= 0.95:
         pen.line([(x - rx, y + ry * 0.15), (x, y + ry * 0.5), (x + rx, y + ry * 0.15)], INK, ry * 0.22)
         return
-    pen.ellipse(x, y, rx, ry, (252, 252, 255))
-    ix, iy = x + ex.gaze * rx * 0.35 * -inner, y + ry * 0.08
-    irx, iry = rx * 0.84 * ex.iris_scale, ry * 0.86 * ex.iris_scale
-    pen.ellipse(ix, iy, irx, iry, eye, _shade(eye, 0.45))
-    pen.ellipse(ix, iy + iry * 0.45, irx * 0.72, iry * 0.42, _mix(eye, WHITE, 0.35))
-    pen.ellipse(ix, iy - iry * 0.08, irx * 0.45, iry * 0.5, _shade(eye, 0.3))
-    pen.ellipse(ix - irx * 0.35, iy - iry * 0.42, irx * 0.32, irx * 0.32, WHITE)
-    pen.ellipse(ix + irx * 0.38, iy + iry * 0.38, irx * 0.15, irx * 0.15, WHITE)
+    small = rx * pen.s < SMALL_EYE_PX * pen.ss
+    if small:  # a flat oval, a little smaller than the eye, so the face still reads as skin around it
+        pen.ellipse(x, y + ry * 0.1, rx * 0.75, ry * 0.8, eye)
+        pen.ellipse(x - rx * 0.25, y - ry * 0.2, rx * 0.25, rx * 0.25, WHITE)
+    else:
+        pen.ellipse(x, y, rx, ry, (252, 252, 255))
+        ix, iy = x + ex.gaze * rx * 0.35 * -inner, y + ry * 0.08
+        irx, iry = rx * 0.84 * ex.iris_scale, ry * 0.86 * ex.iris_scale
+        pen.ellipse(ix, iy, irx, iry, eye, _shade(eye, 0.45))
+        pen.ellipse(ix, iy + iry * 0.45, irx * 0.72, iry * 0.42, _mix(eye, WHITE, 0.15))
+        pen.ellipse(ix, iy - iry * 0.08, irx * 0.38, iry * 0.42, _shade(eye, 0.3))
+        pen.ellipse(ix - irx * 0.35, iy - iry * 0.42, irx * 0.3, irx * 0.3, WHITE)
+        pen.ellipse(ix + irx * 0.38, iy + iry * 0.38, irx * 0.14, irx * 0.14, WHITE)
     xi, xo = x + inner * rx * 1.1, x - inner * rx * 1.1
     yi, yo = y - ry + 2 * ry * cover_in, y - ry + 2 * ry * cover_out
     top = y - ry * 1.35
@@ -352,8 +368,8 @@ def _eye(pen: _Pen, x: float, y: float, rx: float, ry: float, look: _Look, ex: _
         pen.polygon([(xi, top), (xo, top), (xo, yo), (xi, yi)], skin)
     arch = ry * 0.25 * (1 - max(cover_in, cover_out))
     pen.line([(xi, yi), ((xi + xo) / 2, (yi + yo) / 2 - arch), (xo, yo), (xo - inner * rx * 0.25, yo - ry * 0.2)],
-             INK, ry * 0.26)
-    if max(cover_in, cover_out) < 0.6:
+             INK, ry * (0.14 if small else 0.26))
+    if max(cover_in, cover_out) < 0.6 and not small:
         pen.line([(x - rx * 0.55, y + ry * 0.98), (x + rx * 0.55, y + ry * 0.98)], _shade(skin, 0.55), ry * 0.08)
 
 
@@ -484,7 +500,7 @@ def _human_head(pen: _Pen, look: _Look, pose: _Pose, ex: _Expression, lid: float
         _animal_ears(pen, look, hx + t * 0.02, hy - ry * 0.55, 0.62, inner=True)
     pen.polygon(face, skin, _outline(skin))
     fx = hx - t * rx * 0.48  # the face's centre line turns towards where the character looks
-    eyes = _eye_layout(fx, t, 0.05, 0.025)
+    eyes = _eye_layout(fx, t, 0.05)
     for x, inner, k in eyes:
         _eye(pen, x, hy + 0.025, 0.025 * k, 0.033, look, ex, lid, inner, skin)
     if ex.blush:
@@ -498,20 +514,25 @@ def _human_head(pen: _Pen, look: _Look, pose: _Pose, ex: _Expression, lid: float
     if look.has("glasses"):
         for x, _, k in eyes:
             pen.ellipse(x, hy + 0.025, 0.036 * k, 0.034, None, INK)
-        if len(eyes) == 2:
-            pen.line([(eyes[0][0] + 0.036 * eyes[0][2], hy + 0.02), (eyes[1][0] - 0.036 * eyes[1][2], hy + 0.02)], INK, 0.004)
+        pen.line([(eyes[0][0] + 0.036 * eyes[0][2], hy + 0.02), (eyes[1][0] - 0.036 * eyes[1][2], hy + 0.02)], INK, 0.004)
     if look.has("horns"):
         _horns(pen, look, hx + t * 0.02, hy - ry * 0.75)
     if look.has("hat"):
         _cap(pen, look, hx, hy, rx, ry, t)
     _emote(pen, ex.emote, hx + rx * 1.45, hy - ry * 0.9, 0.045)
-    return pen.bounds([(hx - rx * 1.1, hy - ry * 0.9), (hx + rx * 1.1, hy + ry)])
+    # The face box is the visible face, between the side locks, from the fringe to the chin: what a
+    # face finder outlines.
+    xs, ys = zip(*face)
+    bx = hx + t * 0.03
+    left = min(xs) if t > 0.85 else max(min(xs), bx - 0.09)
+    return pen.bounds([(left, hy - 0.045), (min(max(xs), bx + 0.09), max(ys))])
 
 
-def _eye_layout(fx: float, t: float, spread: float, rx: float) -> list[tuple[float, float, float]]:
-    """(x, inner side, width factor) per visible eye: the far eye narrows, then hides in profile."""
+def _eye_layout(fx: float, t: float, spread: float) -> list[tuple[float, float, float]]:
+    """(x, inner side, width factor) per eye. The far eye narrows as the head turns; in profile a
+    sliver of it stays, anime style (and face finders look for two eyes)."""
     if t > 0.85:
-        return [(fx + spread * 0.2, 1.0, 0.75)]
+        return [(fx - spread * 0.35, 1.0, 0.55), (fx + spread * 0.4, -1.0, 0.75)]
     d = spread * (1 - 0.25 * t)
     return [(fx - d, 1.0, 1 - 0.45 * t), (fx + d, -1.0, 1.0)]
 
@@ -675,46 +696,55 @@ def _scarf(pen: _Pen, color: RGB, dy: float, back: bool) -> None:
 
 # -- animals ------------------------------------------------------------------------------
 
+# Half a fox head (x >= 0) in head units around its centre; K scales it up for chibi cuteness.
 _ANIMAL_HEAD = [(0.0, -0.125), (0.07, -0.117), (0.12, -0.09), (0.15, -0.05), (0.165, 0.0), (0.205, 0.055),
                 (0.15, 0.06), (0.165, 0.088), (0.1, 0.1), (0.045, 0.125), (0.0, 0.135)]
+K = 1.3
+HEAD_Y = 0.31
 
 
 def _draw_animal(pen: _Pen, look: _Look, pose: _Pose, ex: _Expression, lid: float, phase: float) -> FBox:
     fur = look.colors["skin"]
-    pen.ellipse(0.0, 0.985, 0.2, 0.022, (0, 0, 0, 60))
+    pen.ellipse(0.0, 0.985, 0.22, 0.022, (0, 0, 0, 60))
     if pose.action:
         return _animal_leap(pen, look, ex, lid, phase)
     t = 0.0 if pose.back else abs(pose.turn)
-    tail_front = pose.back or pose.sitting
-    if not tail_front:
-        _animal_tail(pen, look, (0.1, 0.74), (0.44, 0.76), (0.33, 0.34))
+    if pose.sitting and not pose.back:  # curled up the side: the tip shows even in a portrait
+        _animal_tail(pen, look, (0.16, 0.93), (0.48, 0.92), (0.34, 0.46))
+    elif not pose.back:
+        _animal_tail(pen, look, (0.12, 0.8), (0.5, 0.82), (0.36, 0.42))
+    front_legs = (-0.06 - t * 0.05, 0.06 - t * 0.05)
     if pose.sitting:
         for side in (-1, 1):
-            pen.ellipse(side * 0.12, 0.87, 0.08, 0.1, fur, _outline(fur))
-        pen.ellipse(0.0, 0.72, 0.15, 0.25, fur, _outline(fur))
-        legs = [(x, 0.68, 0.975) for x in (-0.05 - t * 0.04, 0.05 - t * 0.04)]
-    else:
+            pen.ellipse(side * 0.14, 0.88, 0.095, 0.1, _shade(fur, 0.93), _outline(fur))
+        pen.ellipse(0.0, 0.74, 0.18, 0.26, fur, _outline(fur))
+    else:  # stubby legs under a round body: the body hides where they join
         for side in (-1, 1):
-            pen.stroke([(side * 0.11, 0.72), (side * 0.12, 0.96)], _shade(fur, 0.9), 0.055, _outline(fur))
-        pen.ellipse(t * 0.03, 0.6, 0.125 * (1 + 0.2 * t), 0.19, fur, _outline(fur))
-        legs = [(x, 0.66, 0.965) for x in (-0.055 - t * 0.05, 0.055 - t * 0.05)]
-    if not pose.back:
-        _chest_fluff(pen, fur, -t * 0.04, 0.49 + (0.03 if pose.sitting else 0.0))
-    for x, top, bottom in legs:
-        pen.stroke([(x, top), (x, bottom - 0.015)], fur, 0.05, _outline(fur))
-        pen.ellipse(x - t * 0.01, bottom - 0.008, 0.032, 0.018, _mix(fur, WHITE, 0.5), _outline(fur))
+            pen.stroke([(side * 0.13, 0.78), (side * 0.135, 0.955)], _shade(fur, 0.9), 0.07, _outline(fur))
+        if not pose.back:
+            _paws(pen, fur, front_legs, 0.75, t)
+        pen.ellipse(t * 0.03, 0.665, 0.165 * (1 + 0.15 * t), 0.2, fur, _outline(fur))
+    if pose.back:
+        _animal_tail(pen, look, (0.0, 0.84), (0.25, 0.7), (0.1, 0.42))
+    else:
+        _chest_fluff(pen, fur, -t * 0.05, 0.45)
     if pose.sitting and not pose.back:
-        _animal_tail(pen, look, (0.14, 0.93), (0.12, 1.07), (-0.17, 0.95))
-    elif pose.back:
-        _animal_tail(pen, look, (0.0, 0.76), (0.22, 0.64), (0.08, 0.38))
-    _collar(pen, look, -t * 0.02, 0.375)
-    return _animal_head(pen, look, ex, lid, 0.0, 0.235, t, pose.back)
+        _paws(pen, fur, front_legs, 0.72, t)
+    _collar(pen, look, -t * 0.02, 0.49)
+    return _animal_head(pen, look, ex, lid, 0.0, HEAD_Y, t, pose.back)
+
+
+def _paws(pen: _Pen, fur: RGB, xs: Sequence[float], top: float, t: float) -> None:
+    for x in xs:
+        pen.stroke([(x, top), (x, 0.94)], fur, 0.065, _outline(fur))
+        pen.ellipse(x - t * 0.012, 0.955, 0.04, 0.022, _mix(fur, WHITE, 0.5), _outline(fur))
 
 
 def _chest_fluff(pen: _Pen, fur: RGB, x: float, y: float) -> None:
-    light = _mix(fur, WHITE, 0.55)
-    pen.polygon([(x - 0.075, y - 0.06), (x + 0.075, y - 0.06), (x + 0.06, y + 0.05), (x + 0.02, y + 0.03),
-                 (x, y + 0.09), (x - 0.02, y + 0.03), (x - 0.06, y + 0.05)], light, _outline(fur))
+    """A fluffy bib; its top hides under the chin."""
+    pen.polygon([(x - 0.1, y), (x + 0.1, y), (x + 0.09, y + 0.06), (x + 0.05, y + 0.1), (x + 0.025, y + 0.085),
+                 (x, y + 0.12), (x - 0.025, y + 0.085), (x - 0.05, y + 0.1), (x - 0.09, y + 0.06)],
+                _mix(fur, WHITE, 0.55), _outline(fur))
 
 
 def _collar(pen: _Pen, look: _Look, x: float, y: float) -> None:
@@ -722,101 +752,116 @@ def _collar(pen: _Pen, look: _Look, x: float, y: float) -> None:
     outfit, fur = look.colors["outfit"], look.colors["skin"]
     if sum(abs(a - b) for a, b in zip(outfit, fur)) < 90:
         return
-    pen.ellipse(x, y, 0.11, 0.022, outfit, _outline(outfit))
-    pen.ellipse(x, y + 0.03, 0.016, 0.016, look.colors["accent"], _outline(look.colors["accent"]))
+    pen.ellipse(x, y, 0.13, 0.025, outfit, _outline(outfit))
+    pen.ellipse(x, y + 0.035, 0.018, 0.018, look.colors["accent"], _outline(look.colors["accent"]))
 
 
 def _animal_tail(pen: _Pen, look: _Look, base: Point, ctrl: Point, tip: Point) -> None:
     fur, accent = look.colors["skin"], look.colors["accent"]
     path = _bezier(base, ctrl, tip, 18)
-    if look.has("tail_glow"):
-        pen.glow(*path[-3], 0.05, accent)
-    pen.polygon(_brush(path, 0.075), fur, _outline(fur))
-    tip_color = _mix(accent, WHITE, 0.3) if look.has("tail_glow") else _mix(fur, WHITE, 0.6)
-    pen.polygon(_brush(path, 0.075, start=0.72)[1:-1], tip_color, _outline(fur))
+    glowing = look.has("tail_glow")
+    if glowing:
+        pen.glow(*path[-3], 0.07, accent)
+    pen.polygon(_brush(path, 0.09), fur, _outline(fur))
+    tip_color = accent if glowing else _mix(fur, WHITE, 0.6)
+    pen.polygon(_brush(path, 0.09, start=0.7)[1:-1], tip_color, _outline(accent if glowing else fur))
 
 
 def _animal_ears(pen: _Pen, look: _Look, x: float, y: float, size: float, inner: bool) -> None:
     """Pointed ears on top of a head whose top centre is (x, y); `size` 1 = a fox's own ears."""
     fur = look.colors["skin"] if not look.human else look.colors["hair"]
     for side in (-1, 1):
-        base_in, base_out, tip = (x + side * 0.045 * size, y + 0.01), (x + side * 0.135 * size, y + 0.05), \
-            (x + side * 0.14 * size, y - 0.11 * size)
+        base_in, base_out = (x + side * 0.045 * size, y + 0.01 * size), (x + side * 0.135 * size, y + 0.05 * size)
+        tip = (x + side * 0.14 * size, y - 0.11 * size)
         pen.polygon([base_in, tip, base_out], fur, _outline(fur))
         if inner:
             pen.polygon([(base_in[0] + side * 0.015 * size, base_in[1]), (tip[0] - side * 0.01 * size, tip[1] + 0.03 * size),
-                         (base_out[0] - side * 0.015 * size, base_out[1] - 0.01)], _mix(look.colors["skin"], BLUSH, 0.35))
+                         (base_out[0] - side * 0.015 * size, base_out[1] - 0.01 * size)],
+                        _mix(look.colors["skin"], BLUSH, 0.35))
 
 
 def _animal_head(pen: _Pen, look: _Look, ex: _Expression, lid: float, hx: float, hy: float, t: float,
                  back: bool) -> FBox:
     fur = look.colors["skin"]
     outline = _outline(fur)
-    _animal_ears(pen, look, hx + t * 0.03, hy - 0.125, 1.0, inner=not back)
-    head = [(x * (1 - 0.15 * t), y) for x, y in _ANIMAL_HEAD]
-    left = [(-x * (1 - 0.3 * t), y) for x, y in reversed(_ANIMAL_HEAD[1:-1])]
-    outline_pts = [(hx + x, hy + y) for x, y in head + left]
-    pen.polygon(outline_pts, fur, outline)
-    box = pen.bounds([(hx - 0.19 * (1 - 0.3 * t), hy - 0.115), (hx + 0.19 * (1 - 0.15 * t), hy + 0.135)])
+
+    def at(x: float, y: float) -> Point:  # head units to figure units
+        return hx + x * K, hy + y * K
+
+    _animal_ears(pen, look, *at(t * 0.03, -0.125), K, inner=not back)
+    right = [at(x * (1 - 0.15 * t), y) for x, y in _ANIMAL_HEAD]
+    left = [at(-x * (1 - 0.3 * t), y) for x, y in reversed(_ANIMAL_HEAD[1:-1])]
+    pen.polygon(right + left, fur, outline)
+    # Cheek to cheek and brow to chin, leaving out the tuft tips: the box stays mostly fur and eyes.
+    box = pen.bounds([at(-0.17 * (1 - 0.3 * t), -0.11), at(0.17 * (1 - 0.15 * t), 0.13)])
     if back:
-        _emote(pen, ex.emote, hx + 0.22, hy - 0.12, 0.05)
+        _emote(pen, ex.emote, *at(0.22, -0.12), 0.05 * K)
         return box
-    fx = hx - t * 0.075
+    f = -t * 0.075  # the face's centre line, in head units
     muzzle = _mix(fur, WHITE, 0.55)
     if t > 0.85:
-        snout = [(fx - 0.02, hy + 0.0), (hx - 0.27, hy + 0.065), (hx - 0.25, hy + 0.095), (fx - 0.01, hy + 0.125)]
+        snout = [at(f - 0.02, -0.01), at(-0.21, 0.045), at(-0.235, 0.07), at(-0.215, 0.1), at(f, 0.125)]
         pen.polygon(snout, muzzle, outline)
-        nose = (hx - 0.262, hy + 0.068)
-        box = (min(box[0], pen.bounds(snout)[0]), box[1], max(box[2], pen.bounds(snout)[2]), box[3])
+        nose = at(-0.225, 0.062)
+        snout_box = pen.bounds(snout)
+        box = (min(box[0], snout_box[0]), box[1], max(box[2], snout_box[2]), box[3])
     else:
-        pen.polygon([(fx - 0.11, hy + 0.04), (fx - 0.06, hy + 0.02), (fx, hy + 0.035), (fx + 0.06, hy + 0.02),
-                     (fx + 0.11, hy + 0.04), (fx + 0.1, hy + 0.09), (fx + 0.045, hy + 0.122), (fx, hy + 0.132),
-                     (fx - 0.045, hy + 0.122), (fx - 0.1, hy + 0.09)], muzzle)
-        nose = (fx - t * 0.04, hy + 0.07)
-    pen.ellipse(*nose, 0.017, 0.012, (52, 40, 52))
-    pen.ellipse(nose[0] - 0.005, nose[1] - 0.004, 0.005, 0.003, WHITE)
-    eyes = _eye_layout(fx, t, 0.068, 0.03)
+        pen.polygon([at(f + x, y) for x, y in ((-0.11, 0.04), (-0.06, 0.02), (0, 0.035), (0.06, 0.02), (0.11, 0.04),
+                                               (0.1, 0.09), (0.045, 0.122), (0, 0.132), (-0.045, 0.122),
+                                               (-0.1, 0.09))], muzzle)
+        nose = at(f - t * 0.04, 0.07)
+    pen.ellipse(*nose, 0.017 * K, 0.012 * K, (52, 40, 52))
+    pen.ellipse(nose[0] - 0.005 * K, nose[1] - 0.004 * K, 0.005 * K, 0.003 * K, WHITE)
+    eyes = _eye_layout(f, t, 0.068)
     for x, inner, k in eyes:
-        _eye(pen, x, hy - 0.005, 0.03 * k, 0.038, look, ex, lid, inner, fur)
+        _eye(pen, *at(x, -0.005), 0.03 * K * k, 0.038 * K, look, ex, lid, inner, fur)
     if ex.blush:
-        for x, _, k in eyes:
-            pen.ellipse(x - inner * 0.02, hy + 0.045, 0.022 * k, 0.01, _mix(fur, BLUSH, 0.5))
-    _brows(pen, [(x, inner) for x, inner, _ in eyes], hy - 0.06, 0.03, ex, _shade(fur, 0.55))
+        for x, inner, k in eyes:
+            pen.ellipse(*at(x - inner * 0.02, 0.045), 0.022 * K * k, 0.01 * K, _mix(fur, BLUSH, 0.5))
+    brow_y = at(0, -0.06)[1]
+    _brows(pen, [(at(x, 0)[0], inner) for x, inner, _ in eyes], brow_y, 0.03 * K, ex, _shade(fur, 0.55))
+    mx, my = nose[0], nose[1] + 0.024 * K
     if ex.mouth == "line":
-        line = _shade(fur, 0.4)
-        mx, my = nose[0], nose[1] + 0.024
-        pen.line([(mx - 0.022, my), (mx - 0.011, my + 0.01), (mx, my), (mx + 0.011, my + 0.01), (mx + 0.022, my)],
-                 line, 0.005)
+        w = 0.011 * K
+        pen.line([(mx - 2 * w, my), (mx - w, my + w), (mx, my), (mx + w, my + w), (mx + 2 * w, my)],
+                 _shade(fur, 0.4), 0.005 * K)
     else:
-        _mouth(pen, nose[0], nose[1] + 0.03, 0.028, ex, fur)
-    _emote(pen, ex.emote, hx + 0.22, hy - 0.12, 0.05)
+        _mouth(pen, mx, my + 0.006 * K, 0.028 * K, ex, fur)
+    _emote(pen, ex.emote, *at(0.22, -0.12), 0.05 * K)
     return box
 
 
 def _animal_leap(pen: _Pen, look: _Look, ex: _Expression, lid: float, phase: float) -> FBox:
     fur = look.colors["skin"]
     reach = 0.5 + 0.5 * math.sin(2 * math.pi * phase)  # legs gather (0) and stretch (1)
-    _animal_tail(pen, look, (0.2, 0.57), (0.42, 0.52 - 0.06 * reach), (0.48, 0.32))
-    for x, angle in ((0.15, 0.4 + 0.8 * reach), (-0.13, -0.3 - 0.9 * reach)):
-        pen.stroke([(x, 0.62), _polar((x, 0.62), angle, 0.2)], _shade(fur, 0.92), 0.05, _outline(fur))
-    pen.ellipse(0.03, 0.6, 0.2, 0.095, fur, _outline(fur))
-    _chest_fluff(pen, fur, -0.12, 0.58)
-    for x, angle in ((0.12, 0.2 + 0.9 * reach), (-0.15, -0.5 - 0.7 * reach)):
-        pen.stroke([(x, 0.63), _polar((x, 0.63), angle, 0.2)], fur, 0.05, _outline(fur))
-    return _animal_head(pen, look, ex, lid, -0.15, 0.4, 0.55, back=False)
+    _animal_tail(pen, look, (0.24, 0.63), (0.46, 0.58 - 0.06 * reach), (0.52, 0.36))
+    for x, angle in ((0.19, 0.4 + 0.8 * reach), (-0.1, -0.3 - 0.9 * reach)):
+        pen.stroke([(x, 0.7), _polar((x, 0.7), angle, 0.2)], _shade(fur, 0.9), 0.06, _outline(fur))
+    pen.ellipse(0.05, 0.66, 0.22, 0.11, fur, _outline(fur))
+    for x, angle in ((0.16, 0.2 + 0.9 * reach), (-0.13, -0.5 - 0.7 * reach)):
+        pen.stroke([(x, 0.71), _polar((x, 0.71), angle, 0.2)], fur, 0.06, _outline(fur))
+    _chest_fluff(pen, fur, -0.14, 0.58)
+    return _animal_head(pen, look, ex, lid, -0.16, 0.44, 0.55, back=False)
 
 
 # -- sprites ------------------------------------------------------------------------------
 
-_BOUNDS = {True: (-0.32, -0.1, 0.32, 1.02), False: (-0.46, -0.1, 0.58, 1.02)}  # figure units, generous
+_BOUNDS = {True: (-0.32, -0.1, 0.32, 1.02), False: (-0.5, -0.06, 0.64, 1.04)}  # figure units, generous
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Sprite:
     image: Image.Image  # RGBA
     left: int  # canvas px of the image's top-left
     top: int
     face: FBox  # canvas px
+
+    @property
+    def face_rect(self) -> Box:
+        """Whole pixels around the face, inside the image: what a blink redraws."""
+        x0, y0, x1, y1 = self.face
+        return (max(math.floor(x0) - 2, self.left), max(math.floor(y0) - 2, self.top),
+                min(math.ceil(x1) + 2, self.left + self.image.width), min(math.ceil(y1) + 2, self.top + self.image.height))
 
 
 def _draw_sprite(look: _Look, pose: _Pose, ex: _Expression, lid: float, phase: float, origin: Point,
@@ -850,23 +895,30 @@ class _Framing:
 
 
 FRAMINGS = {
-    "establishing": _Framing(True, ("top", "feet"), (0.6, 0.86), "full", "town"),
+    "establishing": _Framing(True, ("top", "feet"), (0.52, 0.86), "full", "town"),
     "wide": _Framing(True, ("top", "feet"), (0.14, 0.9), "full", "hill"),
     "action": _Framing(True, ("top", "feet"), (0.26, 0.9), "full", "hill"),
     "full_body": _Framing(True, ("top", "feet"), (0.07, 0.95), "full", "hill"),
     "medium": _Framing(False, ("top", "waist"), (0.1, 1.0), "upper", "bokeh"),
     "portrait": _Framing(False, ("top", "chest"), (0.1, 1.0), "upper", "bokeh"),
-    "close-up": _Framing(False, ("top", "shoulders"), (0.06, 1.0), "head", "bokeh"),
+    "close-up": _Framing(False, ("top", "shoulders"), (0.14, 1.0), "head", "bokeh"),
     "extreme_close-up": _Framing(False, ("brow", "chin"), (0.16, 1.02), "head", "bokeh"),
 }
 _LANDMARKS = {
     True: {"top": -0.01, "brow": 0.115, "chin": 0.263, "shoulders": 0.36, "chest": 0.44, "waist": 0.55, "feet": 1.0},
-    False: {"top": 0.0, "brow": 0.17, "chin": 0.37, "shoulders": 0.47, "chest": 0.56, "waist": 0.72, "feet": 1.0},
+    False: {"top": 0.0, "brow": 0.23, "chin": 0.49, "shoulders": 0.56, "chest": 0.64, "waist": 0.8, "feet": 1.0},
 }
-_HALF_WIDTH = {  # figure units that must fit beside the centre line, by visible part
-    True: {"full": 0.2, "upper": 0.16, "head": 0.15},
-    False: {"full": 0.42, "upper": 0.32, "head": 0.21},
-}
+def _extent(look: _Look, pose: _Pose, part: str) -> tuple[float, float]:
+    """How far the figure reaches left and right of its centre line (figure units), for the part
+    that shows (full, upper or head): runners' legs and a fox's tail need room."""
+    if look.human:
+        half = {"full": 0.3 if pose.action else 0.2, "upper": 0.16, "head": 0.15}[part]
+        return half, half
+    if pose.action:
+        left, right = {"full": (0.44, 0.6), "upper": (0.44, 0.6), "head": (0.27, 0.27)}[part]
+    else:  # the tail curls up on the right: its tip belongs in the picture
+        left, right = {"full": (0.28, 0.36 if pose.back else 0.52), "upper": (0.3, 0.5), "head": (0.27, 0.27)}[part]
+    return (right, left) if pose.turn < 0 else (left, right)
 
 
 def _landmark(look: _Look, pose: _Pose, name: str) -> float:
@@ -889,7 +941,7 @@ def _layout(looks: Sequence[_Look], poses: Sequence[_Pose], framing: _Framing, w
     for i, (look, pose) in enumerate(zip(looks, poses)):
         top, bottom = (_landmark(look, pose, name) for name in framing.span)
         scale = (framing.rows[1] - framing.rows[0]) * height / (bottom - top)
-        scale = min(scale, 0.96 * slot / (2 * _HALF_WIDTH[look.human][framing.width]))
+        scale = min(scale, 0.96 * slot / (2 * max(_extent(look, pose, framing.width))))
         x = (i + 0.5) * slot + rng.uniform(-0.02, 0.02) * slot
         placements.append(_Placement((x, framing.rows[0] * height - top * scale), scale))
     return placements
@@ -899,16 +951,522 @@ def _layout_shared(looks: Sequence[_Look], poses: Sequence[_Pose], framing: _Fra
                    rng: np.random.Generator) -> list[_Placement]:
     """Everyone on one ground line at one scale, side by side, the group centred with a seeded nudge."""
     tallest = max(max(look.height for look in looks), 1.0)
-    unit = (framing.rows[1] - framing.rows[0]) * height / tallest
-    halves = [_HALF_WIDTH[look.human][framing.width] * look.height for look in looks]
-    gaps = [(a + b) * 1.15 for a, b in zip(halves, halves[1:])]
-    span = halves[0] + sum(gaps) + halves[-1]
-    unit = min(unit, 0.9 * width / span)
-    xs = [0.0]
-    for gap in gaps:
-        xs.append(xs[-1] + gap)
-    shift = width / 2 - (xs[-1] + halves[-1] - halves[0]) * unit / 2 - halves[0] * unit * 0 + rng.uniform(-0.03, 0.03) * width
-    left = shift - (xs[-1] * unit) / 2 + (xs[-1] * unit) / 2
+    extents = [tuple(e * look.height for e in _extent(look, pose, framing.width)) for look, pose in zip(looks, poses)]
+    centres = [0.0]
+    for (_, right), (left, _) in zip(extents, extents[1:]):
+        centres.append(centres[-1] + (right + left) * 1.1)
+    low, high = -extents[0][0], centres[-1] + extents[-1][1]
+    unit = min((framing.rows[1] - framing.rows[0]) * height / tallest, 0.92 * width / (high - low))
+    middle = width / 2 + rng.uniform(-0.03, 0.03) * width
     ground = framing.rows[1] * height
-    return [_Placement((left + x * unit - (xs[-1] - 0) * unit / 2 + (halves[0] - halves[-1]) * unit / 2 + (xs[-1] + halves[-1] - halves[0]) * unit / 2, ground - look.height * unit), look.height * unit)
-            for x, look in zip(xs, looks)]
+    return [_Placement((middle + (x - (low + high) / 2) * unit, ground - look.height * unit), look.height * unit)
+            for x, look in zip(centres, looks)]
+
+
+# -- backdrops ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Lantern:
+    x: float
+    y: float
+    radius: float
+    period: float
+    phase: float
+
+
+def _palette(background: Sequence[str]) -> dict[str, RGB]:
+    given = [_rgb(c) for c in background]
+    colors = sorted(given + [_rgb(c) for c in DEFAULT_BACKGROUND[len(given):]], key=_luma)
+    warm = max(colors, key=lambda c: c[0] - c[2])
+    return {"dark": colors[0], "mid": colors[1], "light": colors[-1], "warm": warm}
+
+
+def _gradient(width: int, height: int, stops: Sequence[tuple[float, RGB]]) -> Image.Image:
+    ys = np.linspace(0.0, 1.0, height)
+    colors = np.array([c for _, c in stops], dtype=float)
+    rows = np.stack([np.interp(ys, [p for p, _ in stops], colors[:, k]) for k in range(3)], axis=1)
+    return Image.fromarray(np.repeat(rows[:, None, :], width, axis=1).round().astype(np.uint8))
+
+
+def _ridge(rng: np.random.Generator, width: int, height: int, base: float, amplitude: float) -> list[Point]:
+    xs = np.linspace(0, width, 64)
+    ys = np.full_like(xs, base * height)
+    for k in range(1, 4):
+        ys += amplitude * height / k * np.sin(xs * rng.uniform(1.0, 3.0) * k * 2 * math.pi / width + rng.uniform(0, 6.3))
+    return list(zip(xs.tolist(), ys.tolist())) + [(width, height), (0, height)]
+
+
+def _sky(palette: dict[str, RGB], width: int, height: int, horizon: float) -> Image.Image:
+    p = palette
+    return _gradient(width, height, [(0.0, p["dark"]), (horizon * 0.65, p["mid"]),
+                                     (horizon, _mix(p["mid"], p["warm"], 0.55)), (1.0, _mix(p["dark"], p["mid"], 0.4))])
+
+
+def _stars(draw: ImageDraw.ImageDraw, rng: np.random.Generator, palette: dict[str, RGB], width: int, limit: float,
+           count: int) -> None:
+    for x, y, r, k in zip(rng.uniform(0, width, count), rng.uniform(0, limit, count), rng.uniform(1, 2.4, count),
+                          rng.uniform(0.3, 0.9, count)):
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=_mix(palette["mid"], palette["light"], float(k)))
+
+
+def _town(rng: np.random.Generator, palette: dict[str, RGB], width: int, height: int, ground: float) -> Image.Image:
+    """Dusk over a hillside town: sky, stars, moon, two ridges, roofs with lit windows, a road."""
+    p = palette
+    image = _sky(p, width, height, 0.66)
+    draw = ImageDraw.Draw(image, "RGBA")
+    _stars(draw, rng, p, width, height * 0.45, 70)
+    mx, my, mr = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.22) * height, 0.045 * height
+    for k, alpha in ((2.2, 25), (1.6, 45)):
+        draw.ellipse((mx - mr * k, my - mr * k, mx + mr * k, my + mr * k), fill=p["light"] + (alpha,))
+    draw.ellipse((mx - mr, my - mr, mx + mr, my + mr), fill=_mix(p["light"], WHITE, 0.4))
+    draw.polygon(_ridge(rng, width, height, 0.6, 0.03), fill=_mix(p["dark"], p["mid"], 0.55))
+    near = _ridge(rng, width, height, 0.72, 0.015)
+    for x in np.arange(rng.uniform(0, 0.04) * width, width, 0.075 * width):
+        if rng.random() < 0.25:
+            continue
+        w, h = rng.uniform(0.04, 0.065) * width, rng.uniform(0.05, 0.09) * height
+        base = np.interp(x, [q[0] for q in near[:-2]], [q[1] for q in near[:-2]]) + 0.01 * height
+        wall, roof = _mix(p["dark"], p["mid"], 0.35), _mix(p["dark"], BLACK, 0.25)
+        draw.rectangle((x, base - h, x + w, base), fill=wall)
+        draw.polygon([(x - w * 0.15, base - h), (x + w / 2, base - h - 0.5 * w), (x + w * 1.15, base - h)], fill=roof)
+        for wx in rng.choice([0.2, 0.6], size=int(rng.integers(1, 3)), replace=False):
+            draw.rectangle((x + w * wx, base - h * 0.7, x + w * (wx + 0.2), base - h * 0.45),
+                           fill=_mix(p["warm"], p["light"], 0.5))
+    draw.polygon(near, fill=_mix(p["dark"], BLACK, 0.1))
+    road = _mix(p["dark"], p["mid"], 0.45)
+    draw.rectangle((0, (ground - 0.05) * height, width, height), fill=road)
+    draw.rectangle((0, (ground - 0.05) * height, width, (ground - 0.04) * height), fill=_mix(road, p["warm"], 0.3))
+    return image
+
+
+def _hill(rng: np.random.Generator, palette: dict[str, RGB], width: int, height: int, ground: float) -> Image.Image:
+    """A hill road at night: sky, a far ridge and a path climbing towards the horizon."""
+    p = palette
+    horizon = ground - 0.22
+    image = _sky(p, width, height, horizon + 0.05)
+    draw = ImageDraw.Draw(image, "RGBA")
+    _stars(draw, rng, p, width, height * horizon * 0.8, 40)
+    draw.polygon(_ridge(rng, width, height, horizon, 0.04), fill=_mix(p["dark"], p["mid"], 0.6))
+    draw.polygon(_ridge(rng, width, height, horizon + 0.1, 0.015), fill=_mix(p["dark"], p["mid"], 0.3))
+    vanish = rng.uniform(0.35, 0.65) * width
+    draw.polygon([(vanish - 0.02 * width, (horizon + 0.1) * height), (vanish + 0.02 * width, (horizon + 0.1) * height),
+                  (width * 0.95, height), (width * 0.05, height)], fill=_mix(p["mid"], p["warm"], 0.25) + (150,))
+    return image
+
+
+def _bokeh(rng: np.random.Generator, palette: dict[str, RGB], width: int, height: int) -> Image.Image:
+    """Out-of-focus lantern lights: drawn small, blurred, scaled up (cheap and soft). Few and faint,
+    so shots of one scene keep one colour mood across cuts whatever their seeds."""
+    p = palette
+    small = _gradient(max(width // 4, 1), max(height // 4, 1), [(0.0, _mix(p["mid"], p["dark"], 0.3)), (1.0, p["dark"])])
+    draw = ImageDraw.Draw(small, "RGBA")
+    w, h = small.size
+    for _ in range(10):
+        x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.04, 0.1) * h
+        color = [p["warm"], p["light"], p["mid"]][int(rng.integers(0, 3))]
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=color + (int(rng.integers(40, 100)),))
+    return small.filter(ImageFilter.GaussianBlur(1.5)).resize((width, height), Image.Resampling.BILINEAR)
+
+
+_STUDIO_TONES: tuple[RGB, ...] = ((244, 241, 235), (214, 228, 242), (222, 236, 222), (236, 224, 242),
+                                   (168, 186, 214), (200, 180, 196))
+
+
+def _studio(rng: np.random.Generator, width: int, height: int, avoid: Sequence[RGB]) -> Image.Image:
+    """Reference-sheet paper: the tone farthest from the cast's key colours, so figures (and face
+    finders) separate from it; a few faint seeded circles."""
+    tone = max(_STUDIO_TONES, key=lambda c: min(math.dist(c, k) for k in avoid))
+    image = _gradient(width, height, [(0.0, _shade(tone, 1.05)), (1.0, _shade(tone, 0.93))])
+    draw = ImageDraw.Draw(image, "RGBA")
+    for _ in range(5):
+        x, y, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.08, 0.2) * height
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 255, 255, 30))
+    return image
+
+
+def _backdrop(kind: str, background: Sequence[str], width: int, height: int, ground: float,
+              rng: np.random.Generator, avoid: Sequence[RGB]) -> tuple[Image.Image, list[_Lantern]]:
+    if not background and kind in ("hill", "bokeh"):
+        return _studio(rng, width, height, avoid), []
+    palette = _palette(background)
+    if kind == "bokeh":
+        return _bokeh(rng, palette, width, height), []
+    ss = SUPERSAMPLE
+    draw = _town if kind == "town" else _hill
+    image = draw(rng, palette, width * ss, height * ss, ground).reduce(ss)
+    count, top = (11, 0.5) if kind == "town" else (4, 0.35)
+    lanterns = [_Lantern(float(rng.uniform(0.03, 0.97) * width), float(rng.uniform(0.06, top) * height),
+                         float(rng.uniform(0.012, 0.026) * height), float(rng.uniform(3.5, 6.0)),
+                         float(rng.uniform(0, 2 * math.pi))) for _ in range(count)]
+    return image, lanterns
+
+
+def _lantern_sprite(radius: float, palette: dict[str, RGB]) -> Image.Image:
+    ss = SUPERSAMPLE
+    r = radius * ss
+    size = int(r * 6) + 2
+    c = size / 2
+    glow = Image.new("RGBA", (size, size), palette["warm"] + (0,))
+    ImageDraw.Draw(glow).ellipse((c - r * 1.6, c - r * 1.6, c + r * 1.6, c + r * 1.6), fill=palette["warm"] + (110,))
+    glow = glow.filter(ImageFilter.GaussianBlur(r * 0.8))
+    draw = ImageDraw.Draw(glow)
+    paper = _mix(palette["warm"], palette["light"], 0.45)
+    draw.ellipse((c - r, c - r * 1.2, c + r, c + r * 1.2), fill=paper, outline=_shade(palette["warm"], 0.6),
+                 width=max(1, round(r * 0.12)))
+    draw.ellipse((c - r * 0.45, c - r * 0.7, c + r * 0.45, c + r * 0.7), fill=_mix(paper, WHITE, 0.5))
+    cap = _shade(palette["warm"], 0.35)
+    draw.rectangle((c - r * 0.45, c - r * 1.35, c + r * 0.45, c - r * 1.1), fill=cap)
+    draw.rectangle((c - r * 0.45, c + r * 1.1, c + r * 0.45, c + r * 1.35), fill=cap)
+    return glow.reduce(ss)
+
+
+# -- motion -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Motion:
+    description: str
+    pan: float = 0.0  # camera travel, fraction of the width per second
+    drift: float = 0.0  # a slow sideways sway of the camera, mean speed in widths per second
+    zoom: float = 0.0  # zoom-in per second
+    bob: float = 0.0  # breathing amplitude, fraction of the height
+    travel: float = 0.0  # the cast runs across frame, fraction of the width per second
+    shake: float = 0.0  # camera shake, px at most
+    blink: tuple[float, ...] = (0.5, 1.0, 0.5)  # lid per frame of one blink; slower when eyes are big
+
+
+# Speeds are tuned so a 24 fps clip clears the "not a still" floor (mean frame difference ≥ 0.002)
+# while staying smooth: about a pixel of movement a frame at 640×360.
+MOTIONS = {
+    "establishing": _Motion("slow pan across the scene; lanterns drift; blinks", pan=0.035),
+    "wide": _Motion("slow zoom-in with a gentle sideways drift; lanterns drift; blinks", drift=0.02, zoom=0.05),
+    "medium": _Motion("subtle breathing bob and blinks; the camera eases in and sways a little", drift=0.014,
+                      zoom=0.025, bob=0.008),
+    "close-up": _Motion("slow push-in, breathing, blinks", drift=0.008, zoom=0.035, bob=0.006,
+                        blink=(0.25, 0.5, 0.75, 1.0, 0.75, 0.5, 0.25)),
+    "extreme_close-up": _Motion("very slow zoom, slow blink", drift=0.004, zoom=0.02,
+                                blink=(0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 0.875, 0.75, 0.625, 0.5,
+                                       0.375, 0.25, 0.125)),
+    "action": _Motion("cast runs across frame with a run cycle; small camera shake", travel=0.15, shake=1.5),
+}
+MAX_ZOOM, MAX_PAN, MAX_TRAVEL = 0.15, 0.35, 0.45  # totals per clip, so long shots stay framed
+DRIFT_PERIOD = 8.0  # seconds; a sway rather than a pan, so long shots never drift off their layout
+RUN_CYCLE = 2.0  # strides per second
+DRAWN_LIDS = (0.0, 0.5, 1.0)  # other lid positions are cross-fades of these
+CONTINUITY_FRAMES = 6
+
+
+def _blinks(rng: np.random.Generator, n_frames: int, fps: int, stages: tuple[float, ...]) -> list[float]:
+    """Lid per frame. Blinks finish before the last frames: a clip's last frame may start the next
+    shot (continuity), and there the cast should be found with open eyes."""
+    lids = [0.0] * n_frames
+    t = rng.uniform(0.3, 1.2)
+    while (start := int(t * fps)) + len(stages) < n_frames - 1:
+        lids[start:start + len(stages)] = stages
+        t += rng.uniform(2.2, 4.0)
+    return lids
+
+
+def _clip_poses(shot_type: str, count: int, direction: int) -> list[_Pose]:
+    """Runners face where they run; in two-shots the outer characters turn towards each other."""
+    if shot_type == "action":
+        pose = _POSES["action"]
+        return [pose if direction < 0 else replace(pose, turn=-pose.turn)] * count
+    if count == 1 or shot_type == "establishing":
+        return [_POSES["front"]] * count
+    return [_POSES["three-quarter right"]] + [_POSES["front"]] * (count - 2) + [_POSES["three-quarter left"]]
+
+
+@dataclass(frozen=True)
+class _Camera:
+    """Where the frame looks into the (slightly larger) canvas at time t."""
+
+    frame: tuple[int, int]
+    margin: tuple[int, int]
+    direction: int
+    pan: float  # px over the clip
+    drift: float  # px amplitude
+    drift_phase: float
+    zoom: float  # total zoom-in over the clip
+    shake: float
+
+    @classmethod
+    def plan(cls, motion: _Motion, frame: tuple[int, int], duration: float, direction: int) -> _Camera:
+        width = frame[0]
+        pan = min(motion.pan * duration, MAX_PAN) * width
+        drift = motion.drift * width * DRIFT_PERIOD / 4  # amplitude whose mean speed is `motion.drift`
+        margin = (math.ceil(pan / 2 + drift + motion.shake) + 1, math.ceil(motion.shake) + 1)
+        # The sway passes its fastest point mid-clip, so short clips always see it move.
+        return cls(frame, margin, direction, pan, drift, -math.pi * duration / DRIFT_PERIOD,
+                   min(motion.zoom * duration, MAX_ZOOM), motion.shake)
+
+    def box(self, t: float, progress: float, focus: Point, rng: np.random.Generator) -> FBox:
+        """`progress` runs -0.5 .. 0.5 over the clip, so moves are centred on the layout."""
+        width, height = self.frame
+        x0 = self.margin[0] + self.direction * progress * self.pan
+        x0 += self.direction * self.drift * math.sin(2 * math.pi * t / DRIFT_PERIOD + self.drift_phase)
+        y0 = float(self.margin[1])
+        z = 1 + self.zoom * (progress + 0.5)
+        fx = min(max(focus[0], x0), x0 + width)  # zoom about the cast, keeping the frame inside the canvas
+        fy = min(max(focus[1], y0), y0 + height)
+        x0, y0 = fx - (fx - x0) / z, fy - (fy - y0) / z
+        if self.shake:
+            x0 += rng.uniform(-self.shake, self.shake)
+            y0 += rng.uniform(-self.shake, self.shake)
+        return x0, y0, x0 + width / z, y0 + height / z
+
+
+# -- staging: background, actors, compositing -----------------------------------------------
+
+@dataclass
+class _Actor:
+    look: _Look
+    pose: _Pose
+    origin: Point  # canvas px
+    scale: float
+    lids: list[float]
+
+
+Item = tuple[Image.Image, int, int]  # an RGBA image pasted at canvas px
+
+
+class _Stage:
+    """A canvas a little larger than the frame (room for the camera) with the cast placed on it."""
+
+    def __init__(self, looks: Sequence[_Look], poses: Sequence[_Pose], expression: _Expression, framing: _Framing,
+                 frame: tuple[int, int], margin: tuple[int, int], background: Sequence[str], seed: int,
+                 reach: tuple[float, float] = (0.0, 0.0)):
+        width, height = frame
+        self.size = (width + 2 * margin[0], height + 2 * margin[1])
+        self.expression = expression
+        ground = (framing.rows[1] * height + margin[1]) / self.size[1]
+        key_colors = [color for look in looks for color in look.colors.values()]
+        self.backdrop, lanterns = _backdrop(framing.backdrop, background, *self.size, ground, _rng(seed, "backdrop"),
+                                            key_colors)
+        palette = _palette(background)
+        self.lanterns = [(lantern, _lantern_sprite(lantern.radius, palette)) for lantern in lanterns]
+        placements = _layout(looks, poses, framing, width, height, _rng(seed, "layout"))
+        self.actors = [_Actor(look, pose, (p.origin[0] + margin[0], p.origin[1] + margin[1]), p.scale, [])
+                       for look, pose, p in zip(looks, poses, placements)]
+        # Sprites only cover the canvas plus how far an actor may move: close-ups stay cheap.
+        self.clip = (-reach[0], -reach[1], self.size[0] + reach[0], self.size[1] + reach[1])
+        self._sprites: dict[tuple[int, float, float], _Sprite | None] = {}
+
+    def sprite(self, index: int, lid: float, phase: float) -> _Sprite | None:
+        """The actor drawn with eyelids at `lid`. Blinks only redraw the face (big close-ups stay cheap);
+        lids between the drawn ones cross-fade, so a slow blink never jumps."""
+        key = (index, lid, phase)
+        if key in self._sprites:
+            return self._sprites[key]
+        actor = self.actors[index]
+        if lid == 0:
+            sprite = _draw_sprite(actor.look, actor.pose, self.expression, 0.0, phase, actor.origin, actor.scale,
+                                  self.clip)
+        else:
+            base = self.sprite(index, 0.0, phase)
+            if base is None:
+                return None
+            low = max(v for v in DRAWN_LIDS if v <= lid)
+            high = min(v for v in DRAWN_LIDS if v >= lid)
+            patch = self._face_patch(index, low, phase, base)
+            if high != low:
+                patch = Image.blend(patch, self._face_patch(index, high, phase, base), (lid - low) / (high - low))
+            image = base.image.copy()
+            image.paste(patch, (base.face_rect[0] - base.left, base.face_rect[1] - base.top))
+            sprite = replace(base, image=image)
+        self._sprites[key] = sprite
+        return sprite
+
+    def _face_patch(self, index: int, lid: float, phase: float, base: _Sprite) -> Image.Image:
+        if lid == 0:
+            x0, y0, x1, y1 = base.face_rect
+            return base.image.crop((x0 - base.left, y0 - base.top, x1 - base.left, y1 - base.top))
+        actor = self.actors[index]
+        patch = _draw_sprite(actor.look, actor.pose, self.expression, lid, phase, actor.origin, actor.scale,
+                             base.face_rect)
+        assert patch is not None  # the face rect lies inside the base sprite
+        return patch.image
+
+    def lantern_items(self, t: float) -> list[Item]:
+        items = []
+        for lantern, image in self.lanterns:
+            y = lantern.y + lantern.radius * 0.4 * math.sin(2 * math.pi * t / lantern.period + lantern.phase)
+            items.append((image, round(lantern.x - image.width / 2), round(y - image.height / 2)))
+        return items
+
+    def actor_items(self, i: int, t: float, progress: float, direction: int, travel: float,
+                    bob: float) -> tuple[list[Item], dict[str, FBox]]:
+        """Each actor's sprite for frame i (blink, run cycle) and where it goes; face boxes in canvas px."""
+        items, boxes = [], {}
+        for index, actor in enumerate(self.actors):
+            phase = math.floor((t * RUN_CYCLE + index * 0.25 + 0.25) * 4) % 4 / 4 if actor.pose.action else 0.25
+            sprite = self.sprite(index, actor.lids[i] if actor.lids else 0.0, phase)
+            if sprite is None:
+                continue
+            dx = direction * progress * travel
+            dy = -bob * math.sin(2 * math.pi * t / 3.2 + index * 1.7)
+            if actor.pose.action:
+                dy -= abs(math.sin(math.pi * (t * RUN_CYCLE + index * 0.25))) * actor.scale * 0.03
+            items.append((sprite.image, sprite.left + round(dx), sprite.top + round(dy)))
+            fx0, fy0, fx1, fy1 = sprite.face
+            boxes[actor.look.slug] = (fx0 + round(dx), fy0 + round(dy), fx1 + round(dx), fy1 + round(dy))
+        return items, boxes
+
+
+def _compose(backdrop: Image.Image, items: Sequence[Item]) -> Image.Image:
+    canvas = backdrop.copy()
+    for image, x, y in items:
+        canvas.paste(image, (x, y), image)
+    return canvas
+
+
+def _coverage(size: tuple[int, int], items: Sequence[Item]) -> Image.Image:
+    """Where the items are opaque: the character layer's alpha."""
+    mask = Image.new("L", size, 0)
+    for image, x, y in items:
+        alpha = image.getchannel("A")
+        mask.paste(255, (x, y, x + image.width, y + image.height), alpha)
+    return mask
+
+
+def _map_box(box: FBox, camera: FBox, frame: tuple[int, int]) -> Box | None:
+    """A canvas box seen through the camera, in frame px, clipped; None when off-screen."""
+    sx, sy = frame[0] / (camera[2] - camera[0]), frame[1] / (camera[3] - camera[1])
+    x0 = max(0, math.floor((box[0] - camera[0]) * sx))
+    y0 = max(0, math.floor((box[1] - camera[1]) * sy))
+    x1 = min(frame[0], math.ceil((box[2] - camera[0]) * sx))
+    y1 = min(frame[1], math.ceil((box[3] - camera[1]) * sy))
+    return (x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else None
+
+
+def _fit_first_frame(first: np.ndarray, width: int, height: int) -> np.ndarray:
+    image = np.asarray(first)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    image = image[..., :3].astype(np.uint8)
+    if image.shape[:2] != (height, width):
+        image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    return image
+
+
+CONTINUITY_MIN_FACE = 0.0005  # share of the frame: small enough for the faces of an establishing shot
+
+
+def _faces_in(image: np.ndarray, looks: Sequence[_Look]) -> dict[str, Box]:
+    """Where the cast already is in a given frame (continuity): found by their skin and eye colours."""
+    found: dict[str, Box] = {}
+    for look in looks:
+        faces = weightfree.find_faces(image, look.colors["skin"], look.colors["eyes"],
+                                      min_share=CONTINUITY_MIN_FACE)
+        if faces:
+            x0, y0, x1, y1 = (int(v) for v in faces[0])
+            found[look.slug] = (x0, y0, x1, y1)
+    return found
+
+
+# -- the renderer -------------------------------------------------------------------------
+
+class PrevizRenderer:
+    """Deterministic CPU drawings of the cast: same request, same pixels."""
+
+    backend = "previz (embedded, CPU)"
+    device = "cpu"
+    version = "previz-1"
+
+    def render_still(self, request: StillRequest) -> StillResult:
+        framing = _framing(request.framing)
+        if not request.characters:
+            raise ValueError("a previz still needs at least one character")
+        size = (request.width, request.height)
+        looks = [_resolve_look(c, request.palette_overrides, request.outfit) for c in request.characters]
+        pose, expression = _resolve_pose(request.pose), _resolve_expression(request.expression)
+        stage = _Stage(looks, [pose] * len(looks), expression, framing, size, (0, 0), request.background, request.seed)
+        items, boxes = stage.actor_items(0, 0.0, 0.0, 1, 0.0, 0.0)
+        image = np.array(_compose(stage.backdrop, stage.lantern_items(0.0) + items))
+        faces = {slug: mapped for slug, box in boxes.items() if (mapped := _map_box(box, (0, 0, *size), size))}
+        params = self._params(request.seed, request.framing, looks, {look.slug: pose.name for look in looks},
+                              expression, request.outfit, "none (still)", size, 1, None)
+        return StillResult(image=image, face_boxes=faces, params=params)
+
+    def render_clip(self, request: ClipRequest) -> ClipResult:
+        framing = _framing(request.shot_type)
+        if request.n_frames < 1 or request.fps < 1:
+            raise ValueError(f"a clip needs n_frames >= 1 and fps >= 1, got {request.n_frames} and {request.fps}")
+        if not request.characters:
+            raise ValueError("a previz clip needs at least one character")
+        motion, size, fps, n = MOTIONS[request.shot_type], (request.width, request.height), request.fps, request.n_frames
+        duration = n / fps
+        rng = _rng(request.seed, "camera")
+        direction = 1 if rng.random() < 0.5 else -1
+        camera = _Camera.plan(motion, size, duration, direction)
+        travel, bob = min(motion.travel * duration, MAX_TRAVEL) * size[0], motion.bob * size[1]
+        looks = [_resolve_look(c, request.palette_overrides, "default outfit") for c in request.characters]
+        poses = _clip_poses(request.shot_type, len(looks), direction)
+        expression = _resolve_expression(_expression_base(request.prompt))
+        stage = _Stage(looks, poses, expression, framing, size, camera.margin, request.background, request.seed,
+                       reach=(travel / 2 + 4, bob + 4))
+        for actor in stage.actors:
+            actor.lids = _blinks(_rng(request.seed, f"blink:{actor.look.slug}"), n, fps, motion.blink)
+        focus = self._focus(stage)
+        first = None if request.first_frame is None else _fit_first_frame(request.first_frame, *size)
+
+        frames: list[np.ndarray] = []
+        faces: list[dict[str, Box]] = []
+        previous: tuple[Any, ...] | None = None
+        canvas = stage.backdrop
+        for i in range(n):
+            t = i / fps
+            progress = t / duration - 0.5
+            actors, boxes = stage.actor_items(i, t, progress, direction, travel, bob)
+            items = stage.lantern_items(t) + actors
+            key = tuple((id(image), x, y) for image, x, y in items)
+            if key != previous:  # blinks and bobs change rarely: reuse the composite meanwhile
+                canvas, previous = _compose(stage.backdrop, items), key
+            view = camera.box(t, progress, focus, rng)
+            frame = canvas.resize(size, Image.Resampling.BILINEAR, box=view)
+            frame_faces = {slug: mapped for slug, box in boxes.items() if (mapped := _map_box(box, view, size))}
+            if first is not None and i < CONTINUITY_FRAMES:
+                frame, frame_faces = self._continue(first, frame, i, looks, frame_faces, stage, actors, view)
+            frames.append(np.array(frame))
+            faces.append(frame_faces)
+        params = self._params(request.seed, request.shot_type, looks, {a.look.slug: a.pose.name for a in stage.actors},
+                              expression, "default outfit", motion.description, size, n, fps)
+        params["continuity_frames"] = min(CONTINUITY_FRAMES, n) if first is not None else 0
+        return ClipResult(frames=frames, face_boxes=faces, params=params)
+
+    @staticmethod
+    def _continue(first: np.ndarray, frame: Image.Image, i: int, looks: Sequence[_Look], faces: dict[str, Box],
+                  stage: _Stage, actors: Sequence[Item], view: FBox) -> tuple[Any, dict[str, Box]]:
+        """Continuity: frame 0 is the given frame; then its picture dissolves into the new shot while the
+        cast is drawn fully opaque, so every frame shows each character whole (identity holds)."""
+        if i == 0:
+            return first.copy(), _faces_in(first, looks)
+        keep = 1 - i / CONTINUITY_FRAMES
+        mask = _coverage(stage.size, actors).resize(frame.size, Image.Resampling.BILINEAR, box=view)
+        weight = keep * (1 - np.asarray(mask, dtype=np.float32)[..., None] / 255)
+        drawn = np.asarray(frame, dtype=np.float32)
+        return (drawn + (first - drawn) * weight).round().astype(np.uint8), faces
+
+    @staticmethod
+    def _focus(stage: _Stage) -> Point:
+        """Where zooms push in: the middle of the cast's faces (the canvas centre if none shows)."""
+        faces = [s.face for i in range(len(stage.actors)) if (s := stage.sprite(i, 0.0, 0.25)) is not None]
+        if not faces:
+            return stage.size[0] / 2, stage.size[1] / 2
+        return (sum(f[0] + f[2] for f in faces) / (2 * len(faces)), sum(f[1] + f[3] for f in faces) / (2 * len(faces)))
+
+    def _params(self, seed: int, framing: str, looks: Sequence[_Look], poses: dict[str, str], expression: _Expression,
+                outfit: str, motion: str, size: tuple[int, int], n_frames: int, fps: int | None) -> dict[str, Any]:
+        return {
+            "renderer": "previz", "backend": self.backend, "version": self.version, "device": self.device,
+            "seed": seed, "framing": framing, "pose": poses, "expression": expression.name,
+            "expression_drawn": expression.base, "outfit": outfit, "motion": motion,
+            "resolution": list(size), "n_frames": n_frames, "fps": fps,
+            "colors": {look.slug: {role: _hex(color) for role, color in look.colors.items()} for look in looks},
+            "features_not_drawn": {look.slug: list(look.not_drawn) for look in looks},
+        }
+
+
+def _framing(name: str) -> _Framing:
+    if name not in FRAMINGS:
+        raise ValueError(f"unknown framing {name!r}; previz draws {sorted(FRAMINGS)}")
+    return FRAMINGS[name]

@@ -18,6 +18,7 @@ from anime_pipeline.config import ConfigError, Project
 from anime_pipeline.resources import ProjectResource
 
 DATA_VERSION_TAG = "dagster/data_version"
+PAGE = 10_000  # Dagster's maximum page size
 
 
 @dataclass
@@ -51,15 +52,24 @@ def instance_state(instance: dg.DagsterInstance) -> tuple[dict[str, set[str]], d
     existing = {level: set(instance.get_dynamic_partitions(p.name)) for level, p in partitions.BY_LEVEL.items()}
     observed: dict[str, dict[str, str]] = {}
     for level, spec in SPECS.items():
-        latest: dict[str, str] = {}
-        records = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=spec.key), limit=100_000).records
-        for record in records:  # newest first
-            if record.partition_key and record.partition_key not in latest:
-                version = record.asset_observation.tags.get(DATA_VERSION_TAG) if record.asset_observation else None
+        observed[level] = _latest_versions(instance, spec.key)
+    return existing, observed
+
+
+def _latest_versions(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, str]:
+    latest: dict[str, str] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=key), limit=PAGE, cursor=cursor)
+        for record in page.records:  # newest first
+            observation = record.asset_observation
+            if record.partition_key and record.partition_key not in latest and observation:
+                version = observation.tags.get(DATA_VERSION_TAG)
                 if version:
                     latest[record.partition_key] = version
-        observed[level] = latest
-    return existing, observed
+        if not page.has_more:
+            return latest
+        cursor = page.cursor
 
 
 def observations(plan: SyncPlan) -> list[dg.AssetObservation]:

@@ -23,6 +23,7 @@ from anime_pipeline.storage import read_json, write_json
 
 BACKEND = "previz adapter (embedded, weight-free palette fit; not a LoRA)"
 SAMPLE_PIXELS = 20_000
+SHADE = 0.72  # cel shading darkens a colour by roughly this factor
 # Pixels farther than this from every key colour are background, not the figure: a palette
 # drift larger than this is not followed
 FIGURE_RADIUS = 60.0
@@ -106,15 +107,18 @@ def _hex(rgb: np.ndarray) -> str:
 def fit_previz_adapter(images: Sequence[np.ndarray], face_boxes: Sequence[Box | None], character: Character,
                        iterations: int = 25, seed: int = 0) -> PrevizAdapter:
     """Fit the character's palette to the approved images: k-means (k = the design's distinct
-    key colours; roles sharing a colour share a centre) over SAMPLE_PIXELS figure pixels
-    sampled with `seed`, started at the key colours; each role gets the fitted centre nearest
-    its key colour. Deterministic for the same inputs and seed."""
+    key colours, plus one shade centre per key colour; roles sharing a colour share a centre) over SAMPLE_PIXELS figure pixels
+    sampled with `seed`, started at the key colours; each role keeps the centre that started at
+    its own key colour, so two close key colours stay two colours. Deterministic for the same
+    inputs and seed."""
     if not len(images) or len(images) != len(face_boxes):
         raise ValueError(f"need images with one face box (or None) each, got {len(images)} and {len(face_boxes)}")
     roles = {role: color for role, color in character.appearance.key_colors.model_dump().items() if color is not None}
     keys = list(dict.fromkeys(roles.values()))
-    start = np.array([hex_to_rgb(color) for color in keys], dtype=np.float64)
+    base = np.array([hex_to_rgb(color) for color in keys], dtype=np.float64)
+    # Shade centres soak up cel-shading and anti-aliased edge pixels, which would otherwise
+    # drag a small region's colour (the eyes) toward its neighbours.
+    start = np.concatenate([base, base * SHADE])
     centres, history = _lloyd(_sample(images, face_boxes, keys, seed), start, iterations)
-    palette = {role: _hex(centres[np.linalg.norm(centres - hex_to_rgb(color), axis=1).argmin()])
-               for role, color in roles.items()}
+    palette = {role: _hex(centres[keys.index(color)]) for role, color in roles.items()}
     return PrevizAdapter(character.slug, palette, history, len(images), seed, iterations)
