@@ -5,11 +5,13 @@ the first run, always labelled previz. Each character is drawn from its appearan
 (key colours, species, height, key features) with numpy and Pillow only.
 
 Identity is later measured by comparing colour histograms of the face box with the
-character's references, so the face box is the drawn head, tightly, and the head is
-painted in the character's own skin, hair and eye colours.
+character's references, and reference faces are found by skin and eye colour. So the face
+box is the visible face (fringe to chin, between the side locks), painted in flat key
+colours, and eyes always show the key eye colour, even as small ovals in wide shots.
 
-Speed: a clip draws its background and character sprites once, then each frame is a copy
-of the background, a few alpha pastes and one resampled crop for the camera.
+Speed: a clip draws its background and character sprites once (blinks redraw only the
+face), then each frame is a copy of the background, a few alpha pastes and one resampled
+crop for the camera: about 3-4 ms a 640x360 frame on two cores.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -149,7 +151,6 @@ def _resolve_look(character: Character, overrides: dict[str, dict[str, str]], ou
 @dataclass(frozen=True)
 class _Pose:
     name: str
-    base: str
     turn: float = 0.0  # 0 front, 0.5 three-quarter, 1 profile; > 0 faces image left
     back: bool = False
     sitting: bool = False
@@ -159,19 +160,19 @@ class _Pose:
 
 
 _POSES = {
-    "front": _Pose("front", "front"),
-    "three-quarter left": _Pose("three-quarter left", "three-quarter left", turn=0.5),
-    "profile left": _Pose("profile left", "profile left", turn=1.0),
-    "back": _Pose("back", "back", back=True),
-    "three-quarter right": _Pose("three-quarter right", "three-quarter right", turn=-0.5),
-    "profile right": _Pose("profile right", "profile right", turn=-1.0),
-    "sitting": _Pose("sitting", "sitting", turn=0.15, sitting=True),
-    "action": _Pose("action", "action", turn=0.6, action=True, lean=0.12),
+    "front": _Pose("front"),
+    "three-quarter left": _Pose("three-quarter left", turn=0.5),
+    "profile left": _Pose("profile left", turn=1.0),
+    "back": _Pose("back", back=True),
+    "three-quarter right": _Pose("three-quarter right", turn=-0.5),
+    "profile right": _Pose("profile right", turn=-1.0),
+    "sitting": _Pose("sitting", turn=0.15, sitting=True),
+    "action": _Pose("action", turn=0.6, action=True, lean=0.12),
 }
 _POSE_WORDS = (
-    (r"run|leap|jump|dash|fight|chase|fly", "action"),
-    (r"sit|curl|kneel|crouch|rest", "sitting"),
-    (r"\bback\b|behind|away", "back"),
+    (r"\b(run|leap|jump|dash|fight|chas|fly)", "action"),
+    (r"\b(sit|curl|kneel|crouch|rest)", "sitting"),
+    (r"\b(back|behind|away)\b", "back"),
 )
 
 
@@ -214,23 +215,20 @@ _EXPRESSIONS = {
                                emote="sweat"),
 }
 _EXPRESSION_WORDS = (
-    (r"smil|grin|laugh|cheer|joy|happ|delight", "happy"),
-    (r"sad|cry|tear|gloom|sleepy|tired|lonely", "sad"),
-    (r"ang|determin|fierce|mad\b|annoy|furious", "angry"),
-    (r"surpris|shock|alert|startl|gasp|puzzl", "surprised"),
-    (r"blush|shy|embarr|flust", "embarrassed"),
+    (r"\b(smil|grin|laugh|cheer|joy|happ|delight)", "happy"),
+    (r"\b(sad|cry|tear|gloom|sleepy|tired|lonely)", "sad"),
+    (r"\b(angry|anger|determin|fierce|mad|annoy|furious)", "angry"),
+    (r"\b(surpris|shock|alert|startl|gasp|puzzl)", "surprised"),
+    (r"\b(blush|shy|embarr|flust)", "embarrassed"),
 )
-
-
-def _expression_base(text: str) -> str:
-    return next((b for pattern, b in _EXPRESSION_WORDS if re.search(pattern, text.lower())), "neutral")
 
 
 def _resolve_expression(name: str) -> _Expression:
     key = name.strip().lower()
     if key in _EXPRESSIONS:
         return _EXPRESSIONS[key]
-    expression = _EXPRESSIONS[_expression_base(key)]
+    base = next((b for pattern, b in _EXPRESSION_WORDS if re.search(pattern, key)), "neutral")
+    expression = _EXPRESSIONS[base]
     return replace(expression, name=name, brow=expression.brow + (_unit_hash("brow", key) - 0.5) * 0.01,
                    mouth_width=0.8 + 0.4 * _unit_hash("mouth", key),
                    eye_scale=expression.eye_scale * (0.95 + 0.1 * _unit_hash("eyes", key)))
@@ -320,7 +318,8 @@ def _brush(path: list[Point], width: float, start: float = 0.0) -> list[Point]:
         s = i / (n - 1)
         if s < start:
             continue
-        nx, ny = path[min(i + 1, n - 1)][0] - path[max(i - 1, 0)][0], path[min(i + 1, n - 1)][1] - path[max(i - 1, 0)][1]
+        (ax, ay), (bx, by) = path[max(i - 1, 0)], path[min(i + 1, n - 1)]
+        nx, ny = bx - ax, by - ay
         norm = math.hypot(nx, ny) or 1.0
         w = width * math.sin(math.pi * (0.12 + 0.88 * s)) ** 0.6
         left.append((x - ny / norm * w, y + nx / norm * w))
@@ -410,8 +409,8 @@ def _emote(pen: _Pen, kind: str, x: float, y: float, size: float) -> None:
     if kind == "sparkle":
         for dx, dy, k in ((0, 0, 1.0), (size * 1.1, size * 0.9, 0.6), (-size * 0.2, size * 1.5, 0.45)):
             r = size * 0.55 * k
-            star = [(x + dx + r * math.cos(a) * (1 if i % 2 == 0 else 0.3), y + dy + r * math.sin(a) * (1 if i % 2 == 0 else 0.3))
-                    for i, a in enumerate(np.linspace(0, 2 * math.pi, 9)[:-1] - math.pi / 2)]
+            star = [(x + dx + r * reach * math.cos(a), y + dy + r * reach * math.sin(a))
+                    for a, reach in zip(np.linspace(0, 2 * math.pi, 9)[:-1] - math.pi / 2, (1, 0.3) * 4)]
             pen.polygon(star, (255, 232, 120), (200, 150, 40))
     elif kind == "vein":
         g, reach = size * 0.2, size * 0.7
@@ -421,7 +420,8 @@ def _emote(pen: _Pen, kind: str, x: float, y: float, size: float) -> None:
                          (226, 48, 70), size * 0.22)
     elif kind == "shock":
         for angle in (-0.5, 0.0, 0.5):
-            pen.line([_polar((x, y + size), math.pi - angle, size * 0.8), _polar((x, y + size), math.pi - angle, size * 1.6)],
+            centre = (x, y + size)
+            pen.line([_polar(centre, math.pi - angle, size * 0.8), _polar(centre, math.pi - angle, size * 1.6)],
                      INK, size * 0.16)
     elif kind == "gloom":
         for i in range(3):
@@ -462,7 +462,7 @@ def _draw_human(pen: _Pen, look: _Look, pose: _Pose, ex: _Expression, lid: float
                _outline(c["skin"]))
     if pose.back:
         return _human_head_back(pen, look, ex, hx, hy)
-    return _human_head(pen, look, pose, ex, lid, hx, hy, t)
+    return _human_head(pen, look, ex, lid, hx, hy, t)
 
 
 def _back_hair(pen: _Pen, look: _Look, t: float, hx: float, hy: float) -> None:
@@ -470,22 +470,21 @@ def _back_hair(pen: _Pen, look: _Look, t: float, hx: float, hy: float) -> None:
     line = _outline(look.colors["hair"])
     style, bx = look.hair_style, hx + t * 0.03
     if style == "long_hair":
-        pen.polygon(_ellipse_points(bx, hy, 0.135, 0.14, math.pi, 2 * math.pi) + [(bx + 0.15, 0.48 + hy - 0.135), (bx + 0.05, 0.5 + hy - 0.135),
-                    (bx - 0.05, 0.49 + hy - 0.135), (bx - 0.15, 0.47 + hy - 0.135)], hair, line)
+        ends = [(bx + 0.15, hy + 0.345), (bx + 0.05, hy + 0.365), (bx - 0.05, hy + 0.355), (bx - 0.15, hy + 0.335)]
+        pen.polygon(_ellipse_points(bx, hy, 0.135, 0.14, math.pi, 2 * math.pi) + ends, hair, line)
     elif style == "ponytail":
-        pen.polygon(_brush(_bezier((bx + 0.06, hy - 0.1), (bx + 0.24, hy - 0.06), (bx + 0.16, hy + 0.27), 14), 0.06, 0.05),
-                    hair, line)
+        tail = _bezier((bx + 0.06, hy - 0.1), (bx + 0.24, hy - 0.06), (bx + 0.16, hy + 0.27), 14)
+        pen.polygon(_brush(tail, 0.06, 0.05), hair, line)
         pen.ellipse(bx + 0.09, hy - 0.1, 0.022, 0.022, look.colors["accent"], _outline(look.colors["accent"]))
     elif style == "bob":
         pen.polygon(_ellipse_points(bx, hy, 0.13, 0.135, math.pi, 2 * math.pi)
-                    + [(bx + 0.145, hy + 0.13), (bx + 0.08, hy + 0.12), (bx - 0.08, hy + 0.12), (bx - 0.145, hy + 0.13)],
-                    hair, line)
+                    + [(bx + 0.145, hy + 0.13), (bx + 0.08, hy + 0.12), (bx - 0.08, hy + 0.12),
+                       (bx - 0.145, hy + 0.13)], hair, line)
     else:
         pen.ellipse(bx, hy - 0.005, 0.128, 0.125, hair, line)
 
 
-def _human_head(pen: _Pen, look: _Look, pose: _Pose, ex: _Expression, lid: float, hx: float, hy: float,
-                t: float) -> FBox:
+def _human_head(pen: _Pen, look: _Look, ex: _Expression, lid: float, hx: float, hy: float, t: float) -> FBox:
     c = look.colors
     skin, rx, ry = c["skin"], 0.118, 0.128
     face = []
@@ -514,7 +513,8 @@ def _human_head(pen: _Pen, look: _Look, pose: _Pose, ex: _Expression, lid: float
     if look.has("glasses"):
         for x, _, k in eyes:
             pen.ellipse(x, hy + 0.025, 0.036 * k, 0.034, None, INK)
-        pen.line([(eyes[0][0] + 0.036 * eyes[0][2], hy + 0.02), (eyes[1][0] - 0.036 * eyes[1][2], hy + 0.02)], INK, 0.004)
+        (x0, _, k0), (x1, _, k1) = eyes
+        pen.line([(x0 + 0.036 * k0, hy + 0.02), (x1 - 0.036 * k1, hy + 0.02)], INK, 0.004)
     if look.has("horns"):
         _horns(pen, look, hx + t * 0.02, hy - ry * 0.75)
     if look.has("hat"):
@@ -547,7 +547,9 @@ def _front_hair(pen: _Pen, look: _Look, hx: float, hy: float, rx: float, ry: flo
     for i, x in enumerate(tips):
         x += -t * 0.02 * (1 - abs(x) / rx)
         fringe.append((bx + x, fringe_y + (0.012 if i % 2 else -0.018) + (0.008 if 0 < i < 6 else 0.02)))
-    cap = _ellipse_points(bx, hy - 0.004, rx * 1.1, ry * 1.08, math.pi * 1.02, math.pi * 1.98, 20)
+    # The crown stays over the skull as the head turns (only the fringe and locks move), so a
+    # profile is not bald at the front.
+    cap = _ellipse_points(hx + t * 0.008, hy - 0.004, rx * 1.1, ry * 1.08, math.pi * 1.02, math.pi * 1.98, 20)
     pen.polygon(cap + fringe[::-1], hair, line)
     lock_end = {"short": 0.06, "ponytail": 0.07, "bob": 0.13, "long_hair": 0.2}[style]
     for side in (-1, 1):
@@ -574,7 +576,8 @@ def _human_head_back(pen: _Pen, look: _Look, ex: _Expression, hx: float, hy: flo
         pen.polygon(_brush(_bezier((hx, hy - 0.06), (hx + 0.05, hy + 0.15), (hx - 0.01, hy + 0.32), 12), 0.05, 0.05),
                     hair, line)
         pen.ellipse(hx, hy - 0.05, 0.022, 0.022, look.colors["accent"], _outline(look.colors["accent"]))
-    pen.line(_ellipse_points(hx, hy, rx * 0.8, ry * 0.8, math.pi * 1.25, math.pi * 1.6, 6), _mix(hair, WHITE, 0.35), 0.012)
+    shine = _ellipse_points(hx, hy, rx * 0.8, ry * 0.8, math.pi * 1.25, math.pi * 1.6, 6)
+    pen.line(shine, _mix(hair, WHITE, 0.35), 0.012)
     if look.has("horns"):
         _horns(pen, look, hx, hy - ry * 0.75)
     if look.has("hat"):
@@ -640,7 +643,7 @@ def _legs(pen: _Pen, look: _Look, pose: _Pose, phase: float, dy: float, t: float
         legs = []
         for x, b in ((-0.03, -swing), (0.03, swing)):
             knee = _polar((x * w, hips), b, 0.19)
-            legs.append([(x * w, hips), knee, _polar(knee, b + 0.3 + 0.9 * max(0.0, b), 0.2)])
+            legs.append([(x * w, hips), knee, _polar(knee, b + 0.25 + 0.6 * max(0.0, b), 0.2)])
     else:
         legs = [[(x * w, hips), (x * 1.08 * w, 0.77), (x * 1.1 * w, 0.965)] for x in (-0.035, 0.035)]
     for leg in legs:
@@ -696,11 +699,11 @@ def _scarf(pen: _Pen, color: RGB, dy: float, back: bool) -> None:
 
 # -- animals ------------------------------------------------------------------------------
 
-# Half a fox head (x >= 0) in head units around its centre; K scales it up for chibi cuteness.
+# Half a fox head (x >= 0) in head units around its centre, scaled up for chibi cuteness.
 _ANIMAL_HEAD = [(0.0, -0.125), (0.07, -0.117), (0.12, -0.09), (0.15, -0.05), (0.165, 0.0), (0.205, 0.055),
                 (0.15, 0.06), (0.165, 0.088), (0.1, 0.1), (0.045, 0.125), (0.0, 0.135)]
-K = 1.3
-HEAD_Y = 0.31
+HEAD_SCALE = 1.3
+HEAD_Y = 0.31  # the animal head's centre, figure units
 
 
 def _draw_animal(pen: _Pen, look: _Look, pose: _Pose, ex: _Expression, lid: float, phase: float) -> FBox:
@@ -775,9 +778,10 @@ def _animal_ears(pen: _Pen, look: _Look, x: float, y: float, size: float, inner:
         tip = (x + side * 0.14 * size, y - 0.11 * size)
         pen.polygon([base_in, tip, base_out], fur, _outline(fur))
         if inner:
-            pen.polygon([(base_in[0] + side * 0.015 * size, base_in[1]), (tip[0] - side * 0.01 * size, tip[1] + 0.03 * size),
-                         (base_out[0] - side * 0.015 * size, base_out[1] - 0.01 * size)],
-                        _mix(look.colors["skin"], BLUSH, 0.35))
+            inside = [(base_in[0] + side * 0.015 * size, base_in[1]),
+                      (tip[0] - side * 0.01 * size, tip[1] + 0.03 * size),
+                      (base_out[0] - side * 0.015 * size, base_out[1] - 0.01 * size)]
+            pen.polygon(inside, _mix(look.colors["skin"], BLUSH, 0.35))
 
 
 def _animal_head(pen: _Pen, look: _Look, ex: _Expression, lid: float, hx: float, hy: float, t: float,
@@ -785,17 +789,19 @@ def _animal_head(pen: _Pen, look: _Look, ex: _Expression, lid: float, hx: float,
     fur = look.colors["skin"]
     outline = _outline(fur)
 
-    def at(x: float, y: float) -> Point:  # head units to figure units
-        return hx + x * K, hy + y * K
+    u = HEAD_SCALE  # one head unit, in figure units
 
-    _animal_ears(pen, look, *at(t * 0.03, -0.125), K, inner=not back)
+    def at(x: float, y: float) -> Point:
+        return hx + x * u, hy + y * u
+
+    _animal_ears(pen, look, *at(t * 0.03, -0.125), u, inner=not back)
     right = [at(x * (1 - 0.15 * t), y) for x, y in _ANIMAL_HEAD]
     left = [at(-x * (1 - 0.3 * t), y) for x, y in reversed(_ANIMAL_HEAD[1:-1])]
     pen.polygon(right + left, fur, outline)
     # Cheek to cheek and brow to chin, leaving out the tuft tips: the box stays mostly fur and eyes.
     box = pen.bounds([at(-0.17 * (1 - 0.3 * t), -0.11), at(0.17 * (1 - 0.15 * t), 0.13)])
     if back:
-        _emote(pen, ex.emote, *at(0.22, -0.12), 0.05 * K)
+        _emote(pen, ex.emote, *at(0.22, -0.12), 0.05 * u)
         return box
     f = -t * 0.075  # the face's centre line, in head units
     muzzle = _mix(fur, WHITE, 0.55)
@@ -810,24 +816,24 @@ def _animal_head(pen: _Pen, look: _Look, ex: _Expression, lid: float, hx: float,
                                                (0.1, 0.09), (0.045, 0.122), (0, 0.132), (-0.045, 0.122),
                                                (-0.1, 0.09))], muzzle)
         nose = at(f - t * 0.04, 0.07)
-    pen.ellipse(*nose, 0.017 * K, 0.012 * K, (52, 40, 52))
-    pen.ellipse(nose[0] - 0.005 * K, nose[1] - 0.004 * K, 0.005 * K, 0.003 * K, WHITE)
+    pen.ellipse(*nose, 0.017 * u, 0.012 * u, (52, 40, 52))
+    pen.ellipse(nose[0] - 0.005 * u, nose[1] - 0.004 * u, 0.005 * u, 0.003 * u, WHITE)
     eyes = _eye_layout(f, t, 0.068)
     for x, inner, k in eyes:
-        _eye(pen, *at(x, -0.005), 0.03 * K * k, 0.038 * K, look, ex, lid, inner, fur)
+        _eye(pen, *at(x, -0.005), 0.03 * u * k, 0.038 * u, look, ex, lid, inner, fur)
     if ex.blush:
         for x, inner, k in eyes:
-            pen.ellipse(*at(x - inner * 0.02, 0.045), 0.022 * K * k, 0.01 * K, _mix(fur, BLUSH, 0.5))
+            pen.ellipse(*at(x - inner * 0.02, 0.045), 0.022 * u * k, 0.01 * u, _mix(fur, BLUSH, 0.5))
     brow_y = at(0, -0.06)[1]
-    _brows(pen, [(at(x, 0)[0], inner) for x, inner, _ in eyes], brow_y, 0.03 * K, ex, _shade(fur, 0.55))
-    mx, my = nose[0], nose[1] + 0.024 * K
+    _brows(pen, [(at(x, 0)[0], inner) for x, inner, _ in eyes], brow_y, 0.03 * u, ex, _shade(fur, 0.55))
+    mx, my = nose[0], nose[1] + 0.024 * u
     if ex.mouth == "line":
-        w = 0.011 * K
+        w = 0.011 * u
         pen.line([(mx - 2 * w, my), (mx - w, my + w), (mx, my), (mx + w, my + w), (mx + 2 * w, my)],
-                 _shade(fur, 0.4), 0.005 * K)
+                 _shade(fur, 0.4), 0.005 * u)
     else:
-        _mouth(pen, mx, my + 0.006 * K, 0.028 * K, ex, fur)
-    _emote(pen, ex.emote, *at(0.22, -0.12), 0.05 * K)
+        _mouth(pen, mx, my + 0.006 * u, 0.028 * u, ex, fur)
+    _emote(pen, ex.emote, *at(0.22, -0.12), 0.05 * u)
     return box
 
 
@@ -846,7 +852,7 @@ def _animal_leap(pen: _Pen, look: _Look, ex: _Expression, lid: float, phase: flo
 
 # -- sprites ------------------------------------------------------------------------------
 
-_BOUNDS = {True: (-0.32, -0.1, 0.32, 1.02), False: (-0.5, -0.06, 0.64, 1.04)}  # figure units, generous
+_BOUNDS = {True: (-0.4, -0.1, 0.4, 1.02), False: (-0.5, -0.06, 0.64, 1.04)}  # figure units, generous
 
 
 @dataclass(frozen=True)
@@ -860,8 +866,9 @@ class _Sprite:
     def face_rect(self) -> Box:
         """Whole pixels around the face, inside the image: what a blink redraws."""
         x0, y0, x1, y1 = self.face
+        right, bottom = self.left + self.image.width, self.top + self.image.height
         return (max(math.floor(x0) - 2, self.left), max(math.floor(y0) - 2, self.top),
-                min(math.ceil(x1) + 2, self.left + self.image.width), min(math.ceil(y1) + 2, self.top + self.image.height))
+                min(math.ceil(x1) + 2, right), min(math.ceil(y1) + 2, bottom))
 
 
 def _draw_sprite(look: _Look, pose: _Pose, ex: _Expression, lid: float, phase: float, origin: Point,
@@ -934,6 +941,8 @@ class _Placement:
 
 def _layout(looks: Sequence[_Look], poses: Sequence[_Pose], framing: _Framing, width: int, height: int,
             rng: np.random.Generator) -> list[_Placement]:
+    if not looks:
+        return []
     if framing.shared:
         return _layout_shared(looks, poses, framing, width, height, rng)
     slot = width / len(looks)
@@ -992,7 +1001,8 @@ def _ridge(rng: np.random.Generator, width: int, height: int, base: float, ampli
     xs = np.linspace(0, width, 64)
     ys = np.full_like(xs, base * height)
     for k in range(1, 4):
-        ys += amplitude * height / k * np.sin(xs * rng.uniform(1.0, 3.0) * k * 2 * math.pi / width + rng.uniform(0, 6.3))
+        frequency = rng.uniform(1.0, 3.0) * k * 2 * math.pi / width
+        ys += amplitude * height / k * np.sin(xs * frequency + rng.uniform(0, 2 * math.pi))
     return list(zip(xs.tolist(), ys.tolist())) + [(width, height), (0, height)]
 
 
@@ -1058,7 +1068,8 @@ def _bokeh(rng: np.random.Generator, palette: dict[str, RGB], width: int, height
     """Out-of-focus lantern lights: drawn small, blurred, scaled up (cheap and soft). Few and faint,
     so shots of one scene keep one colour mood across cuts whatever their seeds."""
     p = palette
-    small = _gradient(max(width // 4, 1), max(height // 4, 1), [(0.0, _mix(p["mid"], p["dark"], 0.3)), (1.0, p["dark"])])
+    small = _gradient(max(width // 4, 1), max(height // 4, 1),
+                      [(0.0, _mix(p["mid"], p["dark"], 0.3)), (1.0, p["dark"])])
     draw = ImageDraw.Draw(small, "RGBA")
     w, h = small.size
     for _ in range(10):
@@ -1075,7 +1086,7 @@ _STUDIO_TONES: tuple[RGB, ...] = ((244, 241, 235), (214, 228, 242), (222, 236, 2
 def _studio(rng: np.random.Generator, width: int, height: int, avoid: Sequence[RGB]) -> Image.Image:
     """Reference-sheet paper: the tone farthest from the cast's key colours, so figures (and face
     finders) separate from it; a few faint seeded circles."""
-    tone = max(_STUDIO_TONES, key=lambda c: min(math.dist(c, k) for k in avoid))
+    tone = max(_STUDIO_TONES, key=lambda c: min((math.dist(c, k) for k in avoid), default=0.0))
     image = _gradient(width, height, [(0.0, _shade(tone, 1.05)), (1.0, _shade(tone, 0.93))])
     draw = ImageDraw.Draw(image, "RGBA")
     for _ in range(5):
@@ -1138,10 +1149,10 @@ class _Motion:
 # while staying smooth: about a pixel of movement a frame at 640×360.
 MOTIONS = {
     "establishing": _Motion("slow pan across the scene; lanterns drift; blinks", pan=0.035),
-    "wide": _Motion("slow zoom-in with a gentle sideways drift; lanterns drift; blinks", drift=0.02, zoom=0.05),
+    "wide": _Motion("slow zoom-in with a gentle sideways drift; lanterns drift; blinks", drift=0.025, zoom=0.055),
     "medium": _Motion("subtle breathing bob and blinks; the camera eases in and sways a little", drift=0.014,
                       zoom=0.025, bob=0.008),
-    "close-up": _Motion("slow push-in, breathing, blinks", drift=0.008, zoom=0.035, bob=0.006,
+    "close-up": _Motion("slow push-in, breathing, blinks", drift=0.01, zoom=0.035, bob=0.006,
                         blink=(0.25, 0.5, 0.75, 1.0, 0.75, 0.5, 0.25)),
     "extreme_close-up": _Motion("very slow zoom, slow blink", drift=0.004, zoom=0.02,
                                 blink=(0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 0.875, 0.75, 0.625, 0.5,
@@ -1233,18 +1244,20 @@ class _Stage:
     """A canvas a little larger than the frame (room for the camera) with the cast placed on it."""
 
     def __init__(self, looks: Sequence[_Look], poses: Sequence[_Pose], expression: _Expression, framing: _Framing,
-                 frame: tuple[int, int], margin: tuple[int, int], background: Sequence[str], seed: int,
+                 frame: tuple[int, int], margin: tuple[int, int], background: Sequence[str], seed: int, text: str,
                  reach: tuple[float, float] = (0.0, 0.0)):
+        """`text` (the prompts) joins the seed in placing the scenery and the cast: a changed prompt
+        gives a changed picture, as it would from a real model, so edits propagate downstream."""
         width, height = frame
         self.size = (width + 2 * margin[0], height + 2 * margin[1])
         self.expression = expression
         ground = (framing.rows[1] * height + margin[1]) / self.size[1]
         key_colors = [color for look in looks for color in look.colors.values()]
-        self.backdrop, lanterns = _backdrop(framing.backdrop, background, *self.size, ground, _rng(seed, "backdrop"),
-                                            key_colors)
+        self.backdrop, lanterns = _backdrop(framing.backdrop, background, *self.size, ground,
+                                            _rng(seed, f"backdrop:{text}"), key_colors)
         palette = _palette(background)
         self.lanterns = [(lantern, _lantern_sprite(lantern.radius, palette)) for lantern in lanterns]
-        placements = _layout(looks, poses, framing, width, height, _rng(seed, "layout"))
+        placements = _layout(looks, poses, framing, width, height, _rng(seed, f"layout:{text}"))
         self.actors = [_Actor(look, pose, (p.origin[0] + margin[0], p.origin[1] + margin[1]), p.scale, [])
                        for look, pose, p in zip(looks, poses, placements)]
         # Sprites only cover the canvas plus how far an actor may move: close-ups stay cheap.
@@ -1374,12 +1387,11 @@ class PrevizRenderer:
 
     def render_still(self, request: StillRequest) -> StillResult:
         framing = _framing(request.framing)
-        if not request.characters:
-            raise ValueError("a previz still needs at least one character")
         size = (request.width, request.height)
         looks = [_resolve_look(c, request.palette_overrides, request.outfit) for c in request.characters]
         pose, expression = _resolve_pose(request.pose), _resolve_expression(request.expression)
-        stage = _Stage(looks, [pose] * len(looks), expression, framing, size, (0, 0), request.background, request.seed)
+        stage = _Stage(looks, [pose] * len(looks), expression, framing, size, (0, 0), request.background, request.seed,
+                       request.prompt)
         items, boxes = stage.actor_items(0, 0.0, 0.0, 1, 0.0, 0.0)
         image = np.array(_compose(stage.backdrop, stage.lantern_items(0.0) + items))
         faces = {slug: mapped for slug, box in boxes.items() if (mapped := _map_box(box, (0, 0, *size), size))}
@@ -1388,12 +1400,13 @@ class PrevizRenderer:
         return StillResult(image=image, face_boxes=faces, params=params)
 
     def render_clip(self, request: ClipRequest) -> ClipResult:
-        framing = _framing(request.shot_type)
+        if request.shot_type not in MOTIONS:
+            raise ValueError(f"unknown shot type {request.shot_type!r}; previz animates {sorted(MOTIONS)}")
         if request.n_frames < 1 or request.fps < 1:
             raise ValueError(f"a clip needs n_frames >= 1 and fps >= 1, got {request.n_frames} and {request.fps}")
-        if not request.characters:
-            raise ValueError("a previz clip needs at least one character")
-        motion, size, fps, n = MOTIONS[request.shot_type], (request.width, request.height), request.fps, request.n_frames
+        framing = FRAMINGS[request.shot_type]
+        motion, size = MOTIONS[request.shot_type], (request.width, request.height)
+        fps, n = request.fps, request.n_frames
         duration = n / fps
         rng = _rng(request.seed, "camera")
         direction = 1 if rng.random() < 0.5 else -1
@@ -1401,9 +1414,9 @@ class PrevizRenderer:
         travel, bob = min(motion.travel * duration, MAX_TRAVEL) * size[0], motion.bob * size[1]
         looks = [_resolve_look(c, request.palette_overrides, "default outfit") for c in request.characters]
         poses = _clip_poses(request.shot_type, len(looks), direction)
-        expression = _resolve_expression(_expression_base(request.prompt))
+        expression = _EXPRESSIONS["neutral"]  # shot prompts carry whole design prompts: no reliable mood words
         stage = _Stage(looks, poses, expression, framing, size, camera.margin, request.background, request.seed,
-                       reach=(travel / 2 + 4, bob + 4))
+                       f"{request.prompt}\n{request.motion_prompt}", reach=(travel / 2 + 4, bob + 4))
         for actor in stage.actors:
             actor.lids = _blinks(_rng(request.seed, f"blink:{actor.look.slug}"), n, fps, motion.blink)
         focus = self._focus(stage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +14,12 @@ from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, C
 from anime_pipeline.render.previz import PrevizRenderer
 
 W, H = 320, 180
+CONFIGS = Path(__file__).resolve().parents[2] / "project_configs"
 
 
 @pytest.fixture(scope="module")
 def show():
-    return Project.load("project_configs").shows["lantern-post"]
+    return Project.load(CONFIGS).shows["lantern-post"]
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +130,12 @@ def test_unknown_framing_is_an_error(renderer, cast):
 
 
 def test_everyone_blinks(renderer, cast):
-    frames = renderer.render_clip(clip(cast[:1], "close-up", n_frames=48, background=())).frames
-    first = frames[0]
-    assert max(np.abs(f.astype(int) - first.astype(int)).max() for f in frames) > 100
+    """Eye-coloured pixels in the face box drop during a blink."""
+    for character in cast:
+        result = renderer.render_clip(clip([character], "close-up", n_frames=48, background=()))
+        eyes = [near(face_pixels(frame, boxes[character.slug]), [character.appearance.key_colors.eyes], 40).sum()
+                for frame, boxes in zip(result.frames, result.face_boxes)]
+        assert min(eyes) < 0.5 * max(eyes), character.slug
 
 
 def test_continuity_starts_from_the_given_frame(renderer, cast):
@@ -186,6 +191,41 @@ def test_features_not_drawn_are_listed(renderer, cast):
     assert renderer.render_still(still(cast)).params["features_not_drawn"] == {"mio": [], "hoshi": []}
 
 
-def test_face_boxes_skip_characters_off_screen(renderer, cast):
-    result = renderer.render_clip(clip(cast, "action", n_frames=24))
-    assert all(set(boxes) <= {"mio", "hoshi"} for boxes in result.face_boxes)
+def test_a_shot_without_characters_still_renders(renderer):
+    result = renderer.render_clip(clip([], "establishing", n_frames=4))
+    assert len(result.frames) == 4 and result.face_boxes == [{}] * 4
+    assert renderer.render_still(still([], framing="portrait")).face_boxes == {}
+
+
+def test_unknown_shot_type_is_an_error(renderer, cast):
+    with pytest.raises(ValueError, match="shot type"):
+        renderer.render_clip(clip(cast, "portrait"))
+
+
+@pytest.mark.parametrize("shot_type", [t for t in MOTION_PRESETS if t != "action"])
+def test_everyone_keeps_a_face_box_in_every_frame(renderer, cast, shot_type):
+    result = renderer.render_clip(clip(cast, shot_type, n_frames=12))
+    assert all(set(boxes) == {"mio", "hoshi"} for boxes in result.face_boxes)
+
+
+@pytest.mark.parametrize("shot_type", MOTION_PRESETS)
+def test_clips_clear_the_not_a_still_floor_at_24_fps(renderer, cast, shot_type):
+    frames = renderer.render_clip(clip(cast[:1], shot_type, fps=24, n_frames=30)).frames
+    motion = np.mean([np.abs(a.astype(int) - b.astype(int)).mean() for a, b in itertools.pairwise(frames)]) / 255
+    assert motion >= 0.002  # Quality.min_motion
+
+
+def test_continuity_finds_the_cast_in_the_given_frame(renderer, cast):
+    previous = renderer.render_clip(clip(cast, "medium", n_frames=12))
+    result = renderer.render_clip(clip(cast, "action", n_frames=8, first_frame=previous.frames[-1]))
+    assert set(result.face_boxes[0]) == {"mio", "hoshi"}
+    for slug, (x0, y0, x1, y1) in result.face_boxes[0].items():
+        px0, py0, px1, py1 = previous.face_boxes[-1][slug]
+        assert abs((x0 + x1) - (px0 + px1)) < 12 and abs((y0 + y1) - (py0 + py1)) < 12, slug
+
+
+def test_the_prompt_changes_the_picture(renderer, cast):
+    """A re-worded prompt must give new pixels, or content-hashed assets downstream never re-render."""
+    a = renderer.render_clip(clip(cast, "medium", n_frames=2))
+    b = renderer.render_clip(clip(cast, "medium", n_frames=2, prompt="Mio holds the envelope up to the light"))
+    assert a.frames[0].tobytes() != b.frames[0].tobytes()

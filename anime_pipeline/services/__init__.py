@@ -1,0 +1,1 @@
+"""Clients for the external services: ComfyUI, Ollama, Echo Brain."""

@@ -1,0 +1,278 @@
+"""Echo Brain, the director service (SPEC §8), and the Director that falls back from it to Ollama
+and then to the embedded local planner, recording in `path` what it tried and why it moved on.
+
+Echo Brain's schemas are not published beyond a few fields, so the parsing is tolerant: only the
+fields the pipeline uses are validated; everything else is kept in `extra`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from anime_pipeline.planning.local import LocalPlanner, Refinement
+from anime_pipeline.services.ollama import (OllamaClient, OllamaError, OllamaTimeout, OllamaUnavailable,
+                                            connection_problem)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://127.0.0.1:8309"
+HEALTH = "/api/echo/health"
+PLAN = "/api/echo/anime/scene/plan"
+REFINE = "/api/echo/anime/prompt/refine"
+LEARN = "/api/echo/anime/feedback/learn"
+
+
+class EchoBrainError(RuntimeError):
+    """Echo Brain gave no usable answer."""
+
+
+class EchoBrainUnavailable(EchoBrainError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(f"Echo Brain at {url} is unavailable ({reason})")
+
+
+class EchoBrainRejected(EchoBrainError):
+    def __init__(self, url: str, status: int, text: str) -> None:
+        self.url, self.status, self.text = url, status, text
+        super().__init__(f"Echo Brain rejected the request to {url} (HTTP {status}): {text}")
+
+
+class EchoBrainBadResponse(EchoBrainError):
+    def __init__(self, endpoint: str, field_name: str, problem: str) -> None:
+        self.endpoint, self.field, self.problem = endpoint, field_name, problem
+        super().__init__(f"Echo Brain {endpoint} answered without a usable {field_name!r}: {problem}")
+
+
+class _Tolerant(BaseModel):
+    """Validates the declared fields; every other key of the answer lands in `extra`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def _known_keys(cls) -> set[str]:
+        keys: set[str] = set()
+        for name, info in cls.model_fields.items():
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices):
+                keys.update(choice for choice in alias.choices if isinstance(choice, str))
+            elif name != "extra":
+                keys.add(name)
+        return keys
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_unknown(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        known = cls._known_keys()
+        return {**{k: v for k, v in data.items() if k in known},
+                "extra": {k: v for k, v in data.items() if k not in known}}
+
+
+T = TypeVar("T", bound=_Tolerant)
+
+
+class PlannedShot(_Tolerant):
+    shot_number: int
+    camera_angle: str
+    duration: float = Field(gt=0, description="seconds")
+
+
+class ScenePlan(_Tolerant):
+    shot_list: list[PlannedShot]
+    overall_mood: str
+    lighting_suggestions: list[str]
+
+    @field_validator("lighting_suggestions", mode="before")
+    @classmethod
+    def _one_suggestion(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class RefinedPrompt(_Tolerant):
+    original: str = Field(description="the prompt that was sent")
+    refined: str = Field(min_length=1, validation_alias=AliasChoices("refined_prompt", "refined"))
+    style_additions: list[str] = Field(default_factory=list)
+    negative_additions: list[str] = Field(default_factory=list)
+
+
+class FeedbackResult(_Tolerant):
+    patterns: list[Any]
+    recommendations: list[Any]
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "<body>"
+
+
+class EchoBrainClient:
+    """Connection failures, timeouts and 5xx are retried `retries` times (`backoff`·2^n s apart),
+    then EchoBrainUnavailable; a 4xx is EchoBrainRejected; an answer without a needed field is
+    EchoBrainBadResponse naming the endpoint and the field."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 10.0, retries: int = 1,
+                 backoff: float = 0.25) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def health(self) -> bool:
+        try:
+            return self._call("GET", HEALTH).get("status") == "healthy"
+        except EchoBrainError as exc:
+            log.info("echo brain health check failed: %s", exc)
+            return False
+
+    def plan_scene(self, session_id: str, scene_description: str, characters: Sequence[str]) -> ScenePlan:
+        body = {"session_id": session_id, "scene_description": scene_description, "characters": list(characters)}
+        return self._parse(ScenePlan, self._call("POST", PLAN, body), PLAN)
+
+    def refine_prompt(self, prompt: str, context: Mapping[str, Any]) -> RefinedPrompt:
+        data = self._call("POST", REFINE, {"prompt": prompt, "context": dict(context)})
+        return self._parse(RefinedPrompt, {**data, "original": prompt}, REFINE)
+
+    def learn(self, scores: Mapping[str, Any]) -> FeedbackResult:
+        return self._parse(FeedbackResult, self._call("POST", LEARN, {"scores": dict(scores)}), LEARN)
+
+    @staticmethod
+    def _parse(model: type[T], data: dict[str, Any], endpoint: str) -> T:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise EchoBrainBadResponse(endpoint, _field_path(error["loc"]),
+                                       f"{error['msg']}; answer keys: {sorted(data)}") from None
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = self.base_url + path
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._session.request(method, url, json=body, timeout=self.timeout)
+            except requests.Timeout:
+                reason = f"no answer within {self.timeout:g} s"
+                continue
+            except requests.RequestException as exc:
+                reason = connection_problem(exc)
+                continue
+            if response.status_code >= 500:
+                reason = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
+                continue
+            if response.status_code >= 400:
+                raise EchoBrainRejected(url, response.status_code, response.text.strip()[:400])
+            return self._json(response, path)
+        raise EchoBrainUnavailable(url, reason)
+
+    @staticmethod
+    def _json(response: requests.Response, path: str) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            raise EchoBrainBadResponse(path, "<body>", f"not JSON: {response.text[:200]!r}") from None
+        if not isinstance(data, dict):
+            raise EchoBrainBadResponse(path, "<body>", f"expected a JSON object, got {type(data).__name__}")
+        return data
+
+
+# --- the fallback director -----------------------------------------------------------------------
+
+OLLAMA_SYSTEM = ("You are the art director of an anime production. You suggest Stable Diffusion XL prompt tags "
+                 "for lighting, mood and style. Answer with JSON only.")
+OLLAMA_REFINE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"style_additions": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                   "negative_additions": {"type": "array", "items": {"type": "string", "minLength": 1}}},
+    "required": ["style_additions", "negative_additions"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class DirectedRefinement(Refinement):
+    """A Refinement (so it drops in wherever the local planner's does) plus the fallback trail."""
+
+    path: list[str] = field(default_factory=list)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, EchoBrainUnavailable | OllamaUnavailable):
+        return f"unavailable ({exc.reason})"
+    if isinstance(exc, OllamaTimeout):
+        return f"timed out after {exc.timeout:g} s"
+    return f"{type(exc).__name__} ({exc})"
+
+
+class Director:
+    """Refines shot prompts with Echo Brain, else Ollama, else the local planner; never fails
+    because a service is down, and says in `path` which ones were down and why."""
+
+    def __init__(self, echo: EchoBrainClient | None, ollama: OllamaClient | None, ollama_model: str = "gemma3",
+                 local: LocalPlanner | None = None) -> None:
+        self.echo, self.ollama, self.ollama_model = echo, ollama, ollama_model
+        self.local = local or LocalPlanner()
+        self.name = "director (echo brain → ollama → local planner)"
+
+    def refine_prompt(self, prompt: str, time_of_day: str = "", mood: str = "") -> DirectedRefinement:
+        path: list[str] = []
+        for label, client, ask in (("echo_brain", self.echo, self._from_echo),
+                                   ("ollama", self.ollama, self._from_ollama)):
+            if client is None:
+                path.append(f"{label}: not configured")
+                continue
+            try:
+                refinement = ask(prompt, time_of_day, mood)
+            except (EchoBrainError, OllamaError) as exc:
+                log.warning("director: %s failed, falling back: %s", label, exc)
+                path.append(f"{label}: {_why(exc)}")
+                continue
+            return DirectedRefinement(*_fields(refinement), path=[*path, f"{label}: ok"])
+        return DirectedRefinement(*_fields(self.local.refine_prompt(prompt, time_of_day, mood)),
+                                  path=[*path, "local: ok"])
+
+    def send_feedback(self, scores: Mapping[str, Any]) -> bool:
+        """True when Echo Brain took the scores. Never raises: feedback is best-effort and must
+        not fail the run that produced the scores."""
+        if self.echo is None:
+            return False
+        try:
+            self.echo.learn(scores)
+        except Exception:  # noqa: BLE001 - the never-raise contract covers bugs in the answer handling too
+            log.warning("director: feedback to Echo Brain failed", exc_info=True)
+            return False
+        return True
+
+    def _from_echo(self, prompt: str, time_of_day: str, mood: str) -> Refinement:
+        answer = self.echo.refine_prompt(prompt, {"time_of_day": time_of_day, "mood": mood})
+        return Refinement(prompt, answer.refined, answer.style_additions, answer.negative_additions,
+                          f"echo brain ({self.echo.base_url})")
+
+    def _from_ollama(self, prompt: str, time_of_day: str, mood: str) -> Refinement:
+        """Ollama only suggests additions; the prompt is composed here so the character and shot
+        tags can never be dropped or rewritten by the model."""
+        question = (f"Shot prompt: {prompt}\nTime of day: {time_of_day or 'unspecified'}\nMood: {mood or 'unspecified'}\n"
+                    "style_additions: up to 4 short tags for lighting and mood that fit this shot; "
+                    "negative_additions: up to 4 short tags for what to avoid.")
+        messages = [{"role": "system", "content": OLLAMA_SYSTEM}, {"role": "user", "content": question}]
+        answer = self.ollama.chat_json(self.ollama_model, messages, OLLAMA_REFINE_SCHEMA)
+        style = [tag.strip() for tag in answer["style_additions"] if tag.strip()]
+        refined = ", ".join([prompt, *style]) if style else prompt
+        return Refinement(prompt, refined, style, answer["negative_additions"], f"ollama ({self.ollama_model})")
+
+
+def _fields(refinement: Refinement) -> tuple[Any, ...]:
+    return (refinement.original, refinement.refined, list(refinement.style_additions),
+            list(refinement.negative_additions), refinement.source)
