@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if exc.fix:
             print(f"fix: {exc.fix}", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `anime-pipeline status | head`
+        return 0
     except (FileNotFoundError, KeyError, ValueError) as exc:
         if os.environ.get("ANIME_PIPELINE_DEBUG"):
             raise

@@ -17,6 +17,10 @@ from anime_pipeline.production.dataset import DecisionLog, dataset_state
 from anime_pipeline.paths import StoragePaths
 
 
+# Full logs go to the instance (visible in the UI); the terminal shows one line per run.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
 @dataclass
 class StepOutcome:
     job: str
@@ -65,7 +69,7 @@ class Runner:
         start = time.perf_counter()
         selection = [dg.AssetKey(a) for a in asset_selection] if asset_selection else None
         result = job.execute_in_process(partition_key=partition, instance=self.instance, raise_on_error=False,
-                                        asset_selection=selection)
+                                        asset_selection=selection, run_config=QUIET_CONSOLE)
         failed = [f"{e.asset_key.to_user_string()}.{e.check_name}"
                   for e in result.get_asset_check_evaluations() if not e.passed]
         error = ""

@@ -19,7 +19,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=[character_spec], group_name=GROUP, code_version="1",
         pool=settings.renderer_pool, kinds={"image"},
-        check_specs=blocking("character_reference", "faces_found", "sheet_complete", descriptions={
+        check_specs=blocking("character_reference", partitions.characters, "faces_found", "sheet_complete", descriptions={
             "faces_found": "A face is found in every panel that should show one.",
             "sheet_complete": f"{len(REFERENCE_POSES)} poses + {len(REFERENCE_EXPRESSIONS)} expressions present."}),
     )
@@ -40,15 +40,16 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
                       "render_seconds": sheet.manifest["timings"].get("render", 0.0)},
             data_version=content_version(p.path for p in sheet.panels),
         )
-        yield gate("faces_found", not missing_faces, len(missing_faces), 0, sheet.manifest["face_detector"],
-                   panels_without_face=", ".join(missing_faces) or "none")
+        expected = [p for p in sheet.panels if p.face_expected]
+        yield gate("faces_found", not missing_faces, len(expected) - len(missing_faces), len(expected),
+                   sheet.manifest["face_detector"], panels_without_face=", ".join(missing_faces) or "none")
         yield gate("sheet_complete", not missing_panels, len(sheet.panels), len(REFERENCE_POSES) + len(REFERENCE_EXPRESSIONS),
                    "count", missing=", ".join(missing_panels) or "none")
 
     @dg.asset(
         partitions_def=partitions.characters, deps=[character_reference], group_name=GROUP, code_version="1",
         kinds={"numpy"},
-        check_specs=blocking("character_embedding", "references_agree", descriptions={
+        check_specs=blocking("character_embedding", partitions.characters, "references_agree", descriptions={
             "references_agree": "Every reference face agrees with the anchor (cosine ≥ identity threshold)."}),
     )
     def character_embedding(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):

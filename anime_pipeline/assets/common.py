@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,11 +31,18 @@ def content_version(paths: Iterable[Path]) -> dg.DataVersion:
 
 def gate(name: str, passed: bool, value: float | int | str, threshold: float | int | str, backend: str,
          **extra: object) -> dg.AssetCheckResult:
+    if isinstance(value, float):
+        value = round(value, 4)
     metadata = {"value": value, "threshold": threshold, "backend": backend, **extra}
     return dg.AssetCheckResult(check_name=name, passed=bool(passed), metadata=metadata,
                                severity=dg.AssetCheckSeverity.ERROR)
 
 
-def blocking(asset: str, *names: str, descriptions: dict[str, str] | None = None) -> list[dg.AssetCheckSpec]:
+def blocking(asset: str, partitions_def: dg.PartitionsDefinition, *names: str,
+             descriptions: dict[str, str] | None = None) -> list[dg.AssetCheckSpec]:
+    """Blocking gate specs, partitioned like their asset so each partition keeps its own check history."""
     descriptions = descriptions or {}
-    return [dg.AssetCheckSpec(n, asset=asset, blocking=True, description=descriptions.get(n)) for n in names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are a preview API in 1.13
+        return [dg.AssetCheckSpec(n, asset=asset, blocking=True, description=descriptions.get(n),
+                                  partitions_def=partitions_def) for n in names]

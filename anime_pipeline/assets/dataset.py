@@ -22,7 +22,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=["character_embedding"], group_name=GROUP, code_version="1",
         pool=settings.renderer_pool, kinds={"image"},
-        check_specs=blocking("approved_dataset", "enough_approved", "identity", "no_near_duplicates", descriptions={
+        check_specs=blocking("approved_dataset", partitions.characters, "enough_approved", "identity", "no_near_duplicates", descriptions={
             "enough_approved": "Approved images ≥ the character's dataset_target.",
             "identity": "Every approved image matches the identity anchor (≥ identity threshold).",
             "no_near_duplicates": "No two approved images are near-duplicates."}),
@@ -57,11 +57,11 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             metadata["next_step"] = f"anime-pipeline review list {ref.key}"
         yield dg.MaterializeResult(metadata=metadata, data_version=content_version(sorted(dataset_dir.glob("*.*"))))
         q = ref.config.quality
-        worst = min(result.identities.values(), default=0.0)
+        worst = min(result.identities.values(), default=1.0)  # no approved image: enough_approved fails instead
         yield gate("enough_approved", len(state.approved) >= target, len(state.approved), target, "count",
                    awaiting_review=len(state.pending),
                    hint=f"review with `anime-pipeline review list {ref.key}`" if state.pending else "")
-        yield gate("identity", bool(result.identities) and worst >= q.identity, worst, q.identity,
+        yield gate("identity", worst >= q.identity, worst, q.identity,
                    "weight-free palette signature vs anchor",
                    below=", ".join(k for k, v in result.identities.items() if v < q.identity) or "none")
         yield gate("no_near_duplicates", not result.duplicates, len(result.duplicates), 0,

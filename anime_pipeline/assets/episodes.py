@@ -19,7 +19,7 @@ def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.episodes, group_name=GROUP, code_version="1", kinds={"video"},
         deps=[episode_spec, dg.AssetDep("scene_video", partition_mapping=ALL)],
-        check_specs=blocking("episode_video", "decodes", "duration", descriptions={
+        check_specs=blocking("episode_video", partitions.episodes, "decodes", "duration", descriptions={
             "decodes": "The episode decodes end to end without an error.",
             "duration": "Duration = the sum of its scenes (within one frame)."}),
     )

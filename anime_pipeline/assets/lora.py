@@ -17,7 +17,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=["approved_dataset"], group_name=GROUP, code_version="1",
         pool=settings.renderer_pool, kinds={"json"},
-        check_specs=blocking("character_lora", "loss_fell", "keeps_identity", descriptions={
+        check_specs=blocking("character_lora", partitions.characters, "loss_fell", "keeps_identity", descriptions={
             "loss_fell": "Training loss at the end is below the loss at the start.",
             "keeps_identity": "A render with the adapter keeps identity ≥ the identity threshold."}),
     )

@@ -16,7 +16,7 @@ def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.episodes, deps=["episode_video"], group_name=GROUP, code_version="1",
         kinds={"folder"},
-        check_specs=blocking("jellyfin_publish", "file_at_expected_path", descriptions={
+        check_specs=blocking("jellyfin_publish", partitions.episodes, "file_at_expected_path", descriptions={
             "file_at_expected_path": "The episode, its NFO and thumbnail exist at the Jellyfin paths."}),
     )
     def jellyfin_publish(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):

@@ -18,7 +18,7 @@ def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.scenes, group_name=GROUP, code_version="1", kinds={"video"},
         deps=[scene_spec, dg.AssetDep("shot_clip", partition_mapping=ALL)],
-        check_specs=blocking("scene_video", "duration_exact", "audio_present", "scene_continuity", descriptions={
+        check_specs=blocking("scene_video", partitions.scenes, "duration_exact", "audio_present", "scene_continuity", descriptions={
             "duration_exact": "Frames = Σ shot frames − transition overlaps.",
             "audio_present": "The scene has an AAC audio track.",
             "scene_continuity": "Continuity across shot boundaries ≥ threshold."}),

@@ -28,7 +28,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         kinds={"video"},
         deps=[shot_spec, dg.AssetDep("character_lora", partition_mapping=ALL),
               dg.AssetDep("character_embedding", partition_mapping=ALL)],
-        check_specs=blocking("shot_clip", "identity", "temporal_stability", "motion_smoothness", "not_a_still", descriptions={
+        check_specs=blocking("shot_clip", partitions.shots, "identity", "temporal_stability", "motion_smoothness", "not_a_still", descriptions={
             "identity": "Every character in the shot keeps identity ≥ threshold in every frame.",
             "temporal_stability": "Mean frame-to-frame perceptual change ≤ the temporal LPIPS threshold.",
             "motion_smoothness": "VBench motion smoothness ≥ threshold.",
