@@ -164,7 +164,7 @@ def cmd_dev(args, settings: Settings) -> int:
     workspace = Path("workspace.yaml")
     if not workspace.exists():
         raise CliError("workspace.yaml not found in this folder", "run `anime-pipeline dev` from the repository root")
-    command = ["dagster", "dev", "-w", str(workspace), "-p", str(args.port)]
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-p", str(args.port)]
     print(f"starting the Dagster UI on http://127.0.0.1:{args.port} (Dagster home {default_dagster_home()})")
     return subprocess.call(command)
 

@@ -52,3 +52,24 @@ def test_review_decisions_are_appended_and_survive(configs_dir, tmp_path, monkey
     state = dataset_state(paths.candidates(key), DecisionLog(paths.decisions_log(key)))
     assert [c.id for c in state.approved] == ["c0000"] and [c.id for c in state.rejected] == ["c0001"]
     assert main(["review", "approve", key, "c9999"]) == 2
+
+
+def test_sync_then_status(configs_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["sync"]) == 0
+    assert "+2 character, +5 shot, +2 scene, +1 episode, 10 spec versions" in capsys.readouterr().out
+    assert main(["sync"]) == 0
+    assert "in sync" in capsys.readouterr().out
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "  lantern-post/ep01/sc02/sh02\n    shot_clip            not materialized" in out
+    assert (tmp_path / "home" / "dagster.yaml").exists()
+
+
+def test_backfill_unknown_episode_is_a_clear_error(configs_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["backfill", "lantern-post/ep09"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown episode(s) ['lantern-post/ep09']" in err and "fix:" in err

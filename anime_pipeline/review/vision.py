@@ -35,7 +35,8 @@ INSTRUCTIONS = """Fill in:
 - completeness (0-1): how much of the design is visible and not cropped away
 - training_value (0-10): how much this image would teach a model about this character
 - solo: true only if exactly one character is in the image
-- feature_checklist: true for each item the image satisfies; an item starting with "no " is true when that error is absent
+- feature_checklist: true for each item the image satisfies;
+  an item starting with "no " is true when that error is absent
 - notes: short reasons for any low value; empty when there are none"""
 SPECIES_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -98,7 +99,8 @@ def describe(character: Character, face_box: Box | None, image: np.ndarray) -> s
 
 def species_question(appearance: Appearance) -> str:
     features = f" Its design has: {', '.join(appearance.key_features)}." if appearance.key_features else ""
-    return (f"Look only at the species of the main figure. It should be a {appearance.species}, not a human.{features}\n"
+    return (f"Look only at the species of the main figure. It should be a {appearance.species}, "
+            f"not a human.{features}\n"
             f"- matches_species: true if the figure is clearly a {appearance.species}\n"
             "- looks_human: true if it has a human face, human skin or human body proportions\n"
             "- reason: one sentence")
