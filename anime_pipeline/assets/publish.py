@@ -3,7 +3,8 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import blocking, content_version, gate
+from anime_pipeline.assets.common import blocking, content_version, gate, preview
+from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import read_manifest
 from anime_pipeline.publish.library import publish_episode
 from anime_pipeline.resources import ProjectResource, StorageResource
@@ -30,7 +31,8 @@ def build() -> list[dg.AssetsDefinition]:
         context.log.info(f"published {ref.key} to {library.video}")
         yield dg.MaterializeResult(
             metadata={"publisher": PUBLISHER, "video": dg.MetadataValue.path(str(library.video)),
-                      "series_folder": dg.MetadataValue.path(str(library.series_dir)), "files": len(library.all_files)},
+                      "series_folder": dg.MetadataValue.path(str(library.series_dir)), "files": len(library.all_files),
+                      "preview": preview(load_png(library.thumb), "episode thumbnail")},
             data_version=content_version([library.video, library.nfo]),
         )
         missing = [str(p) for p in library.all_files if not p.exists()]

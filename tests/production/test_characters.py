@@ -1,0 +1,35 @@
+import shutil
+
+import yaml
+from PIL import Image
+
+from anime_pipeline.config import Project
+from anime_pipeline.production.characters import build_reference_sheet, compute_embedding
+from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES
+from anime_pipeline.render.previz import PrevizRenderer
+
+from conftest import SAMPLE
+
+
+def test_reference_images_from_the_yaml_join_the_sheet_and_the_anchor(tmp_path):
+    configs = tmp_path / "configs"
+    (configs / "refs").mkdir(parents=True)
+    renderer = PrevizRenderer()
+    project = Project.load(SAMPLE.parent)
+    ref = project.characters["lantern-post/mio"]
+    drawn = build_reference_sheet(ref, renderer, tmp_path / "drawn", seed=5, show_dir=configs)
+    shutil.copy(drawn.panels[0].path, configs / "refs" / "mio_front.png")
+    Image.open(configs / "refs" / "mio_front.png").convert("RGB").save(configs / "refs" / "mio.jpg")
+
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["characters"][0]["reference_images"] = ["refs/mio.jpg"]
+    (configs / "show.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    ref = Project.load(configs).characters["lantern-post/mio"]
+    sheet = build_reference_sheet(ref, renderer, tmp_path / "sheet", seed=5, show_dir=configs)
+
+    assert len(sheet.panels) == len(REFERENCE_POSES) + len(REFERENCE_EXPRESSIONS) + 1
+    given = sheet.panels[-1]
+    assert given.kind == "given" and given.path.name == "given-00.png" and given.face_box is not None
+    assert sheet.missing_panels() == [] and sheet.faces_missing == []
+    embedding = compute_embedding(ref, tmp_path / "sheet", sheet.manifest["faces"], tmp_path / "embedding")
+    assert "given-00" in embedding.names and min(embedding.similarities) > 0.7
