@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from anime_pipeline.assets import characters, dataset, episodes, lora, publish, scenes, shots
+from anime_pipeline.assets import characters, dataset, episodes, lora, planning, publish, scenes, shots
 from anime_pipeline.assets.show_config import SPECS
-from anime_pipeline.resources import (DirectorResource, ProjectResource, RendererResource, ReviewerResource,
-                                      StorageResource)
+from anime_pipeline.resources import (DirectorResource, EchoBrainResource, OllamaResource, ProjectResource,
+                                      RendererResource, ReviewerResource, StorageResource)
 from anime_pipeline.sensors.sync import project_sync
 from anime_pipeline.settings import Settings
 
@@ -26,18 +26,19 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    ollama = OllamaResource(base_url=settings.ollama_url, device=settings.reviewer_gpu)
     return {
         "project": ProjectResource(configs_dir=str(settings.configs_dir)),
         "storage": StorageResource(root=str(settings.storage_root), library_root=str(settings.library_root)),
         "renderer": RendererResource(device=settings.renderer_gpu),
-        "reviewer": ReviewerResource(device=settings.reviewer_gpu),
-        "director": DirectorResource(),
+        "reviewer": ReviewerResource(ollama=ollama),
+        "director": DirectorResource(ollama=ollama, echo_brain=EchoBrainResource(base_url=settings.echo_brain_url)),
     }
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [*SPECS.values(), *characters.build(settings), *dataset.build(settings), *lora.build(settings),
-              *shots.build(settings), *scenes.build(), *episodes.build(), *publish.build()]
+              *shots.build(settings), *scenes.build(), *episodes.build(), *publish.build(), *planning.build()]
     return dg.Definitions(
         assets=assets, jobs=build_jobs(), sensors=[project_sync], resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -21,6 +21,9 @@ class StoragePaths:
             raise ValueError(f"refusing a path outside the storage root: {'/'.join(parts)!r}")
         return path
 
+    def show(self, slug: str) -> Path:
+        return self._under_root(slug)
+
     def character(self, key: str) -> Path:
         show, slug = _split(key, 2)
         return self._under_root(show, "characters", slug)

@@ -29,6 +29,8 @@ class Settings:
     library_root: Path
     renderer_gpu: str
     reviewer_gpu: str
+    ollama_url: str = ""
+    echo_brain_url: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +41,8 @@ class Settings:
             library_root=Path(_env("ANIME_PIPELINE_LIBRARY", str(storage / "library"))).absolute(),
             renderer_gpu=_env("ANIME_PIPELINE_RENDERER_GPU", CPU),
             reviewer_gpu=_env("ANIME_PIPELINE_REVIEWER_GPU", CPU),
+            ollama_url=_env("ANIME_PIPELINE_OLLAMA_URL", ""),
+            echo_brain_url=_env("ANIME_PIPELINE_ECHO_BRAIN_URL", ""),
         )
 
     @property

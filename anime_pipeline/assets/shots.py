@@ -54,6 +54,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             "adapters": adapters, "first_frame": sha256_file(first_frame_path) if first_frame_path else None,
         })
         previous = read_manifest(out_dir)
+        planner = director.for_show(ref.config)
         if previous and previous.get("inputs_fingerprint") == fingerprint and not config.force \
                 and (out_dir / "clip.mp4").exists():
             context.log.info(f"{ref.key}: nothing that determines the clip changed; keeping the existing render")
@@ -61,13 +62,19 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         else:
             backend = renderer.for_show(ref.config)
             first = load_png(first_frame_path) if first_frame_path else None
-            result = render_shot(ref, backend, director.for_show(ref.config), anchors, adapters, first, out_dir,
+            result = render_shot(ref, backend, planner, anchors, adapters, first, out_dir,
                                  extra_manifest={"inputs_fingerprint": fingerprint})
+            context.log.info(f"{ref.key}: prompt via {' → '.join(result.manifest['director_path'])}")
             for attempt in result.attempts:
                 context.log.info(f"{ref.key} attempt {attempt['attempt']}: quality {attempt['scores']['quality']} "
                                  f"(threshold {attempt['threshold']}) → {'pass' if attempt['passed'] else 'retry'}")
             manifest, frames = result.manifest, result.frames
-        yield from _results(ref, manifest, frames, out_dir)
+        checks = list(_results(ref, manifest, frames, out_dir))
+        yield from checks
+        gates = {c.check_name: c.passed for c in checks if isinstance(c, dg.AssetCheckResult)}
+        if planner.send_feedback({"shot": ref.key, "metrics": manifest["metrics"], "gates": gates,
+                                  "prompt": manifest["prompt"], "seed": manifest["attempts"][manifest["chosen_attempt"] - 1]["seed"]}):
+            context.log.info(f"{ref.key}: gate results sent to the director")
 
     return [shot_clip]
 
@@ -80,7 +87,8 @@ def _results(ref, manifest: dict, frames: list[np.ndarray], out_dir):
                   "identity": dg.MetadataValue.json(metrics["identity"]), "temporal_change": metrics["temporal_change"],
                   "motion_smoothness": metrics["motion_smoothness"], "temporal_flickering": metrics["temporal_flickering"],
                   "backend": manifest["backend"], "device": manifest["device"], "director": manifest["director"],
-                  "prompt": manifest["prompt"], "seed": manifest["attempts"][manifest["chosen_attempt"] - 1]["seed"],
+                  "director_path": " → ".join(manifest.get("director_path", [])),
+                  "prompt_before_refinement": manifest.get("prompt_before_refinement", ""), "prompt": manifest["prompt"], "seed": manifest["attempts"][manifest["chosen_attempt"] - 1]["seed"],
                   "clip": dg.MetadataValue.path(str(out_dir / "clip.mp4")), "preview": preview(frames[0], "first frame")},
         data_version=content_version([out_dir / "clip.mp4"]),
     )

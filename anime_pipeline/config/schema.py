@@ -190,11 +190,14 @@ class Quality(StrictModel):
 
 
 class Backends(StrictModel):
-    """Which implementation serves each role. Only the embedded defaults exist so far."""
+    """Which implementation serves each role. Where a service runs (URL, GPU) is the deployment's
+    business: it comes from the environment (README, "Where things run"), not from the show file."""
 
     renderer: Literal["previz"] = "previz"
-    reviewer: Literal["heuristic"] = "heuristic"
-    director: Literal["local"] = "local"
+    reviewer: Literal["heuristic", "ollama"] = "heuristic"
+    reviewer_model: str = Field("gemma3", min_length=1, description="Ollama vision model for reviewer: ollama")
+    director: Literal["local", "ollama", "echo_brain"] = "local"
+    director_model: str = Field("gemma3", min_length=1, description="Ollama model for director: ollama / fallback")
     trainer: Literal["previz"] = "previz"
     publisher: Literal["filesystem"] = "filesystem"
 

@@ -42,3 +42,7 @@ class LocalPlanner:
 
     def refine_prompt(self, prompt: str, time_of_day: str = "", mood: str = "") -> Refinement:
         return refine_prompt(prompt, time_of_day, mood)
+
+    def send_feedback(self, scores: object) -> bool:
+        """The local planner learns nothing from scores; False says nothing was sent."""
+        return False

@@ -91,6 +91,8 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
                                         ref.scene.time_of_day, ref.scene.mood)
     prompt = refinement.refined
     negative = negative_prompt(style, characters)
+    if refinement.negative_additions:
+        negative = ", ".join([negative, *refinement.negative_additions])
     n_frames = max(3, round(shot.duration * video.fps))
     timings = Timings()
     attempts: list[dict[str, Any]] = []
@@ -128,6 +130,8 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
     manifest = base_manifest(
         "shot_clip", ref.key, renderer.backend, renderer.device, renderer_version=renderer.version,
         prompt=prompt, prompt_before_refinement=refinement.original, director=refinement.source,
+        director_path=list(getattr(refinement, "path", [f"{refinement.source}: ok"])),
+        negative_additions=list(refinement.negative_additions),
         negative_prompt=negative, motion_prompt=shot.motion_prompt, shot_type=shot.type,
         characters=shot.characters, checkpoint=style.checkpoint, checkpoint_hash=None, sampler=style.sampler,
         scheduler=style.scheduler, cfg=style.cfg, resolution=[video.width, video.height], fps=video.fps,

@@ -1,1 +1,1 @@
-"""Clients for the external services: ComfyUI, Ollama, Echo Brain."""
+"""Clients for the external services the pipeline drives (ComfyUI, ...)."""

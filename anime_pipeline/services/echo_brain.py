@@ -263,7 +263,8 @@ class Director:
     def _from_ollama(self, prompt: str, time_of_day: str, mood: str) -> Refinement:
         """Ollama only suggests additions; the prompt is composed here so the character and shot
         tags can never be dropped or rewritten by the model."""
-        question = (f"Shot prompt: {prompt}\nTime of day: {time_of_day or 'unspecified'}\nMood: {mood or 'unspecified'}\n"
+        question = (f"Shot prompt: {prompt}\nTime of day: {time_of_day or 'unspecified'}\n"
+                    f"Mood: {mood or 'unspecified'}\n"
                     "style_additions: up to 4 short tags for lighting and mood that fit this shot; "
                     "negative_additions: up to 4 short tags for what to avoid.")
         messages = [{"role": "system", "content": OLLAMA_SYSTEM}, {"role": "user", "content": question}]

@@ -1,0 +1,126 @@
+"""The dataset and shot assets end to end with `reviewer: ollama` and `director: echo_brain`,
+against in-process servers that behave like Ollama and Echo Brain."""
+
+from __future__ import annotations
+
+
+import dagster as dg
+import pytest
+import yaml
+from fake_echo_brain import LEARN, REFINE, FakeEchoBrain
+from fake_ollama import FakeOllama
+
+from anime_pipeline.definitions import build_definitions
+from anime_pipeline.paths import StoragePaths
+from anime_pipeline.production.dataset import DecisionLog, dataset_state
+from anime_pipeline.sensors.sync import sync_instance
+from anime_pipeline.settings import Settings
+from anime_pipeline.storage import read_json
+
+from conftest import EMBEDDED_OVERRIDES, SAMPLE
+
+
+def _answer(body: dict) -> dict:
+    """A vision model that likes what it sees; the schema tells which question was asked."""
+    props = body["format"]["properties"]
+    if "matches_species" in props:
+        return {"matches_species": True, "looks_human": False, "reason": "fox ears, fur, snout"}
+    if "style_additions" in props:
+        return {"style_additions": ["moonlit rim light"], "negative_additions": ["harsh shadows"]}
+    checklist = {item: True for item in props["feature_checklist"]["properties"]}
+    return {"character_match": 0.95, "clarity": 0.9, "completeness": 0.9, "training_value": 9, "solo": True,
+            "feature_checklist": checklist, "notes": []}
+
+
+@pytest.fixture
+def services():
+    with FakeOllama() as ollama, FakeEchoBrain() as echo:
+        ollama.responder = _answer
+        yield ollama, echo
+
+
+@pytest.fixture
+def setup(tmp_path, services):
+    ollama, echo = services
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["backends"] = {"reviewer": "ollama", "director": "echo_brain"}
+    (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
+    storage = tmp_path / "storage"
+    settings = Settings(configs, storage, storage / "library", "cpu", "cpu", ollama_url=ollama.url,
+                        echo_brain_url=echo.url)
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
+        sync_instance(instance, configs)
+        yield build_definitions(settings), instance, StoragePaths(storage)
+
+
+def _run(defs, instance, job, key, **kwargs):
+    return defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                                        **kwargs)
+
+
+def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, services):
+    defs, instance, paths = setup
+    ollama, echo = services
+    assert _run(defs, instance, "character_job", "lantern-post/mio").success
+    dataset = read_json(paths.dataset("lantern-post/mio") / "manifest.json")
+    assert dataset["backend"] == "ollama vision (gemma3)"
+    verdict = read_json(paths.candidates("lantern-post/mio") / "c0000.json")["verdict"]
+    assert verdict["reviewer"] == "ollama vision (gemma3)" and verdict["decision"] == "approve"
+    reviews = [c for c in ollama.chats if "feature_checklist" in c["format"]["properties"]]
+    assert reviews and all(c["options"]["temperature"] == 0 and "seed" in c["options"] for c in reviews)
+    assert all(m.get("images") for c in reviews for m in c["messages"] if m["role"] == "user")
+
+    # Hoshi is not human: even at 0.95 the vision reviewer's verdicts wait for a person.
+    result = _run(defs, instance, "character_job", "lantern-post/hoshi")
+    assert not result.success
+    log = DecisionLog(paths.decisions_log("lantern-post/hoshi"))
+    pending = dataset_state(paths.candidates("lantern-post/hoshi"), log).pending
+    assert pending and not dataset_state(paths.candidates("lantern-post/hoshi"), log).approved
+    assert any("matches_species" in c["format"]["properties"] for c in ollama.chats)
+    for candidate in pending:
+        log.record(candidate.id, "approve", "human:test")
+    assert _run(defs, instance, "character_job", "lantern-post/hoshi",
+                asset_selection=[dg.AssetKey("approved_dataset"), dg.AssetKey("character_lora")]).success
+
+    shot = "lantern-post/ep01/sc01/sh02"
+    assert _run(defs, instance, "shot_job", shot).success
+    manifest = read_json(paths.shot(shot) / "manifest.json")
+    assert manifest["director_path"] == ["echo_brain: ok"]
+    assert manifest["prompt"] == "1girl, courier, lantern-lit street, moonlight, soft bloom"
+    assert "Mio reading an old envelope" in manifest["prompt_before_refinement"]
+    assert "overexposed" in manifest["negative_prompt"]
+    assert [r for r in echo.requests if r.path == REFINE]
+    feedback = [r.body for r in echo.requests if r.path == LEARN]
+    assert feedback and feedback[0]["scores"]["shot"] == shot and "gates" in feedback[0]["scores"]
+
+    # Echo Brain down: the director falls back to Ollama and says so; the failed feedback never fails the asset.
+    echo.status = 500
+    assert _run(defs, instance, "shot_job", shot, run_config={"ops": {"shot_clip": {"config": {"force": True}}}}).success
+    manifest = read_json(paths.shot(shot) / "manifest.json")
+    assert manifest["director_path"][0].startswith("echo_brain: unavailable")
+    assert manifest["director_path"][-1] == "ollama: ok"
+    assert manifest["prompt"].endswith("moonlit rim light")
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("shot_clip"),
+                                                                    asset_partitions=[shot]), limit=1).records
+    assert "echo_brain: unavailable" in records[0].asset_materialization.metadata["director_path"].value
+
+
+def test_reviewer_ollama_without_a_url_is_a_clear_failure(tmp_path):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["backends"] = {"reviewer": "ollama"}
+    (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
+    storage = tmp_path / "storage"
+    settings = Settings(configs, storage, storage / "library", "cpu", "cpu")
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
+        sync_instance(instance, configs)
+        result = _run(build_definitions(settings), instance, "character_job", "lantern-post/mio")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "backends.reviewer: ollama" in message and "ANIME_PIPELINE_OLLAMA_URL" in message
