@@ -36,12 +36,14 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         log = DecisionLog(paths.decisions_log(ref.key))
         render, review = renderer.for_show(ref.config), reviewer.for_show(ref.config)
         target = ref.character.dataset_target
-        batches = 0
+        batches, verdicts = 0, []
         state = dataset_state(paths.candidates(ref.key), log)
         while len(state.approved) + len(state.pending) < target and batches < config.max_batches:
             made = generate_batch(ref, render, review, anchor, paths.candidates(ref.key), log, config.batch_size,
                                   seed=50_000)
             batches += 1
+            verdicts += [{"id": c.id, **{k: c.record["verdict"][k] for k in ("decision", "score", "character_match", "solo")},
+                          "reasons": c.record["verdict"]["reasons"][:3]} for c in made]
             state = dataset_state(paths.candidates(ref.key), log)
             context.log.info(f"batch {batches}: {[(c.id, c.record['verdict']['decision']) for c in made]}; "
                              f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
@@ -51,6 +53,8 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         metadata = {"approved": len(state.approved), "target": target, "awaiting_review": len(state.pending),
                     "rejected": len(state.rejected), "new_batches": batches, "reviewer": review.name,
                     "renderer": render.backend, "device": render.device, "folder": dg.MetadataValue.path(str(dataset_dir))}
+        if verdicts:
+            metadata["new_verdicts"] = dg.MetadataValue.json(verdicts)
         if first is not None:
             metadata["preview"] = preview(first, "first approved image")
         if state.pending:

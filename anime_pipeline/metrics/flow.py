@@ -1,0 +1,152 @@
+"""Weight-free optical flow: coarse-to-fine bilateral block matching, and what is built on it.
+
+Bilateral (symmetric) block matching explains each B×B block of the frame *between* a and b
+by a half-step displacement d: the block's content was at p − d in a and is at p + d in b.
+Per block, d = argmin Σ_block |Y_a(p − d) − Y_b(p + d)| over integer d (Y = BT.601 luma,
+samples outside the frame clamp to the edge), searched coarse to fine: radius
+`COARSE_RADIUS` on a ¼-resolution pyramid level, then ±1 px at ½ and full resolution around
+twice the coarser estimate. Candidates are tried smallest |d| first and a tie keeps the
+earlier one, so flat regions get zero motion. The full motion from a to b is 2d; the
+largest representable |d| per axis is 4·4 + 2 + 1 = 19 px.
+
+It is a stand-in for learned flow and interpolation (RAFT, AMT) and says so in every result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from anime_pipeline.metrics.scores import Score
+
+FLOW_BLOCK = 16  # px at full resolution; the block grid is the same at every pyramid level
+LEVELS = 3  # full, ½ and ¼ resolution
+COARSE_RADIUS = 4  # search radius at the coarsest level, in that level's pixels
+FLOW_BACKEND = "weight-free: bilateral block-matching flow"
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+# VBench dynamic degree (vbench/dynamic_degree.py), with this flow in place of RAFT
+DYNAMIC_SAMPLE_FPS = 8.0
+DYNAMIC_TOP_SHARE = 0.05
+DYNAMIC_THRESHOLD_PX = 6.0  # at a 256-px short side, scaled with the short side
+
+
+def _luma(frame: np.ndarray) -> np.ndarray:
+    return frame[..., :3].astype(np.float32) @ LUMA
+
+
+def _pad_to_blocks(gray: np.ndarray) -> np.ndarray:
+    height, width = gray.shape
+    return np.pad(gray, ((0, -height % FLOW_BLOCK), (0, -width % FLOW_BLOCK)), mode="edge")
+
+
+def _halve(gray: np.ndarray) -> np.ndarray:
+    return 0.25 * (gray[0::2, 0::2] + gray[1::2, 0::2] + gray[0::2, 1::2] + gray[1::2, 1::2])
+
+
+def _candidates(radius: int) -> np.ndarray:
+    """All integer offsets within `radius` per axis, smallest length first (n×2: dy, dx)."""
+    offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    return np.array(sorted(offsets, key=lambda d: (d[0] ** 2 + d[1] ** 2, d)), dtype=np.intp)
+
+
+def _warp(gray: np.ndarray, flow: np.ndarray, sign: int) -> np.ndarray:
+    """gray sampled at p + sign·d(p), d = the per-block `flow` (bh×bw×2: dy, dx), edges clamped."""
+    height, width = gray.shape
+    block = height // flow.shape[0]
+    per_pixel = np.repeat(np.repeat(flow, block, axis=0), block, axis=1)
+    rows = np.clip(np.arange(height)[:, None] + sign * per_pixel[..., 0], 0, height - 1)
+    cols = np.clip(np.arange(width)[None, :] + sign * per_pixel[..., 1], 0, width - 1)
+    return gray[rows, cols]
+
+
+def _costs(a: np.ndarray, b: np.ndarray, block: int, offsets: np.ndarray) -> np.ndarray:
+    """SAD per block of a(p − d) and b(p + d) for each uniform offset d: (len(offsets), bh, bw)."""
+    height, width = a.shape
+    radius = int(np.abs(offsets).max())
+    a_pad, b_pad = np.pad(a, radius, mode="edge"), np.pad(b, radius, mode="edge")
+    costs = np.empty((len(offsets), height // block, width // block), dtype=np.float32)
+    for i, (dy, dx) in enumerate(offsets):
+        shifted_a = a_pad[radius - dy:radius - dy + height, radius - dx:radius - dx + width]
+        shifted_b = b_pad[radius + dy:radius + dy + height, radius + dx:radius + dx + width]
+        costs[i] = np.abs(shifted_a - shifted_b).reshape(height // block, block, width // block, block).sum(axis=(1, 3))
+    return costs
+
+
+def _refine(a: np.ndarray, b: np.ndarray, block: int, predicted: np.ndarray) -> np.ndarray:
+    """Per block, the best of d = δ and d = predicted + δ, |δ| ≤ 1 per axis; the small-motion
+    family (tried first) rescues blocks whose coarse estimate went astray."""
+    near = _candidates(1)
+    costs = np.concatenate([_costs(a, b, block, near),
+                            _costs(_warp(a, predicted, -1), _warp(b, predicted, 1), block, near)])
+    best = np.argmin(costs, axis=0)
+    return np.where((best < len(near))[..., None], near[best % len(near)], predicted + near[best % len(near)])
+
+
+def block_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Half-step flow between frames a and b (H×W×3 uint8, same size): an array of
+    ⌈H/16⌉×⌈W/16⌉×2 integer (dy, dx) per 16-px block of the middle frame (see the module doc)."""
+    if a.shape != b.shape:
+        raise ValueError(f"flow needs equal sizes, got {a.shape} and {b.shape}")
+    pyramid = [(_pad_to_blocks(_luma(a)), _pad_to_blocks(_luma(b)))]
+    for _ in range(LEVELS - 1):
+        pyramid.append((_halve(pyramid[-1][0]), _halve(pyramid[-1][1])))
+    coarse = _candidates(COARSE_RADIUS)
+    ya, yb = pyramid[-1]
+    flow = coarse[np.argmin(_costs(ya, yb, FLOW_BLOCK >> (LEVELS - 1), coarse), axis=0)]
+    for level in reversed(range(LEVELS - 1)):
+        ya, yb = pyramid[level]
+        flow = _refine(ya, yb, FLOW_BLOCK >> level, 2 * flow)
+    return flow
+
+
+def _sample(frame: np.ndarray, flow: np.ndarray, sign: int) -> np.ndarray:
+    """frame (H×W×C) sampled at p + sign·d(p), d from the block flow, edges clamped."""
+    height, width = frame.shape[:2]
+    per_pixel = np.repeat(np.repeat(flow, FLOW_BLOCK, axis=0), FLOW_BLOCK, axis=1)[:height, :width]
+    rows = np.clip(np.arange(height)[:, None] + sign * per_pixel[..., 0], 0, height - 1)
+    cols = np.clip(np.arange(width)[None, :] + sign * per_pixel[..., 1], 0, width - 1)
+    return frame[rows, cols]
+
+
+def interpolate_midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The frame halfway between uint8 frames a and b: I(p) = ⌊(a(p − d) + b(p + d)) / 2⌋ with d
+    the block flow at p (truncated like VBench's tensor2img)."""
+    flow = block_flow(a, b)
+    return ((_sample(a, flow, -1).astype(np.uint16) + _sample(b, flow, 1)) >> 1).astype(np.uint8)
+
+
+def motion_magnitude(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel of the middle frame, the length in px of the motion from a to b (2·|d|)."""
+    flow = block_flow(a, b)
+    length = 2.0 * np.hypot(flow[..., 0], flow[..., 1])
+    return np.repeat(np.repeat(length, FLOW_BLOCK, axis=0), FLOW_BLOCK, axis=1)[:a.shape[0], :a.shape[1]]
+
+
+def _top_share_mean(values: np.ndarray, share: float) -> float:
+    """Mean of the largest `share` of the values (VBench: mean of the top 5 % flow lengths)."""
+    count = max(1, int(values.size * share))
+    return float(np.partition(values.ravel(), values.size - count)[values.size - count:].mean())
+
+
+def flow_dynamic_degree(frames: Sequence[np.ndarray], fps: float) -> Score:
+    """VBench dynamic degree with block-matching flow in place of RAFT: frames are sampled every
+    round(fps/8) (≥ 1); for each consecutive sampled pair, m = mean of the top 5 % per-pixel
+    motion lengths; a pair moves when m > 6·max(1, 8/fps)·min(H, W)/256 px; the clip is dynamic
+    (value 1.0, else 0.0) when at least round(4·n/16) of the n sampled frames' pairs move —
+    here at least 1, so that a short still never passes (VBench's count can round to 0).
+    per_frame[i] = m for sampled pair i. A looping still, noise or flicker on a still all have
+    zero flow, so this is the motion floor the pixel-difference `dynamic_degree` cannot be."""
+    if len(frames) < 2:
+        raise ValueError(f"need at least 2 frames, got {len(frames)}")
+    interval = max(1, round(fps / DYNAMIC_SAMPLE_FPS))
+    sampled = frames[::interval]
+    height, width = frames[0].shape[:2]
+    threshold = max(1.0, DYNAMIC_SAMPLE_FPS / fps) * DYNAMIC_THRESHOLD_PX * min(height, width) / 256.0
+    needed = max(1, round(4 * len(sampled) / 16.0))
+    motion = [_top_share_mean(motion_magnitude(a, b), DYNAMIC_TOP_SHARE) for a, b in zip(sampled, sampled[1:])]
+    moving = sum(m > threshold for m in motion)
+    return Score("flow_dynamic_degree", 1.0 if moving >= needed else 0.0, FLOW_BACKEND + ", VBench dynamic-degree rule",
+                 tuple(motion), {"threshold_px": threshold, "moving_pairs": moving, "pairs_needed": needed,
+                                 "interval": interval})
