@@ -23,6 +23,7 @@ from anime_pipeline.metrics.scores import Score
 FLOW_BLOCK = 16  # px at full resolution; the block grid is the same at every pyramid level
 LEVELS = 3  # full, ½ and ¼ resolution
 COARSE_RADIUS = 4  # search radius at the coarsest level, in that level's pixels
+REFINE_VECTORS = 6  # common motions offered to every block at each finer level
 FLOW_BACKEND = "weight-free: bilateral block-matching flow"
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -47,18 +48,8 @@ def _halve(gray: np.ndarray) -> np.ndarray:
 
 def _candidates(radius: int) -> np.ndarray:
     """All integer offsets within `radius` per axis, smallest length first (n×2: dy, dx)."""
-    offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-    return np.array(sorted(offsets, key=lambda d: (d[0] ** 2 + d[1] ** 2, d)), dtype=np.intp)
-
-
-def _warp(gray: np.ndarray, flow: np.ndarray, sign: int) -> np.ndarray:
-    """gray sampled at p + sign·d(p), d = the per-block `flow` (bh×bw×2: dy, dx), edges clamped."""
-    height, width = gray.shape
-    block = height // flow.shape[0]
-    per_pixel = np.repeat(np.repeat(flow, block, axis=0), block, axis=1)
-    rows = np.clip(np.arange(height)[:, None] + sign * per_pixel[..., 0], 0, height - 1)
-    cols = np.clip(np.arange(width)[None, :] + sign * per_pixel[..., 1], 0, width - 1)
-    return gray[rows, cols]
+    span = np.arange(-radius, radius + 1)
+    return _sorted(np.stack(np.meshgrid(span, span, indexing="ij"), axis=-1).reshape(-1, 2))
 
 
 def _costs(a: np.ndarray, b: np.ndarray, block: int, offsets: np.ndarray) -> np.ndarray:
@@ -70,18 +61,31 @@ def _costs(a: np.ndarray, b: np.ndarray, block: int, offsets: np.ndarray) -> np.
     for i, (dy, dx) in enumerate(offsets):
         shifted_a = a_pad[radius - dy:radius - dy + height, radius - dx:radius - dx + width]
         shifted_b = b_pad[radius + dy:radius + dy + height, radius + dx:radius + dx + width]
-        costs[i] = np.abs(shifted_a - shifted_b).reshape(height // block, block, width // block, block).sum(axis=(1, 3))
+        costs[i] = _block_sum(np.abs(shifted_a - shifted_b), block)
     return costs
 
 
+def _block_sum(values: np.ndarray, block: int) -> np.ndarray:
+    height, width = values.shape
+    return values.reshape(height // block, block, width // block, block).sum(axis=(1, 3))
+
+
+def _sorted(offsets: np.ndarray) -> np.ndarray:
+    """Unique offsets, smallest length first, so that ties resolve towards less motion."""
+    unique = np.unique(offsets, axis=0)
+    return unique[np.lexsort((unique[:, 1], unique[:, 0], (unique**2).sum(axis=1)))]
+
+
 def _refine(a: np.ndarray, b: np.ndarray, block: int, predicted: np.ndarray) -> np.ndarray:
-    """Per block, the best of d = δ and d = predicted + δ, |δ| ≤ 1 per axis; the small-motion
-    family (tried first) rescues blocks whose coarse estimate went astray."""
+    """Per block, the cheapest of δ and v + δ (|δ| ≤ 1 per axis) for v among the
+    `REFINE_VECTORS` most common predicted vectors. Offering every block the frame's common
+    motions, rather than only its own prediction, mends blocks on a moving edge, where the
+    coarser levels mixed object and background; small motions are always on offer."""
+    vectors, counts = np.unique(predicted.reshape(-1, 2), axis=0, return_counts=True)
+    common = vectors[np.argsort(-counts, kind="stable")[:REFINE_VECTORS]]
     near = _candidates(1)
-    costs = np.concatenate([_costs(a, b, block, near),
-                            _costs(_warp(a, predicted, -1), _warp(b, predicted, 1), block, near)])
-    best = np.argmin(costs, axis=0)
-    return np.where((best < len(near))[..., None], near[best % len(near)], predicted + near[best % len(near)])
+    offsets = _sorted(np.concatenate([near, (common[:, None] + near[None]).reshape(-1, 2)]))
+    return offsets[np.argmin(_costs(a, b, block, offsets), axis=0)]
 
 
 def block_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -103,11 +107,13 @@ def block_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _sample(frame: np.ndarray, flow: np.ndarray, sign: int) -> np.ndarray:
     """frame (H×W×C) sampled at p + sign·d(p), d from the block flow, edges clamped."""
-    height, width = frame.shape[:2]
-    per_pixel = np.repeat(np.repeat(flow, FLOW_BLOCK, axis=0), FLOW_BLOCK, axis=1)[:height, :width]
-    rows = np.clip(np.arange(height)[:, None] + sign * per_pixel[..., 0], 0, height - 1)
-    cols = np.clip(np.arange(width)[None, :] + sign * per_pixel[..., 1], 0, width - 1)
-    return frame[rows, cols]
+    height, width, channels = frame.shape
+    reach = int(np.abs(flow).max())
+    padded = np.pad(frame, ((reach, reach), (reach, reach), (0, 0)), mode="edge").reshape(-1, channels)
+    stride = width + 2 * reach
+    shift = np.repeat(np.repeat(sign * (flow[..., 0] * stride + flow[..., 1]), FLOW_BLOCK, axis=0), FLOW_BLOCK, axis=1)
+    rows = np.arange(reach, reach + height)[:, None] * stride + np.arange(reach, reach + width)[None, :]
+    return padded[rows + shift[:height, :width]]
 
 
 def interpolate_midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
