@@ -1,0 +1,50 @@
+import threading
+import time
+
+import dagster as dg
+
+from anime_pipeline.resources.gpu import GpuLease
+
+from conftest import EMBEDDED_OVERRIDES
+
+
+def test_two_gpus_run_two_steps_at_once_and_never_two_on_one_card(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
+        active: dict[str, int] = {"gpu-0": 0, "gpu-1": 0}
+        worst: dict[str, int] = {"gpu-0": 0, "gpu-1": 0}
+        lock = threading.Lock()
+
+        def step(run_id: str) -> None:
+            with GpuLease(instance, run_id, "shot_clip", ["gpu-0", "gpu-1"], poll_seconds=0.02) as pool:
+                with lock:
+                    active[pool] += 1
+                    worst[pool] = max(worst[pool], active[pool])
+                time.sleep(0.2)
+                with lock:
+                    active[pool] -= 1
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=step, args=(f"run-{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        assert worst == {"gpu-0": 1, "gpu-1": 1}
+        assert 0.4 <= elapsed < 0.75  # 4 steps of 0.2 s on 2 cards: two rounds, not four
+        for pool in ("gpu-0", "gpu-1"):
+            info = instance.event_log_storage.get_concurrency_info(pool)
+            assert info.claimed_slots == [] and info.pending_steps == []
+
+
+def test_a_slot_held_by_a_dead_run_is_freed_by_run_id(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
+        lease = GpuLease(instance, "dead-run", "shot_clip", ["gpu-0"])
+        assert lease.__enter__() == "gpu-0"  # the run dies here, never exiting the lease
+        instance.event_log_storage.free_concurrency_slots_for_run("dead-run")  # what run monitoring does
+        with GpuLease(instance, "next-run", "shot_clip", ["gpu-0"], poll_seconds=0.01) as pool:
+            assert pool == "gpu-0"
