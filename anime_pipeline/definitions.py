@@ -30,7 +30,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "project": ProjectResource(configs_dir=str(settings.configs_dir)),
         "storage": StorageResource(root=str(settings.storage_root), library_root=str(settings.library_root)),
-        "renderer": RendererResource(device=settings.renderer_gpu),
+        "renderer": RendererResource(device=settings.renderer_gpu, comfyui_urls=dict(settings.comfyui_urls)),
         "reviewer": ReviewerResource(ollama=ollama),
         "director": DirectorResource(ollama=ollama, echo_brain=EchoBrainResource(base_url=settings.echo_brain_url)),
     }

@@ -31,6 +31,7 @@ class Settings:
     reviewer_gpu: str
     ollama_url: str = ""
     echo_brain_url: str = ""
+    comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,15 +44,28 @@ class Settings:
             reviewer_gpu=_env("ANIME_PIPELINE_REVIEWER_GPU", CPU),
             ollama_url=_env("ANIME_PIPELINE_OLLAMA_URL", ""),
             echo_brain_url=_env("ANIME_PIPELINE_ECHO_BRAIN_URL", ""),
+            comfyui_urls=parse_gpu_urls(_env("ANIME_PIPELINE_COMFYUI_URLS", "")),
         )
 
     @property
-    def renderer_pool(self) -> str:
-        return pool_for(self.renderer_gpu)
+    def renderer_pool(self) -> str | None:
+        """Generation steps' static pool; with ComfyUI servers configured, each step leases a GPU pool itself."""
+        return None if self.comfyui_urls else pool_for(self.renderer_gpu)
 
     @property
     def reviewer_pool(self) -> str:
         return pool_for(self.reviewer_gpu)
+
+
+def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:
+    """"0=http://host:8188,1=http://host:8189" → (("0", "http://host:8188"), ("1", "http://host:8189"))."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        gpu, sep, url = item.partition("=")
+        if not sep or not gpu.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ValueError(f"ANIME_PIPELINE_COMFYUI_URLS: {item!r} should look like 0=http://127.0.0.1:8188")
+        pairs.append((gpu.strip(), url.strip()))
+    return tuple(pairs)
 
 
 def default_dagster_home() -> Path:

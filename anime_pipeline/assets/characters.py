@@ -28,10 +28,11 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         """Reference sheet per character: 8 poses and 6 expressions (plus any images given in the YAML)."""
         loaded = project.load()
         ref = loaded.characters[context.partition_key]
-        backend = renderer.for_show(ref.config)
         out_dir = storage.paths.reference(ref.key)
-        context.log.info(f"rendering the reference sheet of {ref.character.name} on {backend.backend}")
-        sheet = build_reference_sheet(ref, backend, out_dir, seed=1000, show_dir=loaded.files[ref.config.show.slug].parent)
+        with renderer.session(context, ref.config) as backend:
+            context.log.info(f"rendering the reference sheet of {ref.character.name} on {backend.backend}")
+            sheet = build_reference_sheet(ref, backend, out_dir, seed=1000,
+                                          show_dir=loaded.files[ref.config.show.slug].parent)
         missing_faces, missing_panels = sheet.faces_missing, sheet.missing_panels()
         yield dg.MaterializeResult(
             metadata={"panels": len(sheet.panels), "faces_found": sum(p.face_box is not None for p in sheet.panels),

@@ -11,9 +11,11 @@ import dagster as dg
 import numpy as np
 
 from anime_pipeline.imaging import data_uri_thumbnail
+from anime_pipeline.paths import StoragePaths
 from anime_pipeline.storage import sha256_file
 
 ALL = dg.AllPartitionMapping()
+REFERENCE_PANEL = "pose-front.png"
 
 
 def preview(image: np.ndarray, caption: str = "preview") -> dg.MetadataValue:
@@ -27,6 +29,12 @@ def content_version(paths: Iterable[Path]) -> dg.DataVersion:
         digest.update(path.name.encode())
         digest.update(sha256_file(path).encode())
     return dg.DataVersion(digest.hexdigest()[:16])
+
+
+def reference_images(paths: StoragePaths, show: str, slugs: list[str]) -> dict[str, Path]:
+    """IP-Adapter references: each character's front pose from its reference sheet, where one exists."""
+    found = {slug: paths.reference(f"{show}/{slug}") / REFERENCE_PANEL for slug in slugs}
+    return {slug: path for slug, path in found.items() if path.exists()}
 
 
 def gate(name: str, passed: bool, value: float | int | str, threshold: float | int | str, backend: str,

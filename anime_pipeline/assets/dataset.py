@@ -3,7 +3,7 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import blocking, content_version, gate, preview
+from anime_pipeline.assets.common import blocking, content_version, gate, preview, reference_images
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.characters import load_anchor
 from anime_pipeline.production.dataset import DecisionLog, assemble_dataset, dataset_state, generate_batch
@@ -16,6 +16,12 @@ GROUP = "characters"
 class DatasetConfig(dg.Config):
     batch_size: int = 3
     max_batches: int = 4
+
+
+def _verdict_summary(candidate) -> dict:
+    verdict = candidate.record["verdict"]
+    return {"id": candidate.id, "reasons": verdict["reasons"][:3],
+            **{k: verdict[k] for k in ("decision", "score", "character_match", "solo")}}
 
 
 def build(settings: Settings) -> list[dg.AssetsDefinition]:
@@ -34,25 +40,27 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         paths = storage.paths
         anchor = load_anchor(paths.embedding(ref.key))
         log = DecisionLog(paths.decisions_log(ref.key))
-        render, review = renderer.for_show(ref.config), reviewer.for_show(ref.config)
+        review = reviewer.for_show(ref.config)
         target = ref.character.dataset_target
         batches, verdicts = 0, []
         state = dataset_state(paths.candidates(ref.key), log)
-        while len(state.approved) + len(state.pending) < target and batches < config.max_batches:
-            made = generate_batch(ref, render, review, anchor, paths.candidates(ref.key), log, config.batch_size,
-                                  seed=50_000)
-            batches += 1
-            verdicts += [{"id": c.id, **{k: c.record["verdict"][k] for k in ("decision", "score", "character_match", "solo")},
-                          "reasons": c.record["verdict"]["reasons"][:3]} for c in made]
-            state = dataset_state(paths.candidates(ref.key), log)
-            context.log.info(f"batch {batches}: {[(c.id, c.record['verdict']['decision']) for c in made]}; "
-                             f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
+        references = reference_images(paths, ref.config.show.slug, [ref.character.slug])
+        with renderer.session(context, ref.config, references) as render:
+            while len(state.approved) + len(state.pending) < target and batches < config.max_batches:
+                made = generate_batch(ref, render, review, anchor, paths.candidates(ref.key), log,
+                                      config.batch_size, seed=50_000)
+                batches += 1
+                verdicts += [_verdict_summary(c) for c in made]
+                state = dataset_state(paths.candidates(ref.key), log)
+                context.log.info(f"batch {batches}: {[(c.id, c.record['verdict']['decision']) for c in made]}; "
+                                 f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
+            renderer_name, device = render.backend, render.device
         result = assemble_dataset(ref, state, log, anchor, paths.dataset(ref.key), review.name, batches)
         dataset_dir = paths.dataset(ref.key)
         first = load_png(state.approved[0].image_path) if state.approved else None
         metadata = {"approved": len(state.approved), "target": target, "awaiting_review": len(state.pending),
                     "rejected": len(state.rejected), "new_batches": batches, "reviewer": review.name,
-                    "renderer": render.backend, "device": render.device, "folder": dg.MetadataValue.path(str(dataset_dir))}
+                    "renderer": renderer_name, "device": device, "folder": dg.MetadataValue.path(str(dataset_dir))}
         if verdicts:
             metadata["new_verdicts"] = dg.MetadataValue.json(verdicts)
         if first is not None:

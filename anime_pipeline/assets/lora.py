@@ -3,7 +3,7 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import blocking, content_version, gate, preview
+from anime_pipeline.assets.common import blocking, content_version, gate, preview, reference_images
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.adapter import ADAPTER_FILE, TRAINER, train_adapter
 from anime_pipeline.production.characters import load_anchor
@@ -27,8 +27,10 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         ref = project.load().characters[context.partition_key]
         paths = storage.paths
         out_dir = paths.adapter(ref.key)
-        result = train_adapter(ref, paths.dataset(ref.key), renderer.for_show(ref.config),
-                               load_anchor(paths.embedding(ref.key)), out_dir, seed=7)
+        references = reference_images(paths, ref.config.show.slug, [ref.character.slug])
+        with renderer.session(context, ref.config, references) as backend:
+            result = train_adapter(ref, paths.dataset(ref.key), backend, load_anchor(paths.embedding(ref.key)),
+                                   out_dir, seed=7)
         losses = result.adapter.loss_history
         context.log.info(f"{TRAINER}: loss {losses[0]:.2f} → {losses[-1]:.2f} over {len(losses)} iterations")
         yield dg.MaterializeResult(

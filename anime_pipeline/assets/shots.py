@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
+from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, reference_images
 from anime_pipeline.assets.show_config import shot_spec
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import read_manifest
@@ -60,10 +60,11 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             context.log.info(f"{ref.key}: nothing that determines the clip changed; keeping the existing render")
             manifest, frames = previous, [load_png(out_dir / "frames" / "0000.png")]
         else:
-            backend = renderer.for_show(ref.config)
             first = load_png(first_frame_path) if first_frame_path else None
-            result = render_shot(ref, backend, planner, anchors, adapters, first, out_dir,
-                                 extra_manifest={"inputs_fingerprint": fingerprint})
+            references = reference_images(paths, ref.config.show.slug, ref.shot.characters)
+            with renderer.session(context, ref.config, references) as backend:
+                result = render_shot(ref, backend, planner, anchors, adapters, first, out_dir,
+                                     extra_manifest={"inputs_fingerprint": fingerprint})
             context.log.info(f"{ref.key}: prompt via {' → '.join(result.manifest['director_path'])}")
             for attempt in result.attempts:
                 context.log.info(f"{ref.key} attempt {attempt['attempt']}: quality {attempt['scores']['quality']} "

@@ -8,7 +8,7 @@ checked in `loader.py`, which knows the file and reports the exact path of a bad
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -193,7 +193,11 @@ class Backends(StrictModel):
     """Which implementation serves each role. Where a service runs (URL, GPU) is the deployment's
     business: it comes from the environment (README, "Where things run"), not from the show file."""
 
-    renderer: Literal["previz"] = "previz"
+    renderer: Literal["previz", "comfyui"] = "previz"
+    comfyui_workflows: dict[Literal["still", "clip"], str] = Field(
+        default_factory=dict, description="template names in workflows/ (defaults: txt2img_sdxl, i2v_wan22)")
+    comfyui_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per template: parameter values for this deployment, e.g. model files")
     reviewer: Literal["heuristic", "ollama"] = "heuristic"
     reviewer_model: str = Field("gemma3", min_length=1, description="Ollama vision model for reviewer: ollama")
     director: Literal["local", "ollama", "echo_brain"] = "local"

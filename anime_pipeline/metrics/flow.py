@@ -2,12 +2,14 @@
 
 Bilateral (symmetric) block matching explains each B×B block of the frame *between* a and b
 by a half-step displacement d: the block's content was at p − d in a and is at p + d in b.
-Per block, d = argmin Σ_block |Y_a(p − d) − Y_b(p + d)| over integer d (Y = BT.601 luma,
-samples outside the frame clamp to the edge), searched coarse to fine: radius
-`COARSE_RADIUS` on a ¼-resolution pyramid level, then ±1 px at ½ and full resolution around
-twice the coarser estimate. Candidates are tried smallest |d| first and a tie keeps the
-earlier one, so flat regions get zero motion. The full motion from a to b is 2d; the
-largest representable |d| per axis is 4·4 + 2 + 1 = 19 px.
+Per block, d = argmin Σ_block |Y_a(p − d) − Y_b(p + d)| over integer d, where Y is BT.601 luma
+less its frame mean (global flicker is not motion) and samples outside the frame clamp to the
+edge. The search runs coarse to fine: every vector within `COARSE_RADIUS` on a ¼-resolution
+pyramid level; then, at ½ and full resolution, v + δ (|δ| ≤ 1 per axis) for v = 0 and for the
+most common vectors of the coarser estimate (doubled). Candidates are tried smallest |d| first,
+a tie keeps the earlier one, and any motion must beat standing still by `MOTION_BIAS` a pixel,
+so flat or merely noisy regions get zero motion. The full motion from a to b is 2d; the largest
+representable |d| per axis is 2·(2·4 + 1) + 1 = 19 px.
 
 It is a stand-in for learned flow and interpolation (RAFT, AMT) and says so in every result.
 """
@@ -24,7 +26,11 @@ FLOW_BLOCK = 16  # px at full resolution; the block grid is the same at every py
 LEVELS = 3  # full, ½ and ¼ resolution
 COARSE_RADIUS = 4  # search radius at the coarsest level, in that level's pixels
 REFINE_VECTORS = 6  # common motions offered to every block at each finer level
+# Any motion must beat standing still by this many luma levels a pixel: sensor or codec noise
+# on a still, or a block that could dodge a sliver of a moving edge, is not motion.
+MOTION_BIAS = 1.0
 FLOW_BACKEND = "weight-free: bilateral block-matching flow"
+DYNAMIC_BACKEND = FLOW_BACKEND + ", VBench dynamic-degree rule"
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 # VBench dynamic degree (vbench/dynamic_degree.py), with this flow in place of RAFT
@@ -34,7 +40,11 @@ DYNAMIC_THRESHOLD_PX = 6.0  # at a 256-px short side, scaled with the short side
 
 
 def _luma(frame: np.ndarray) -> np.ndarray:
-    return frame[..., :3].astype(np.float32) @ LUMA
+    """BT.601 luma less its mean: a global brightness change (flicker, a fade) is not motion."""
+    luma = frame[..., :3].astype(np.float32) @ LUMA
+    # a float64 mean rounded to float32: frames with the same content get bit-identical means, so
+    # equal pixels stay equal and ties between candidate vectors are exact
+    return luma - np.float32(luma.mean(dtype=np.float64))
 
 
 def _pad_to_blocks(gray: np.ndarray) -> np.ndarray:
@@ -53,7 +63,8 @@ def _candidates(radius: int) -> np.ndarray:
 
 
 def _costs(a: np.ndarray, b: np.ndarray, block: int, offsets: np.ndarray) -> np.ndarray:
-    """SAD per block of a(p − d) and b(p + d) for each uniform offset d: (len(offsets), bh, bw)."""
+    """SAD per block of a(p − d) and b(p + d) for each uniform offset d, plus the motion bias for
+    d ≠ 0: (len(offsets), bh, bw)."""
     height, width = a.shape
     radius = int(np.abs(offsets).max())
     a_pad, b_pad = np.pad(a, radius, mode="edge"), np.pad(b, radius, mode="edge")
@@ -62,6 +73,7 @@ def _costs(a: np.ndarray, b: np.ndarray, block: int, offsets: np.ndarray) -> np.
         shifted_a = a_pad[radius - dy:radius - dy + height, radius - dx:radius - dx + width]
         shifted_b = b_pad[radius + dy:radius + dy + height, radius + dx:radius + dx + width]
         costs[i] = _block_sum(np.abs(shifted_a - shifted_b), block)
+    costs[np.any(offsets != 0, axis=1)] += MOTION_BIAS * block * block
     return costs
 
 
@@ -153,6 +165,6 @@ def flow_dynamic_degree(frames: Sequence[np.ndarray], fps: float) -> Score:
     needed = max(1, round(4 * len(sampled) / 16.0))
     motion = [_top_share_mean(motion_magnitude(a, b), DYNAMIC_TOP_SHARE) for a, b in zip(sampled, sampled[1:])]
     moving = sum(m > threshold for m in motion)
-    return Score("flow_dynamic_degree", 1.0 if moving >= needed else 0.0, FLOW_BACKEND + ", VBench dynamic-degree rule",
+    return Score("flow_dynamic_degree", 1.0 if moving >= needed else 0.0, DYNAMIC_BACKEND,
                  tuple(motion), {"threshold_px": threshold, "moving_pairs": moving, "pairs_needed": needed,
                                  "interval": interval})

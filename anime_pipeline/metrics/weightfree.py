@@ -8,7 +8,8 @@ a few seconds on two cores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import combinations
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ from PIL import Image
 from scipy import ndimage
 
 from anime_pipeline.imaging import hex_to_rgb
+from anime_pipeline.metrics import flow
 from anime_pipeline.metrics.scores import Score
 from anime_pipeline.render.base import Box
 
@@ -27,6 +29,13 @@ PIXEL_BACKEND = "weight-free: pixel statistics"
 FLICKER_BACKEND = "weight-free: VBench temporal flickering formula"
 SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, linear-blend interpolator"
 SMOOTHNESS_INTERPOLATOR = "linear blend (no AMT weights)"
+FLOW_SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, block-matching flow interpolator"
+FLOW_INTERPOLATOR = "bilateral block-matching flow (no AMT weights)"
+TEMPORAL_SSIM_BACKEND = "weight-free: 1-SSIM of consecutive frames (stands in for temporal LPIPS)"
+CONTINUITY_BACKEND = "weight-free: coarse colour continuity across cuts"
+PALETTE_CONSISTENCY_BACKEND = "weight-free: VBench subject consistency formula over palette signatures"
+AESTHETIC_PROXY_BACKEND = "weight-free: sharpness/exposure/contrast proxy on a 0-10 scale (not LAION)"
+STYLE_BACKEND = "weight-free: palette shades and blends, flat-colour share"
 
 # Flat cel colours drift by antialiasing and compression; 40 in RGB Euclidean distance keeps a
 # drawn colour together while separating the distinct colours of one character design.
@@ -118,8 +127,7 @@ def scene_continuity(last_frames: Sequence[np.ndarray], first_frames: Sequence[n
     """Continuity across each cut i → i+1: cosine of `colour_mood` of shot i's last frame and shot
     i+1's first frame; value = the worst cut (1.0 when there is no cut)."""
     per_cut = tuple(cosine(colour_mood(a), colour_mood(b)) for a, b in zip(last_frames, first_frames, strict=True))
-    return Score("scene_continuity", min(per_cut, default=1.0), "weight-free: coarse colour continuity across cuts",
-                 per_cut)
+    return Score("scene_continuity", min(per_cut, default=1.0), CONTINUITY_BACKEND, per_cut)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -259,18 +267,42 @@ def _blend(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((a.astype(np.uint16) + b) >> 1).astype(np.uint8)
 
 
-def motion_smoothness(frames: Sequence[np.ndarray]) -> Score:
-    """VBench's formula with a weight-free interpolator: even frames E_k = f_2k, odd O_k = f_2k+1,
-    I_k = floor((E_k + E_k+1)/2) (linear blend instead of AMT-S), D_k = mean |O_k − I_k| on uint8
-    for k = 0..|E|−2; value = (255 − mean_k D_k)/255; per_frame[k] = (255 − D_k)/255 for frame 2k+1.
-    A blend is exact for motion that is linear in intensity (fades), so it scores real motion
-    lower than AMT would."""
+@dataclass(frozen=True)
+class Interpolator:
+    """A midpoint frame interpolator for VBench motion smoothness: `midpoint(E_k, E_k+1)` is the
+    uint8 frame at t = ½; `backend` goes into the Score, `name` into its details."""
+
+    name: str
+    backend: str
+    midpoint: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+LINEAR_BLEND = Interpolator(SMOOTHNESS_INTERPOLATOR, SMOOTHNESS_BACKEND, _blend)
+BLOCK_FLOW = Interpolator(FLOW_INTERPOLATOR, FLOW_SMOOTHNESS_BACKEND, flow.interpolate_midpoint)
+
+
+def motion_smoothness(frames: Sequence[np.ndarray], interpolator: Interpolator = LINEAR_BLEND) -> Score:
+    """VBench's formula: even frames E_k = f_2k, odd O_k = f_2k+1, I_k = interpolator(E_k, E_k+1),
+    D_k = mean |O_k − I_k| on uint8 for k = 0..|E|−2; value = (255 − mean_k D_k)/255;
+    per_frame[k] = (255 − D_k)/255 for frame 2k+1. VBench interpolates with AMT-S; LINEAR_BLEND
+    (I_k = floor((E_k + E_k+1)/2)) is exact only for motion linear in intensity (fades), so it
+    scores real motion lower than AMT would; BLOCK_FLOW (`flow.interpolate_midpoint`) follows
+    rigid motion."""
     _check_frames(frames, 3)
     even, odd = frames[0::2], frames[1::2]
-    d = np.array([_mean_absdiff(o, _blend(e0, e1)) for e0, e1, o in zip(even[:-1], even[1:], odd)])
-    return Score("motion_smoothness", float((255.0 - d.mean()) / 255.0), SMOOTHNESS_BACKEND,
+    d = np.array([_mean_absdiff(o, interpolator.midpoint(e0, e1)) for e0, e1, o in zip(even[:-1], even[1:], odd)])
+    return Score("motion_smoothness", float((255.0 - d.mean()) / 255.0), interpolator.backend,
                  tuple(((255.0 - d) / 255.0).tolist()),
-                 {"interpolator": SMOOTHNESS_INTERPOLATOR, "frames": [2 * k + 1 for k in range(len(d))]})
+                 {"interpolator": interpolator.name, "frames": [2 * k + 1 for k in range(len(d))]})
+
+
+def temporal_change(frames: Sequence[np.ndarray]) -> Score:
+    """The weight-free stand-in for temporal LPIPS: per_frame[i] = 1 − SSIM(f_i, f_i+1) on frames
+    subsampled 2× in each direction; value = their mean (0 = no change)."""
+    _check_frames(frames, 2)
+    half = [frame[::2, ::2] for frame in frames]
+    change = np.array([1.0 - ssim(a, b) for a, b in zip(half, half[1:])])
+    return Score("temporal_lpips", float(change.mean()), TEMPORAL_SSIM_BACKEND, tuple(change.tolist()))
 
 
 def dynamic_degree(frames: Sequence[np.ndarray], threshold: float = 0.002) -> Score:
@@ -299,6 +331,77 @@ def exposure(image: np.ndarray) -> float:
 def contrast(image: np.ndarray) -> float:
     """Standard deviation of luminance (0–1) divided by 0.5, its largest possible value."""
     return min(1.0, float(_luma(image).std()) / 255.0 / 0.5)
+
+
+def aesthetic_proxy(images: Sequence[np.ndarray]) -> Score:
+    """Weight-free stand-in for the LAION aesthetic score, on its 0–10 scale but not comparable
+    with it: per image 10·(sharpness + exposure + contrast)/3; value = the mean over images."""
+    per_image = tuple(10.0 * (sharpness(image) + exposure(image) + contrast(image)) / 3.0 for image in images)
+    if not per_image:
+        raise ValueError("need at least one image")
+    return Score("aesthetic", float(np.mean(per_image)), AESTHETIC_PROXY_BACKEND, per_image)
+
+
+def palette_features(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """N×512 `palette_signature`s of whole frames: the feature extractor of the weight-free
+    subject-consistency fallback (`vbench.subject_consistency`)."""
+    return np.stack([palette_signature(frame) for frame in frames])
+
+
+# --- style adherence --------------------------------------------------------------------
+
+FLAT_TAGS = ("cel shading", "cel-shaded", "cel shaded", "flat color", "flat colors", "flat colour", "flat colours")
+FLAT_RANGE = 8.0  # a 3×3 luma range up to this (of 255) is a flat fill, allowing for compression noise
+
+
+def _segment_distance_sq(planes: list[np.ndarray], start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per pixel, the squared RGB distance to the segment start→end."""
+    direction = end - start
+    length_sq = float(direction @ direction)
+    offsets = [plane - float(s) for plane, s in zip(planes, start)]
+    t = sum(o * float(d) for o, d in zip(offsets, direction)) / length_sq if length_sq else 0.0
+    t = np.clip(t, 0.0, 1.0)
+    return sum((o - t * float(d)) ** 2 for o, d in zip(offsets, direction))
+
+
+def palette_adherence(image: np.ndarray, colors: Sequence[ColorLike], tolerance: float = COLOR_TOLERANCE) -> float:
+    """Share (0–1) of pixels within RGB distance `tolerance` of the palette's colour segments:
+    black → c for each palette colour c (its shades: cel shadows, outlines) and c → c' for each
+    pair (their blends: gradients, antialiased edges between fills)."""
+    if image.size == 0 or not colors:
+        return 0.0
+    rgb = [np.asarray(_rgb(c), dtype=np.float32) for c in colors]
+    black = np.zeros(3, dtype=np.float32)
+    segments = [(black, c) for c in rgb] + list(combinations(rgb, 2))
+    planes = [image[..., i].astype(np.float32) for i in range(3)]
+    nearest = None
+    for start, end in segments:
+        distance = _segment_distance_sq(planes, start, end)
+        nearest = distance if nearest is None else np.minimum(nearest, distance)
+    return float((nearest <= tolerance**2).mean())
+
+
+def flat_colour_share(image: np.ndarray) -> float:
+    """Share (0–1) of pixels whose 3×3 neighbourhood spans at most 8 luma levels: cel-shaded
+    fills are flat, painterly or photographic texture is not."""
+    luma = _luma(image)
+    spread = ndimage.maximum_filter(luma, size=3) - ndimage.minimum_filter(luma, size=3)
+    return float((spread <= FLAT_RANGE).mean())
+
+
+def style_adherence(image: np.ndarray, palette: Sequence[ColorLike], style_tags: Sequence[str] = (),
+                    tolerance: float = COLOR_TOLERANCE) -> Score:
+    """Weight-free style adherence of a still: value = the mean of the measured components,
+    `palette` = palette_adherence(image, palette) and, when a style tag asks for cel shading or
+    flat colour (FLAT_TAGS), `flat_colour` = flat_colour_share(image). Tags with no weight-free
+    measure are listed in details["unmeasured_tags"], not guessed at."""
+    components = {"palette": palette_adherence(image, palette, tolerance)}
+    tags = [tag.strip().lower() for tag in style_tags]
+    if any(tag in FLAT_TAGS for tag in tags):
+        components["flat_colour"] = flat_colour_share(image)
+    unmeasured = [tag for tag in tags if tag not in FLAT_TAGS]
+    return Score("style_adherence", float(np.mean(list(components.values()))), STYLE_BACKEND, (),
+                 {**components, "unmeasured_tags": unmeasured})
 
 
 # --- faces on drawings ------------------------------------------------------------------

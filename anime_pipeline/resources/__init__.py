@@ -7,6 +7,8 @@ the resource holds where it runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -16,12 +18,16 @@ from anime_pipeline.config.schema import ShowConfig
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.local import LocalPlanner
 from anime_pipeline.planning.story import StoryPlanner
+from anime_pipeline.render.base import Renderer
+from anime_pipeline.render.comfyui import ComfyUIRenderer
 from anime_pipeline.render.previz import PrevizRenderer
+from anime_pipeline.resources.gpu import GpuLease
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.review.vision import OllamaVisionReviewer
+from anime_pipeline.services.comfyui import ComfyUIClient, ProgressEvent
 from anime_pipeline.services.echo_brain import Director, EchoBrainClient
 from anime_pipeline.services.ollama import OllamaClient
-from anime_pipeline.settings import CPU
+from anime_pipeline.settings import CPU, pool_for
 
 
 class NotConfigured(dg.Failure):
@@ -75,10 +81,37 @@ class EchoBrainResource(dg.ConfigurableResource):
 
 
 class RendererResource(dg.ConfigurableResource):
-    device: str = CPU
+    """The previz renderer, or one ComfyUI server per GPU (`comfyui_urls`: GPU id → URL)."""
 
-    def for_show(self, config: ShowConfig) -> PrevizRenderer:
-        return PrevizRenderer()
+    device: str = CPU
+    comfyui_urls: dict[str, str] = {}
+    timeout: float = 1800.0
+
+    @contextmanager
+    def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
+                references: dict[str, Path] | None = None) -> Iterator[Renderer]:
+        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step."""
+        if config.backends.renderer == "previz":
+            yield PrevizRenderer()
+            return
+        if not self.comfyui_urls:
+            raise NotConfigured(config.show.slug, "renderer", "comfyui", "ANIME_PIPELINE_COMFYUI_URLS")
+        step = f"{context.asset_key.to_user_string()}[{context.partition_key}]"
+        pools = [pool_for(gpu) for gpu in self.comfyui_urls]
+        with GpuLease(context.instance, context.run_id, step, pools, log=context.log.info) as pool:
+            gpu = next(g for g in self.comfyui_urls if pool_for(g) == pool)
+            client = ComfyUIClient(self.comfyui_urls[gpu], log=context.log.info, progress=_progress_logger(context))
+            with client:
+                yield ComfyUIRenderer(client, config.backends.comfyui_workflows or None, device=gpu,
+                                      style=config.show.style, references=references,
+                                      overrides=config.backends.comfyui_overrides, timeout=self.timeout)
+
+
+def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[ProgressEvent], None]:
+    def report(event: ProgressEvent) -> None:
+        if event.value == event.max or event.value % 5 == 0:  # a line every 5 sampler steps
+            context.log.info(f"ComfyUI node {event.node}: {event.value}/{event.max} ({event.percent:.0f} %)")
+    return report
 
 
 class ReviewerResource(dg.ConfigurableResource):

@@ -15,7 +15,8 @@ Usage::
 Knobs (attributes): render_time, progress_steps, queue_delay, fail_node (+ fail_exception_type,
 fail_message), drop_ws_after, disable_ws_on_drop, drop_ws_before_done, mute_ws_after, ws_enabled,
 restart_mid_run, restart_downtime, drop_prompt_requests, drop_prompt_responses,
-prompt_response_delay, unsafe_output, payload_bytes, system_stats; install_nodes() adds classes.
+prompt_response_delay, unsafe_output, payload_bytes, video_frames (+ video_size), system_stats;
+install_nodes() adds classes.
 Observations: queued (Counter of prompt id -> times queued), prompt_posts, interrupts,
 queue_deletes, ws_connections, views, files, history.
 """
@@ -30,6 +31,8 @@ import json
 import mimetypes
 import random
 import string
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -38,8 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import imageio_ffmpeg
+import numpy as np
 from aiohttp import WSMsgType, web
 from PIL import Image
+
+from anime_pipeline.render.workflows import custom_node_specs, load_template
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "comfyui"
 
@@ -66,6 +73,7 @@ SAVERS: dict[str, tuple[str, str, bool]] = {
 }
 MAGIC = {"webp": b"RIFF\x00\x00\x00\x00WEBPVP8L", "webm": b"\x1aE\xdf\xa3", "mp4": b"\x00\x00\x00\x18ftypmp42",
          "gif": b"GIF89a"}
+VIDEO_ENCODERS = {"mp4": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "1", "-f", "mp4"], "gif": ["-f", "gif"]}
 
 
 @dataclass
@@ -109,6 +117,8 @@ class FakeComfyUI:
     prompt_response_delay: float = 0.0  # queue, then wait this long before answering POST /prompt
     unsafe_output: tuple[str, str] | None = None  # (subfolder, filename) reported for every output file
     payload_bytes: int = 0  # padding added to every output file
+    video_frames: int = 0  # > 0: mp4/gif outputs are real clips of this many frames, drawn from the saver's inputs
+    video_size: tuple[int, int] = (64, 48)
     system_stats: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SYSTEM_STATS))
 
     queued: Counter[str] = field(default_factory=Counter)
@@ -591,7 +601,11 @@ class FakeComfyUI:
             self._counters[(kind, subfolder, base)] += 1
             filename = f"{base}_{self._counters[(kind, subfolder, base)]:05}_.{ext}"
             sub, name = self.unsafe_output or (subfolder, filename)
-            self.files[(kind, sub, name)] = self._content(ext, f"{node_id}/{sub}/{name}/{index}")
+            if self.video_frames and ext in VIDEO_ENCODERS:  # same graph, same bytes: a re-run reproduces them
+                self.files[(kind, sub, name)] = _video(ext, _signature(prompt, node_id), self.video_frames,
+                                                       self.video_size)
+            else:
+                self.files[(kind, sub, name)] = self._content(ext, f"{node_id}/{sub}/{name}/{index}")
             entries.append({"filename": name, "subfolder": sub, "type": kind})
         if key == "gifs":
             for entry in entries:
@@ -608,6 +622,24 @@ class FakeComfyUI:
         buffer = io.BytesIO()
         Image.new("RGB", (8, 8), tuple(digest[:3])).save(buffer, format="PNG")
         return buffer.getvalue() + padding[: self.payload_bytes]  # bytes after IEND: still a valid PNG
+
+
+def _video(ext: str, seed: str, frames: int, size: tuple[int, int]) -> bytes:
+    """A decodable clip whose colours follow the seed and whose bar moves, so frames differ."""
+    width, height = size
+    digest = hashlib.sha256(seed.encode()).digest()
+    clip = np.empty((frames, height, width, 3), dtype=np.uint8)
+    clip[:] = np.frombuffer(digest[:3], dtype=np.uint8)
+    for index in range(frames):
+        x = index * width // frames
+        clip[index, :, x:x + max(2, width // 8)] = np.frombuffer(digest[3:6], dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / f"clip.{ext}"
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                   "-s", f"{width}x{height}", "-r", "8", "-i", "pipe:0", "-fflags", "+bitexact",
+                   "-flags:v", "+bitexact", "-map_metadata", "-1", *VIDEO_ENCODERS[ext], str(out)]
+        subprocess.run(command, input=clip.tobytes(), check=True, capture_output=True)
+        return out.read_bytes()
 
 
 def _hang_up(request: web.Request) -> None:
@@ -684,3 +716,17 @@ def _progress_state(prompt_id: str, node_id: str) -> dict[str, Any]:
     state = {"value": 0.0, "max": 1.0, "state": "running", "node_id": node_id, "prompt_id": prompt_id,
              "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id}
     return {"prompt_id": prompt_id, "nodes": {node_id: state}}
+
+
+def provision(fake: FakeComfyUI, packs: bool = True, loras: tuple[str, ...] = ("mio_v3.safetensors",)) -> None:
+    """Install what a real server would have: the custom node packs and every template's model files."""
+    if packs:
+        fake.install_nodes(custom_node_specs())
+    for name in ("txt2img_sd15", "txt2img_sdxl", "i2v_wan22", "i2v_ltxv", "i2v_framepack"):
+        template = load_template(name)
+        for param in template.params.values():
+            for node, input_name in param.targets if param.type == "file" else ():
+                spec = fake.catalogue.get(template.graph[node]["class_type"])
+                if spec is not None:
+                    spec["input"]["required"][input_name][0].append(param.default)
+    fake.catalogue["LoraLoader"]["input"]["required"]["lora_name"][0].extend(loras)

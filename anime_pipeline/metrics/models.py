@@ -1,0 +1,205 @@
+"""Where model weights live, which devices the metrics run on, and which backend each metric uses.
+
+Nothing here downloads anything: weights are pre-placed (docs/models.md says how to fetch them
+on a machine with internet) and every loader reads them from these paths or reports the metric
+unavailable, in which case the caller uses the weight-free fallback named in `model_rows`.
+
+Folder layout under the models root (`ANIME_PIPELINE_MODELS`, default `./models`):
+
+    insightface/models/<pack>/*.onnx          InsightFace pack, e.g. buffalo_l (det_10g.onnx, w600k_r50.onnx, …)
+    torch/                                    torch home (`TORCH_HOME` overrides it)
+      hub/checkpoints/alexnet-owt-7be5be79.pth        AlexNet backbone for LPIPS
+      hub/checkpoints/dino_vitbase16_pretrain.pth     DINO ViT-B/16 weights
+      hub/facebookresearch_dino_main/                 DINO's torch.hub repository (hubconf.py, vision_transformer.py, …)
+    amt/amt-s.pth                             AMT-S frame interpolation (architecture from the `vbench` package)
+    clip/ViT-L-14.pt                          OpenAI CLIP ViT-L/14 (loaded with open_clip)
+    aesthetic/sa_0_4_vit_l_14_linear.pth      LAION aesthetic predictor v1 linear head
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+MODELS_ENV = "ANIME_PIPELINE_MODELS"
+DEVICE_ENV = "ANIME_PIPELINE_METRICS_DEVICE"
+FACE_PACK_ENV = "ANIME_PIPELINE_FACE_PACK"
+DEFAULT_FACE_PACK = "buffalo_l"
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+DINO_FILE = "dino_vitbase16_pretrain.pth"
+DINO_REPO = "facebookresearch_dino_main"
+AMT_FILE = "amt-s.pth"
+CLIP_FILE = "ViT-L-14.pt"
+AESTHETIC_FILE = "sa_0_4_vit_l_14_linear.pth"
+
+
+class ModelUnavailable(RuntimeError):
+    """A model-based metric cannot run here: weights or a package are missing (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """The configured weight folders and the metrics device ("cpu", "cuda", "cuda:N" or a bare GPU id)."""
+
+    root: Path
+    torch_home: Path
+    device: str = "cpu"
+    face_pack: str = DEFAULT_FACE_PACK
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ModelStore:
+        root = Path(environ.get(MODELS_ENV, "").strip() or "models").absolute()
+        torch_home = environ.get("TORCH_HOME", "").strip()
+        return cls(root=root, torch_home=Path(torch_home).absolute() if torch_home else root / "torch",
+                   device=environ.get(DEVICE_ENV, "").strip() or "cpu",
+                   face_pack=environ.get(FACE_PACK_ENV, "").strip() or DEFAULT_FACE_PACK)
+
+    @property
+    def insightface_root(self) -> Path:
+        return self.root / "insightface"
+
+    @property
+    def face_pack_dir(self) -> Path:
+        return self.insightface_root / "models" / self.face_pack
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.torch_home / "hub" / "checkpoints"
+
+    @property
+    def alexnet(self) -> Path:
+        return self.checkpoints / ALEXNET_FILE
+
+    @property
+    def dino_weights(self) -> Path:
+        return self.checkpoints / DINO_FILE
+
+    @property
+    def dino_repo(self) -> Path:
+        return self.torch_home / "hub" / DINO_REPO
+
+    @property
+    def amt_weights(self) -> Path:
+        return self.root / "amt" / AMT_FILE
+
+    @property
+    def clip_weights(self) -> Path:
+        return self.root / "clip" / CLIP_FILE
+
+    @property
+    def aesthetic_head(self) -> Path:
+        return self.root / "aesthetic" / AESTHETIC_FILE
+
+
+# --- devices -----------------------------------------------------------------------------
+
+def cuda_index(device: str) -> int | None:
+    """The CUDA device index a device string names ("cuda" → 0, "cuda:1" → 1, "1" → 1), None for CPU."""
+    name = device.strip().lower()
+    if name.isdigit():
+        return int(name)
+    if name == "cuda":
+        return 0
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return int(name[5:])
+    return None
+
+
+def torch_device(device: str) -> str:
+    """The torch device to run on: "cuda:N" when configured and torch sees a GPU, else "cpu"."""
+    index = cuda_index(device)
+    if index is None:
+        return "cpu"
+    import torch
+
+    return f"cuda:{index}" if torch.cuda.is_available() and index < torch.cuda.device_count() else "cpu"
+
+
+def onnx_providers(device: str) -> list[str]:
+    """onnxruntime providers, always passed explicitly: CUDA then CPU when a CUDA device is
+    configured and this onnxruntime build offers CUDA, else CPU only."""
+    import onnxruntime
+
+    if cuda_index(device) is not None and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def onnx_provider_options(providers: list[str], device: str) -> list[dict[str, str]]:
+    """Per-provider options matching `providers`: the CUDA provider gets the configured device id."""
+    return [{"device_id": str(cuda_index(device) or 0)} if p == "CUDAExecutionProvider" else {} for p in providers]
+
+
+# --- the registry ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One weight file of one metric: the backend it enables, where it must be, whether it is
+    there (with its packages importable), and the backend the metric uses now. Weight-free
+    metrics have no path and are always installed."""
+
+    metric: str
+    backend: str
+    path: Path | None
+    installed: bool
+    active: str
+    missing: str = ""  # why it is not installed
+
+
+def missing_requirements(path: Path, packages: tuple[str, ...] = ()) -> str:
+    """What keeps a weight file from being usable: the file itself, packages that are not
+    importable ("" when nothing is missing)."""
+    reasons = [f"{path} not found"] if not path.exists() else []
+    reasons += [f"package {name} not installed" for name in packages if importlib.util.find_spec(name) is None]
+    return "; ".join(reasons)
+
+
+def _pack_missing(store: ModelStore) -> str:
+    missing = missing_requirements(store.face_pack_dir, ("insightface", "onnxruntime"))
+    if not missing and not any(store.face_pack_dir.glob("*.onnx")):
+        return f"no .onnx files in {store.face_pack_dir}"
+    return missing
+
+
+def _weighted(metric: str, backend: str, path: Path, missing: str, fallback: str, ready: bool) -> ModelRow:
+    return ModelRow(metric, backend, path, not missing, backend if ready else fallback, missing)
+
+
+def model_rows(store: ModelStore) -> list[ModelRow]:
+    """Every metric: (metric, backend if installed, path, installed, active backend), one row per
+    weight file; weight-free metrics get one row without a path. Checks files and importable
+    packages only; nothing is loaded."""
+    from anime_pipeline.metrics import flow, perceptual, vbench, weightfree
+
+    face = _pack_missing(store)
+    lpips = missing_requirements(store.alexnet, ("torch", "torchvision", "lpips"))
+    amt = missing_requirements(store.amt_weights, ("torch", "vbench"))
+    dino = "; ".join(filter(None, [missing_requirements(store.dino_weights, ("torch", "torchvision")),
+                                   missing_requirements(store.dino_repo / "hubconf.py")]))
+    clip = missing_requirements(store.clip_weights, ("torch", "open_clip"))
+    head = missing_requirements(store.aesthetic_head, ("torch",))
+    aesthetic_ready = not clip and not head
+    weight_free = [("temporal_flickering", weightfree.FLICKER_BACKEND), ("dynamic_degree", flow.DYNAMIC_BACKEND),
+                   ("style_adherence", weightfree.STYLE_BACKEND), ("scene_continuity", weightfree.CONTINUITY_BACKEND)]
+    return [
+        _weighted("identity", identity_backend(store.face_pack), store.face_pack_dir, face,
+                  weightfree.PALETTE_BACKEND, not face),
+        _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips,
+                  weightfree.TEMPORAL_SSIM_BACKEND, not lpips),
+        _weighted("motion_smoothness", vbench.AMT_BACKEND, store.amt_weights, amt,
+                  weightfree.BLOCK_FLOW.backend, not amt),
+        _weighted("subject_consistency", vbench.DINO_BACKEND, store.dino_weights, dino,
+                  weightfree.PALETTE_CONSISTENCY_BACKEND, not dino),
+        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.clip_weights, clip,
+                  weightfree.AESTHETIC_PROXY_BACKEND, aesthetic_ready),
+        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.aesthetic_head, head,
+                  weightfree.AESTHETIC_PROXY_BACKEND, aesthetic_ready),
+        *(ModelRow(metric, backend, None, True, backend) for metric, backend in weight_free),
+    ]
+
+
+def identity_backend(pack: str) -> str:
+    return f"InsightFace ArcFace ({pack}, onnxruntime)"

@@ -1,0 +1,108 @@
+"""Block-matching flow, the flow interpolator and the motion floor on clips with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from anime_pipeline.metrics import flow
+from anime_pipeline.metrics import weightfree as wf
+
+BACKGROUND = (30, 60, 90)
+
+
+def smooth_texture(size: int = 48, seed: int = 0) -> np.ndarray:
+    """A blurred-noise patch: detail at every pyramid level, unlike white noise."""
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).normal(0, 1, (size, size, 3)), (3, 3, 0))
+    return np.clip(128 + noise / noise.std() * 50, 0, 255).astype(np.uint8)
+
+
+def moving_patch(n_frames: int, velocity: tuple[int, int], start: tuple[int, int] = (40, 40),
+                 size: tuple[int, int] = (128, 160)) -> list[np.ndarray]:
+    """A textured square moving `velocity` (dy, dx) px a frame over a flat background."""
+    patch = smooth_texture()
+    frames = []
+    for t in range(n_frames):
+        frame = np.full((*size, 3), BACKGROUND, np.uint8)
+        y, x = start[0] + velocity[0] * t, start[1] + velocity[1] * t
+        frame[y:y + patch.shape[0], x:x + patch.shape[1]] = patch
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("velocity", [(0, 1), (1, 2), (1, 3), (2, 5), (3, 8), (4, -6)])
+def test_flow_interpolates_a_rigid_motion_exactly(velocity):
+    a, middle, b = moving_patch(3, velocity)
+    dy, dx = velocity
+    blocks = flow.block_flow(a, b)
+    assert (blocks[3, 3] == (dy, dx)).all()  # a block inside the patch moves with it
+    assert (blocks[0, 0] == (0, 0)).all()  # flat background: ties resolve to no motion
+    np.testing.assert_array_equal(flow.interpolate_midpoint(a, b), middle)
+
+
+def test_flow_smoothness_is_one_on_a_constant_pan_where_the_blend_is_not():
+    frames = moving_patch(9, (0, 3))
+    smooth = wf.motion_smoothness(frames, wf.BLOCK_FLOW)
+    assert smooth.value == 1.0
+    assert smooth.backend == wf.FLOW_SMOOTHNESS_BACKEND
+    assert smooth.details["interpolator"] == "bilateral block-matching flow (no AMT weights)"
+    # the blend ghosts the patch: by hand, D_k = mean |O_k − ⌊(E_k + E_k+1)/2⌋|, the same for every k
+    even, odd = frames[0::2], frames[1::2]
+    blend = ((even[0].astype(int) + even[1]) // 2)
+    d = np.abs(odd[0].astype(int) - blend).mean()
+    assert wf.motion_smoothness(frames).value == pytest.approx((255 - d) / 255)
+    assert wf.motion_smoothness(frames).value < 0.995
+
+
+def test_flow_smoothness_on_static_flash_and_duplicated_still():
+    still = moving_patch(1, (0, 0))[0]
+    assert wf.motion_smoothness([still] * 7, wf.BLOCK_FLOW).value == 1.0
+    black, white = np.zeros((32, 48, 3), np.uint8), np.full((32, 48, 3), 255, np.uint8)
+    flash = wf.motion_smoothness([black, white] * 4, wf.BLOCK_FLOW)
+    assert flash.value == 0.0  # every interpolated frame is black, every odd frame white: D = 255
+    assert flash.per_frame == (0.0, 0.0, 0.0)
+
+
+def test_frames_of_any_size_are_padded_to_whole_blocks():
+    frames = moving_patch(3, (1, 2), size=(101, 133))
+    np.testing.assert_array_equal(flow.interpolate_midpoint(frames[0], frames[2]), frames[1])
+    assert flow.block_flow(frames[0], frames[2]).shape == (7, 9, 2)
+    with pytest.raises(ValueError):
+        flow.block_flow(frames[0], frames[1][:-1])
+
+
+def test_motion_magnitude_is_the_full_motion_length():
+    a, _, b = moving_patch(3, (3, 4))
+    magnitude = flow.motion_magnitude(a, b)
+    assert magnitude.shape == a.shape[:2]
+    assert magnitude[60, 60] == pytest.approx(10.0)  # 2·|(3, 4)| between frames two apart
+    assert magnitude[0, 0] == 0.0
+
+
+def noisy(frames: list[np.ndarray], sigma: float, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.clip(f + rng.normal(0, sigma, f.shape), 0, 255).astype(np.uint8) for f in frames]
+
+
+@pytest.mark.parametrize("loop", ["noise", "flicker"])
+def test_motion_floor_rejects_a_looping_still_that_the_pixel_measure_lets_through(loop):
+    still = moving_patch(1, (0, 0), size=(256, 256))[0]
+    if loop == "noise":  # a still re-encoded every frame
+        frames = noisy([still] * 24, sigma=3.0)
+    else:  # a still whose brightness pulses
+        frames = [np.clip(still.astype(int) + (20 if t % 2 else 0), 0, 255).astype(np.uint8) for t in range(24)]
+    assert wf.dynamic_degree(frames).value == 1.0  # every pair differs in pixels …
+    floor = flow.flow_dynamic_degree(frames, fps=24)
+    assert floor.value == 0.0  # … but nothing moves
+    assert floor.details["interval"] == 3 and floor.details["pairs_needed"] == 2
+    assert floor.details["threshold_px"] == pytest.approx(6.0)
+
+
+def test_motion_floor_passes_real_motion():
+    frames = moving_patch(24, (0, 4), start=(100, 10), size=(256, 256))
+    floor = flow.flow_dynamic_degree(frames, fps=24)
+    assert floor.value == 1.0
+    assert floor.per_frame == (12.0,) * 7  # sampled 3 frames apart: 12 px, above the 6 px threshold
+    assert flow.flow_dynamic_degree(noisy(frames, sigma=3.0), fps=24).value == 1.0
+    assert floor.backend == flow.DYNAMIC_BACKEND

@@ -1,0 +1,86 @@
+"""The weight registry, device selection and the onnxruntime build."""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from anime_pipeline.metrics import models, weightfree
+from anime_pipeline.metrics.models import ModelStore
+
+
+def test_store_reads_the_environment(tmp_path):
+    store = ModelStore.from_env({"ANIME_PIPELINE_MODELS": str(tmp_path), "ANIME_PIPELINE_METRICS_DEVICE": "cuda:1"})
+    assert store.root == tmp_path and store.torch_home == tmp_path / "torch" and store.device == "cuda:1"
+    assert store.face_pack_dir == tmp_path / "insightface" / "models" / "buffalo_l"
+    assert store.alexnet == tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    own_home = ModelStore.from_env({"ANIME_PIPELINE_MODELS": str(tmp_path), "TORCH_HOME": "/opt/torch",
+                                    "ANIME_PIPELINE_FACE_PACK": "antelopev2"})
+    assert own_home.torch_home == Path("/opt/torch") and own_home.face_pack == "antelopev2"
+    assert ModelStore.from_env({}).root == Path("models").absolute()
+
+
+@pytest.mark.parametrize("device, index", [("cpu", None), ("cuda", 0), ("cuda:2", 2), ("1", 1), ("mps", None)])
+def test_cuda_index(device, index):
+    assert models.cuda_index(device) == index
+
+
+def test_torch_falls_back_to_cpu_without_a_gpu():
+    torch = pytest.importorskip("torch")
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert models.torch_device("cuda:0") == expected
+    assert models.torch_device("cpu") == "cpu"
+
+
+def test_onnx_providers_are_explicit(monkeypatch):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert models.onnx_providers("cuda:1") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert models.onnx_provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda:1") == [
+        {"device_id": "1"}, {}]
+    assert models.onnx_providers("cpu") == ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert models.onnx_providers("cuda") == ["CPUExecutionProvider"]
+
+
+def test_the_gpu_onnxruntime_is_the_one_installed():
+    """SPEC §9: insightface must not drag in the CPU onnxruntime over onnxruntime-gpu."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed (the metrics extra is not)")
+    distributions = {d.metadata["Name"].lower() for d in metadata.distributions()}
+    assert "onnxruntime-gpu" in distributions and "onnxruntime" not in distributions
+    import onnxruntime
+
+    assert onnxruntime.get_device() == "GPU"
+
+
+def test_rows_without_weights_name_the_fallbacks(tmp_path):
+    rows = models.model_rows(ModelStore(root=tmp_path, torch_home=tmp_path / "torch"))
+    by_metric = {row.metric: row for row in rows}
+    assert {"identity", "temporal_lpips", "motion_smoothness", "subject_consistency", "aesthetic",
+            "temporal_flickering", "dynamic_degree", "style_adherence", "scene_continuity"} == set(by_metric)
+    identity = by_metric["identity"]
+    assert not identity.installed and identity.active == weightfree.PALETTE_BACKEND
+    assert identity.path == tmp_path / "insightface" / "models" / "buffalo_l" and "not found" in identity.missing
+    assert by_metric["temporal_lpips"].active == weightfree.TEMPORAL_SSIM_BACKEND
+    assert by_metric["motion_smoothness"].active == weightfree.BLOCK_FLOW.backend
+    assert [row.path.name for row in rows if row.metric == "aesthetic"] == ["ViT-L-14.pt", "sa_0_4_vit_l_14_linear.pth"]
+    assert by_metric["style_adherence"].installed and by_metric["style_adherence"].path is None
+
+
+def test_rows_see_placed_weights(tmp_path):
+    pytest.importorskip("lpips")
+    store = ModelStore(root=tmp_path, torch_home=tmp_path / "torch")
+    store.checkpoints.mkdir(parents=True)
+    store.alexnet.write_bytes(b"")
+    store.aesthetic_head.parent.mkdir(parents=True)
+    store.aesthetic_head.write_bytes(b"")
+    rows = models.model_rows(store)
+    lpips_row = next(row for row in rows if row.metric == "temporal_lpips")
+    assert lpips_row.installed and lpips_row.active == lpips_row.backend and lpips_row.missing == ""
+    clip_row, head_row = (row for row in rows if row.metric == "aesthetic")
+    assert head_row.installed and not clip_row.installed
+    assert head_row.active == weightfree.AESTHETIC_PROXY_BACKEND  # the head alone is not enough

@@ -1,0 +1,111 @@
+"""`renderer: comfyui` end to end: shots render through two in-process ComfyUI servers, one per GPU,
+each step leasing its GPU's pool slot on a SQLite instance — two shots at once, never two on one card."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import dagster as dg
+import pytest
+import yaml
+from fake_comfyui import FakeComfyUI, provision
+
+from anime_pipeline.config import Project
+from anime_pipeline.definitions import build_definitions
+from anime_pipeline.paths import StoragePaths
+from anime_pipeline.runner import Runner
+from anime_pipeline.sensors.sync import sync_instance
+from anime_pipeline.settings import Settings
+from anime_pipeline.storage import read_json
+
+from conftest import EMBEDDED_OVERRIDES, SAMPLE
+
+RENDER_SECONDS = 0.5
+SHOTS = ["lantern-post/ep01/sc01/sh02", "lantern-post/ep01/sc01/sh03"]
+
+
+def _write_show(configs, renderer: str) -> None:
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["backends"] = {"renderer": renderer}
+    (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture
+def studio(tmp_path):
+    """Characters built on previz (anchors, adapters), then the show switched to ComfyUI on two GPUs."""
+    configs, home = tmp_path / "configs", tmp_path / "home"
+    configs.mkdir()
+    home.mkdir()
+    _write_show(configs, "previz")
+    with FakeComfyUI(render_time=RENDER_SECONDS, video_frames=9, video_size=(64, 36)) as gpu0, \
+            FakeComfyUI(render_time=RENDER_SECONDS, video_frames=9, video_size=(64, 36)) as gpu1:
+        for fake in (gpu0, gpu1):
+            provision(fake)
+            fake.progress_steps = 10
+        storage = tmp_path / "storage"
+        settings = Settings(configs, storage, storage / "library", "cpu", "cpu",
+                            comfyui_urls=(("0", gpu0.url), ("1", gpu1.url)))
+        with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
+            sync_instance(instance, configs)
+            project = Project.load(configs)
+            runner = Runner(build_definitions(settings), instance, StoragePaths(storage), report=lambda _: None)
+            for key in ("lantern-post/mio", "lantern-post/hoshi"):
+                if not runner.run("character_job", key, 1).success:
+                    runner._approve_pending(key, project, "test")
+                    assert runner.run("character_job", key, 1, ["approved_dataset", "character_lora"]).success
+            _write_show(configs, "comfyui")
+            sync_instance(instance, configs)
+            yield settings, home, (gpu0, gpu1)
+
+
+def _render(settings, home, shot, results):
+    """One run in its own process, as the run launcher would start it (in-process runs are not thread-safe)."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = build_definitions(settings).resolve_job_def("shot_job").execute_in_process(
+            partition_key=shot, instance=instance, raise_on_error=False)
+        results[shot] = (result.run_id, [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()])
+
+
+def _busy_interval(fake: FakeComfyUI) -> tuple[float, float]:
+    """From the server's own history: first execution start to last success, in seconds."""
+    stamps = [data["timestamp"] / 1000 for entry in fake.history.values()
+              for kind, data in entry["status"]["messages"] if kind in ("execution_start", "execution_success")]
+    return min(stamps), max(stamps)
+
+
+def test_two_shots_render_at_once_on_two_gpus(studio):
+    settings, home, fakes = studio
+    processes = multiprocessing.get_context("fork")
+    with processes.Manager() as manager:
+        shared = manager.dict()
+        start = time.perf_counter()
+        workers = [processes.Process(target=_render, args=(settings, home, shot, shared)) for shot in SHOTS]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        elapsed = time.perf_counter() - start
+        results = dict(shared)
+    assert all(results[s][1] == ["shot_clip"] for s in SHOTS), results
+
+    paths = StoragePaths(settings.storage_root)
+    manifests = [read_json(paths.shot(s) / "manifest.json") for s in SHOTS]
+    assert sorted(m["device"] for m in manifests) == ["0", "1"]  # one shot per card
+    for manifest in manifests:
+        params = manifest["attempts"][manifest["chosen_attempt"] - 1]["renderer_params"]
+        assert manifest["backend"].startswith("comfyui 0.3.64")
+        assert params["graph_sha256"] and params["graph"] and params["template"] == "i2v_wan22"
+        assert params["keyframe"]["params"]["template"] == "txt2img_sdxl"
+    # The two cards were busy at the same time: their render intervals overlap.
+    busy = [_busy_interval(fake) for fake in fakes]
+    overlap = min(busy[0][1], busy[1][1]) - max(busy[0][0], busy[1][0])
+    assert overlap > RENDER_SECONDS, f"cards busy {busy}: not parallel ({elapsed:.1f} s in all)"
+    for fake in fakes:
+        assert max(fake.queued.values()) == 1  # every prompt queued exactly once
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = results[SHOTS[0]][0]
+        logs = [e.user_message for e in instance.all_logs(run_id)]
+    assert any("claimed gpu-" in m for m in logs), logs
+    assert any("ComfyUI node" in m and "%" in m for m in logs), logs  # sampler progress in the Dagster logs
