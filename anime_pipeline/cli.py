@@ -1,4 +1,4 @@
-"""`anime-pipeline`: demo, dev, validate, sync, status, review, backfill.
+"""`anime-pipeline`: demo, dev, validate, sync, status, review, backfill, reproduce, models.
 
 Errors print as one line with the fix, never a traceback (set ANIME_PIPELINE_DEBUG=1 for one).
 """
@@ -159,6 +159,54 @@ def cmd_review(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_reproduce(args, settings: Settings) -> int:
+    from anime_pipeline.reproduce import recorded_backend, reproduce_shot
+
+    if args.asset != "shot_clip":
+        raise CliError(f"reproduce supports shot_clip, not {args.asset!r}",
+                       "other assets re-render deterministically when re-materialized from their manifests' inputs")
+    project = _project(settings)
+    if args.partition not in project.shots:
+        raise CliError(f"unknown shot {args.partition!r}", f"choose one of {sorted(project.shots)}")
+    ref = project.shots[args.partition]
+    shot_dir = StoragePaths(settings.storage_root).shot(ref.key)
+    manifest = recorded_backend(shot_dir)
+    renderer = _renderer_for(manifest, ref, settings)
+    result = reproduce_shot(ref, shot_dir, renderer)
+    print(f"{ref.key} on {renderer.backend}: {result.summary()}")
+    return 0 if result.identical else 1
+
+
+def _renderer_for(manifest: dict, ref, settings: Settings):
+    """The backend that made the recording: previz, or the ComfyUI server now configured for its GPU."""
+    from anime_pipeline.assets.common import reference_images
+    from anime_pipeline.render.comfyui import ComfyUIRenderer
+    from anime_pipeline.render.previz import PrevizRenderer
+    from anime_pipeline.services.comfyui import ComfyUIClient
+
+    if manifest["backend"].startswith("previz"):
+        return PrevizRenderer()
+    params = manifest["attempts"][manifest["chosen_attempt"] - 1]["renderer_params"]
+    url = dict(settings.comfyui_urls).get(manifest["device"], params["server"]["url"])
+    backends = ref.config.backends
+    references = reference_images(StoragePaths(settings.storage_root), ref.config.show.slug, ref.shot.characters)
+    return ComfyUIRenderer(ComfyUIClient(url), backends.comfyui_workflows or None, device=manifest["device"],
+                           style=ref.config.show.style, references=references, overrides=backends.comfyui_overrides)
+
+
+def cmd_models(args, settings: Settings) -> int:
+    from anime_pipeline.metrics.models import ModelStore, model_rows
+
+    store = ModelStore.from_env()
+    print(f"models root {store.root} (ANIME_PIPELINE_MODELS), torch home {store.torch_home}, device {store.device}")
+    for row in model_rows(store):
+        where = str(row.path) if row.path else "(no weights needed)"
+        state = "installed" if row.installed else f"missing — {row.missing}" if row.missing else "missing"
+        print(f"  {row.metric:<20} {row.backend:<48} {state}\n  {'':<20} {where}\n  {'':<20} active: {row.active}")
+    print("layout and how to fetch weights on a machine with internet: docs/models.md")
+    return 0
+
+
 def cmd_dev(args, settings: Settings) -> int:
     _instance()
     workspace = Path("workspace.yaml")
@@ -188,13 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--all-pending", action="store_true")
     review.add_argument("--user", default=os.environ.get("USER", "reviewer"))
     review.add_argument("--reason", default="")
+    reproduce = sub.add_parser("reproduce", help="re-render a recorded output and compare it with the recording")
+    reproduce.add_argument("asset", help="shot_clip")
+    reproduce.add_argument("partition", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
+    sub.add_parser("models", help="which metric weights are installed, where, and which fallback is active")
     backfill = sub.add_parser("backfill", help="build everything one or more episodes need, in order")
     backfill.add_argument("episodes", nargs="+", help="episode keys, e.g. lantern-post/ep01")
     return parser
 
 
 COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backfill": cmd_backfill,
-            "status": cmd_status, "review": cmd_review, "dev": cmd_dev}
+            "status": cmd_status, "review": cmd_review, "dev": cmd_dev, "reproduce": cmd_reproduce,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

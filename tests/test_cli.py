@@ -73,3 +73,12 @@ def test_backfill_unknown_episode_is_a_clear_error(configs_dir, tmp_path, monkey
     assert main(["backfill", "lantern-post/ep09"]) == 2
     err = capsys.readouterr().err
     assert "unknown episode(s) ['lantern-post/ep09']" in err and "fix:" in err
+
+
+def test_models_lists_every_metric_and_its_active_fallback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANIME_PIPELINE_MODELS", str(tmp_path / "models"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for metric in ("identity", "temporal_lpips", "motion_smoothness", "subject_consistency", "aesthetic"):
+        assert f"  {metric} " in out
+    assert "active: weight-free: palette signature" in out and "not found" in out

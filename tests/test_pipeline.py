@@ -145,3 +145,22 @@ def test_failing_blocking_check_stops_downstream_in_the_same_run(tmp_path, insta
     started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
     assert started == {"character_reference", "character_embedding"}
     assert not (storage / "lantern-post" / "characters" / "mio" / "candidates").exists()
+
+
+def test_reproduce_gives_identical_pixels_and_catches_a_changed_frame(produced):
+    from anime_pipeline.imaging import load_png, save_png
+    from anime_pipeline.render.previz import PrevizRenderer
+    from anime_pipeline.reproduce import reproduce_shot
+
+    settings = produced["settings"]
+    project = Project.load(settings.configs_dir)
+    key = f"{EPISODE}/sc02/sh02"  # the continuity-chained shot: its first frame is kept with it
+    shot_dir = StoragePaths(settings.storage_root).shot(key)
+    result = reproduce_shot(project.shots[key], shot_dir, PrevizRenderer())
+    assert result.identical and result.frames > 0
+    frame_path = sorted((shot_dir / "frames").glob("*.png"))[5]
+    tampered = load_png(frame_path).copy()
+    tampered[0, 0] = 255 - tampered[0, 0]
+    save_png(frame_path, tampered)
+    result = reproduce_shot(project.shots[key], shot_dir, PrevizRenderer())
+    assert result.identical_frames == result.frames - 1 and result.max_abs_difference > 0

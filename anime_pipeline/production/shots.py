@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anime_pipeline.config.project import ShotRef
-from anime_pipeline.imaging import save_png
+from anime_pipeline.config.schema import Character
+from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import Timings, base_manifest, file_entry, write_manifest
 from anime_pipeline.media import encode_clip
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.prompts import negative_prompt, shot_prompt
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
 
+FIRST_FRAME = "first_frame.png"
 STEPS_PER_RETRY = 8
 SEED_STRIDE = 1_000_003
 
@@ -111,7 +113,8 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
             scores = score_clip(clip, anchors)
         passed = scores.quality() >= threshold
         attempts.append({"attempt": attempt + 1, "seed": seed, "steps": request.steps, "threshold": threshold,
-                         "passed": passed, "scores": scores.as_dict(), "renderer_params": clip.params})
+                         "passed": passed, "scores": scores.as_dict(), "request": request_record(request),
+                         "renderer_params": clip.params})
         if best is None or scores.quality() > best[0]:
             best = (scores.quality(), clip, scores)
         if passed:
@@ -120,6 +123,8 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
     _, clip, scores = best
     chosen = next(a["attempt"] for a in attempts if a["scores"]["quality"] == best[0])
     with timings.phase("write_frames"):
+        if first_frame is not None:  # kept with the shot, so a reproduction never depends on the previous shot
+            save_png(out_dir / FIRST_FRAME, first_frame)
         frame_dir = out_dir / "frames"
         for index, frame in enumerate(clip.frames):
             save_png(frame_dir / f"{index:04d}.png", frame)
@@ -144,6 +149,20 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
     )
     write_manifest(out_dir, manifest)
     return ShotResult(out_dir / "clip.mp4", clip.frames, scores, attempts, chosen, manifest)
+
+
+def request_record(request: ClipRequest) -> dict[str, Any]:
+    """Everything of a ClipRequest but the pixels: characters by slug, the first frame as a file in the shot folder."""
+    record = {f.name: getattr(request, f.name) for f in fields(request) if f.name not in ("characters", "first_frame")}
+    return {**record, "characters": [c.slug for c in request.characters],
+            "first_frame": FIRST_FRAME if request.first_frame is not None else None}
+
+
+def request_from_record(record: dict[str, Any], characters: list[Character], shot_dir: Path) -> ClipRequest:
+    values = {k: v for k, v in record.items() if k not in ("characters", "first_frame")}
+    values["background"] = tuple(values["background"])
+    first = load_png(shot_dir / record["first_frame"]) if record["first_frame"] else None
+    return ClipRequest(characters=tuple(characters), first_frame=first, **values)
 
 
 def last_frame(shot_dir: Path) -> Path | None:

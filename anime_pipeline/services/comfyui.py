@@ -266,6 +266,10 @@ class RunResult:
 # -- client ----------------------------------------------------------------------------------
 
 
+_CATALOGUES: dict[str, dict[str, Any]] = {}  # base URL -> /object_info, shared by the clients of a process
+_CATALOGUE_LOCK = threading.Lock()
+
+
 class ComfyUIClient:
     def __init__(self, base_url: str, client_id: str | None = None, timeout: float = 30.0, retries: int = 5,
                  backoff: float = 1.0, poll_interval: float = 1.0, log: Callable[[str], None] | None = None,
@@ -303,9 +307,13 @@ class ComfyUIClient:
         return self._server
 
     def object_info(self, refresh: bool = False) -> dict[str, Any]:
-        """The node catalogue, fetched once (it is about 0.5 MB) unless refresh is asked for."""
+        """The node catalogue, fetched once per server and process (it is about 0.5 MB) unless refresh
+        is asked for; clients of the same server share it."""
         if self._object_info is None or refresh:
-            self._object_info = self._json("GET", "/object_info")
+            with _CATALOGUE_LOCK:
+                cached = None if refresh else _CATALOGUES.get(self.base_url)
+                self._object_info = cached if cached is not None else self._json("GET", "/object_info")
+                _CATALOGUES[self.base_url] = self._object_info
         return self._object_info
 
     def queue(self) -> QueueState:

@@ -21,13 +21,14 @@ from anime_pipeline.storage import read_json
 
 from conftest import EMBEDDED_OVERRIDES, SAMPLE
 
-RENDER_SECONDS = 0.5
+RENDER_SECONDS = 1.5  # long against process start-up jitter on a loaded 2-core machine
 SHOTS = ["lantern-post/ep01/sc01/sh02", "lantern-post/ep01/sc01/sh03"]
 
 
 def _write_show(configs, renderer: str) -> None:
     data = yaml.safe_load(SAMPLE.read_text())
     data["backends"] = {"renderer": renderer}
+    data["quality"] = {"retry_thresholds": [0.0]}  # one attempt per shot: the test is about where it renders
     (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -100,7 +101,7 @@ def test_two_shots_render_at_once_on_two_gpus(studio):
     # The two cards were busy at the same time: their render intervals overlap.
     busy = [_busy_interval(fake) for fake in fakes]
     overlap = min(busy[0][1], busy[1][1]) - max(busy[0][0], busy[1][0])
-    assert overlap > RENDER_SECONDS, f"cards busy {busy}: not parallel ({elapsed:.1f} s in all)"
+    assert overlap > RENDER_SECONDS / 2, f"cards busy {busy}: not parallel ({elapsed:.1f} s in all)"
     for fake in fakes:
         assert max(fake.queued.values()) == 1  # every prompt queued exactly once
 
@@ -109,3 +110,49 @@ def test_two_shots_render_at_once_on_two_gpus(studio):
         logs = [e.user_message for e in instance.all_logs(run_id)]
     assert any("claimed gpu-" in m for m in logs), logs
     assert any("ComfyUI node" in m and "%" in m for m in logs), logs  # sampler progress in the Dagster logs
+
+
+def test_reproduce_resubmits_the_recorded_graph(studio, monkeypatch, capsys):
+    from anime_pipeline.cli import main
+
+    settings, home, fakes = studio
+    shot = SHOTS[0]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        build_definitions(settings).resolve_job_def("shot_job").execute_in_process(
+            partition_key=shot, instance=instance, raise_on_error=False)
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(settings.configs_dir))
+    monkeypatch.setenv("ANIME_PIPELINE_STORAGE", str(settings.storage_root))
+    monkeypatch.setenv("ANIME_PIPELINE_COMFYUI_URLS", f"0={fakes[0].url},1={fakes[1].url}")
+    queued = [sum(f.queued.values()) for f in fakes]
+    assert main(["reproduce", "shot_clip", shot]) == 0
+    out = capsys.readouterr().out
+    assert "frames identical" in out and "submitted graph identical" in out
+    assert [sum(f.queued.values()) for f in fakes] != queued  # the recorded graphs really went to a server again
+
+
+def test_reference_and_dataset_render_through_comfyui(studio):
+    settings, home, fakes = studio
+    key = "lantern-post/mio"
+    show_file = settings.configs_dir / SAMPLE.name
+    data = yaml.safe_load(show_file.read_text())
+    data["characters"][0]["dataset_target"] = 9  # more than the previz run approved: new candidates are needed
+    show_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    for fake in fakes:
+        fake.render_time = 0.05
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        job = build_definitions(settings).resolve_job_def("character_job")
+        reference = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                           asset_selection=[dg.AssetKey("character_reference")])
+        dataset = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                         asset_selection=[dg.AssetKey("approved_dataset")])
+    for result, asset in ((reference, "character_reference"), (dataset, "approved_dataset")):
+        assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [asset]
+    paths = StoragePaths(settings.storage_root)
+    panel = read_json(paths.reference(key) / "manifest.json")["panels"][0]["renderer_params"]
+    assert panel["template"] == "txt2img_sdxl" and panel["graph_sha256"] and panel["server"]["comfyui_version"]
+    candidate = read_json(sorted(paths.candidates(key).glob("c*.json"))[-1])
+    assert candidate["renderer"]["backend"].startswith("comfyui 0.3.64")
+    assert candidate["renderer"]["params"]["ip_adapter"]  # the reference sheet's front pose conditions new images
+    # The fake's flat images show no face: the gate says so instead of passing them.
+    checks = {e.check_name: e.passed for e in reference.get_asset_check_evaluations()}
+    assert checks["faces_found"] is False

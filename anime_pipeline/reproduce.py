@@ -1,0 +1,60 @@
+"""Reproduce a recorded shot: rebuild its render request from the manifest, render again, compare frames.
+
+The deterministic previz backend gives identical pixels; a ComfyUI server given the same graph
+(same hash) and the same models should too, and where it does not, the report says which
+frames differ and by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anime_pipeline.config.project import ShotRef
+from anime_pipeline.imaging import load_png
+from anime_pipeline.manifest import read_manifest
+from anime_pipeline.production.shots import request_from_record
+from anime_pipeline.render.base import Renderer
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    frames: int
+    identical_frames: int
+    max_abs_difference: int
+    graph_hash_recorded: str | None
+    graph_hash_now: str | None
+
+    @property
+    def identical(self) -> bool:
+        return self.identical_frames == self.frames
+
+    def summary(self) -> str:
+        text = (f"{self.identical_frames}/{self.frames} frames identical"
+                f"{'' if self.identical else f', largest pixel difference {self.max_abs_difference}'}")
+        if self.graph_hash_recorded:
+            same = self.graph_hash_recorded == self.graph_hash_now
+            text += f"; submitted graph {'identical' if same else 'DIFFERS'} (sha256 {self.graph_hash_now})"
+        return text
+
+
+def recorded_backend(shot_dir: Path) -> dict:
+    manifest = read_manifest(shot_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{shot_dir} has no manifest.json: the shot was never rendered")
+    return manifest
+
+
+def reproduce_shot(ref: ShotRef, shot_dir: Path, renderer: Renderer) -> Reproduction:
+    manifest = recorded_backend(shot_dir)
+    attempt = manifest["attempts"][manifest["chosen_attempt"] - 1]
+    request = request_from_record(attempt["request"], ref.characters(), shot_dir)
+    clip = renderer.render_clip(request)
+    saved = [load_png(p) for p in sorted((shot_dir / "frames").glob("*.png"))]
+    if len(saved) != len(clip.frames):
+        raise ValueError(f"{ref.key}: recorded {len(saved)} frames, the reproduction made {len(clip.frames)}")
+    differences = [int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(saved, clip.frames)]
+    return Reproduction(len(saved), sum(d == 0 for d in differences), max(differences),
+                        attempt["renderer_params"].get("graph_sha256"), clip.params.get("graph_sha256"))
