@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from anime_pipeline.assets import characters, dataset, episodes, lora, planning, publish, scenes, shots
+from anime_pipeline.assets import characters, dataset, episodes, lora, phases, planning, publish, scenes, shots
 from anime_pipeline.assets.show_config import SPECS
 from anime_pipeline.resources import (DirectorResource, EchoBrainResource, OllamaResource, ProjectResource,
                                       RendererResource, ReviewerResource, StorageResource)
@@ -22,6 +22,8 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job("shot_job", selection=["shot_clip"]),
         dg.define_asset_job("scene_job", selection=["scene_video"]),
         dg.define_asset_job("episode_job", selection=["episode_video", "jellyfin_publish"]),
+        *(dg.define_asset_job(f"{p.name}_job", selection=[p.name], description=f"{p.title} gate")
+          for p in phases.PHASES),
     ]
 
 
@@ -38,7 +40,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [*SPECS.values(), *characters.build(settings), *dataset.build(settings), *lora.build(settings),
-              *shots.build(settings), *scenes.build(), *episodes.build(), *publish.build(), *planning.build()]
+              *shots.build(settings), *scenes.build(), *episodes.build(), *publish.build(), *planning.build(),
+              *phases.build()]
     return dg.Definitions(
         assets=assets, jobs=build_jobs(), sensors=[project_sync], resources=build_resources(settings),
         executor=dg.in_process_executor,

@@ -41,7 +41,8 @@ class Plan:
 
     @property
     def total(self) -> int:
-        return len(self.characters) + len(self.shots) + len(self.scenes) + len(self.episodes)
+        phase_gates = 3
+        return len(self.characters) + len(self.shots) + len(self.scenes) + len(self.episodes) + phase_gates
 
 
 def plan_for(project: Project, episode_keys: Iterable[str] | None = None) -> Plan:
@@ -64,7 +65,8 @@ class Runner:
         self.outcomes: list[StepOutcome] = []
         self._done = 0
 
-    def run(self, job_name: str, partition: str, total: int, asset_selection: list[str] | None = None) -> StepOutcome:
+    def run(self, job_name: str, partition: str | None, total: int,
+            asset_selection: list[str] | None = None) -> StepOutcome:
         job = self.defs.resolve_job_def(job_name)
         start = time.perf_counter()
         selection = [dg.AssetKey(a) for a in asset_selection] if asset_selection else None
@@ -77,13 +79,13 @@ class Runner:
             if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
                 error = event.step_failure_data.error.message.strip().splitlines()[0]
                 break
-        outcome = StepOutcome(job_name, partition, result.success, time.perf_counter() - start, failed, error,
+        outcome = StepOutcome(job_name, partition or "(all)", result.success, time.perf_counter() - start, failed, error,
                               result.run_id)
         self.outcomes.append(outcome)
         self._done += 1
         status = "ok" if outcome.success else "FAILED"
         detail = f"  failed gates: {', '.join(failed)}" if failed else (f"  {error}" if error and not outcome.success else "")
-        self.report(f"[{self._done}/{total}] {job_name.removesuffix('_job'):<9} {partition:<32} {status} "
+        self.report(f"[{self._done}/{total}] {job_name.removesuffix('_job'):<16} {outcome.partition:<32} {status} "
                     f"({outcome.seconds:.1f} s){detail}")
         return outcome
 
@@ -97,7 +99,9 @@ class Runner:
                 outcome = self.run("character_job", key, total, ["approved_dataset", "character_lora"])
             if not outcome.success:
                 return False
-        for job, keys in (("shot_job", plan.shots), ("scene_job", plan.scenes), ("episode_job", plan.episodes)):
+        stages = (("phase1_stills_job", [None]), ("shot_job", plan.shots), ("phase2_animation_job", [None]),
+                  ("scene_job", plan.scenes), ("phase3_video_job", [None]), ("episode_job", plan.episodes))
+        for job, keys in stages:
             for key in keys:
                 if not self.run(job, key, total).success:
                     return False

@@ -8,18 +8,9 @@ import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 
 from anime_pipeline.config import Project
+from anime_pipeline.assets.phases import GATES
 from anime_pipeline.definitions import CHARACTER_ASSETS
 
-GATES = {
-    "character_reference": ("faces_found", "sheet_complete"),
-    "character_embedding": ("references_agree",),
-    "approved_dataset": ("enough_approved", "identity", "no_near_duplicates"),
-    "character_lora": ("loss_fell", "keeps_identity"),
-    "shot_clip": ("identity", "temporal_stability", "motion_smoothness", "not_a_still"),
-    "scene_video": ("duration_exact", "audio_present", "scene_continuity"),
-    "episode_video": ("decodes", "duration"),
-    "jellyfin_publish": ("file_at_expected_path",),
-}
 
 
 def _materialized(instance: dg.DagsterInstance, asset: str, partition: str) -> bool:

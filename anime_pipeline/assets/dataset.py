@@ -28,7 +28,10 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=["character_embedding"], group_name=GROUP, code_version="1",
         pool=settings.renderer_pool, kinds={"image"},
-        check_specs=blocking("approved_dataset", partitions.characters, "enough_approved", "identity", "no_near_duplicates", descriptions={
+        check_specs=blocking("approved_dataset", partitions.characters, "enough_approved", "identity", "no_near_duplicates",
+                             "aesthetic", "style_adherence", descriptions={
+            "aesthetic": "Phase 1 stills: every approved image's aesthetic score ≥ quality.aesthetic (0-10).",
+            "style_adherence": "Phase 1 stills: every approved image adheres to the show's style ≥ threshold.",
             "enough_approved": "Approved images ≥ the character's dataset_target.",
             "identity": "Every approved image matches the identity anchor (≥ identity threshold).",
             "no_near_duplicates": "No two approved images are near-duplicates."}),
@@ -79,5 +82,11 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         yield gate("no_near_duplicates", not result.duplicates, len(result.duplicates), 0,
                    f"SSIM ≥ {q.near_duplicate_similarity} on thumbnails",
                    pairs=dg.MetadataValue.json([list(d) for d in result.duplicates]))
+        worst_aesthetic = min(result.aesthetic.values(), default=10.0)
+        yield gate("aesthetic", worst_aesthetic >= q.aesthetic, worst_aesthetic, q.aesthetic, result.aesthetic_backend,
+                   per_image=dg.MetadataValue.json(result.aesthetic))
+        worst_style = min(result.style.values(), default=1.0)
+        yield gate("style_adherence", worst_style >= q.style_adherence, worst_style, q.style_adherence,
+                   result.style_backend, per_image=dg.MetadataValue.json(result.style))
 
     return [approved_dataset]

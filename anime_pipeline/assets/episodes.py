@@ -4,6 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
+from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import episode_spec
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import read_manifest
@@ -18,12 +19,13 @@ GROUP = "assembly"
 def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.episodes, group_name=GROUP, code_version="1", kinds={"video"},
-        deps=[episode_spec, dg.AssetDep("scene_video", partition_mapping=ALL)],
+        deps=[episode_spec, "phase3_video", dg.AssetDep("scene_video", partition_mapping=ALL)],
         check_specs=blocking("episode_video", partitions.episodes, "decodes", "duration", descriptions={
             "decodes": "The episode decodes end to end without an error.",
             "duration": "Duration = the sum of its scenes (within one frame)."}),
     )
     def episode_video(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
+        require_open(context, "episode_video")
         loaded = project.load()
         ref = loaded.episodes[context.partition_key]
         paths = storage.paths

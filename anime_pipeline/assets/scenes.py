@@ -4,6 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
+from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import scene_spec
 from anime_pipeline.manifest import read_manifest
 from anime_pipeline.media import read_frames
@@ -17,7 +18,7 @@ GROUP = "assembly"
 def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.scenes, group_name=GROUP, code_version="1", kinds={"video"},
-        deps=[scene_spec, dg.AssetDep("shot_clip", partition_mapping=ALL)],
+        deps=[scene_spec, "phase2_animation", dg.AssetDep("shot_clip", partition_mapping=ALL)],
         check_specs=blocking("scene_video", partitions.scenes, "duration_exact", "audio_present", "scene_continuity", descriptions={
             "duration_exact": "Frames = Σ shot frames − transition overlaps.",
             "audio_present": "The scene has an AAC audio track.",
@@ -25,6 +26,7 @@ def build() -> list[dg.AssetsDefinition]:
     )
     def scene_video(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
         """Transitions overlap 0.3 s (dissolve / fade / wipe); dialogue becomes subtitles; music at 30 %."""
+        require_open(context, "scene_video")
         loaded = project.load()
         ref = loaded.scenes[context.partition_key]
         paths = storage.paths

@@ -5,6 +5,7 @@ import numpy as np
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, reference_images
+from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import shot_spec
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import read_manifest
@@ -26,9 +27,11 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.shots, group_name=GROUP, code_version="1", pool=settings.renderer_pool,
         kinds={"video"},
-        deps=[shot_spec, dg.AssetDep("character_lora", partition_mapping=ALL),
+        deps=[shot_spec, "phase1_stills", dg.AssetDep("character_lora", partition_mapping=ALL),
               dg.AssetDep("character_embedding", partition_mapping=ALL)],
-        check_specs=blocking("shot_clip", partitions.shots, "identity", "temporal_stability", "motion_smoothness", "not_a_still", descriptions={
+        check_specs=blocking("shot_clip", partitions.shots, "identity", "temporal_stability", "motion_smoothness",
+                             "not_a_still", "temporal_flickering", descriptions={
+            "temporal_flickering": "VBench temporal flickering ≥ threshold: a flashing clip fails.",
             "identity": "Every character in the shot keeps identity ≥ threshold in every frame.",
             "temporal_stability": "Mean frame-to-frame perceptual change ≤ the temporal LPIPS threshold.",
             "motion_smoothness": "VBench motion smoothness ≥ threshold.",
@@ -37,6 +40,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
     def shot_clip(context: dg.AssetExecutionContext, config: ShotConfig, project: ProjectResource,
                   storage: StorageResource, renderer: RendererResource, director: DirectorResource):
         """Keyframe-to-video for one shot (embedded: the previz renderer animates the shot's motion preset)."""
+        require_open(context, "shot_clip")
         loaded = project.load()
         ref = loaded.shots[context.partition_key]
         paths = storage.paths
@@ -102,5 +106,7 @@ def _results(ref, manifest: dict, frames: list[np.ndarray], out_dir):
                q.temporal_lpips, metrics["backends"]["temporal_change"])
     yield gate("motion_smoothness", chosen["motion_smoothness"] >= q.motion_smoothness, chosen["motion_smoothness"],
                q.motion_smoothness, metrics["backends"]["motion_smoothness"])
+    yield gate("temporal_flickering", chosen["temporal_flickering"] >= q.temporal_flickering,
+               chosen["temporal_flickering"], q.temporal_flickering, metrics["backends"]["temporal_flickering"])
     yield gate("not_a_still", chosen["mean_motion"] >= q.min_motion, chosen["mean_motion"], q.min_motion,
                metrics["backends"]["dynamic_degree"], dynamic_degree=chosen["dynamic_degree"])

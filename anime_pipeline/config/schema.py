@@ -180,6 +180,7 @@ class Quality(StrictModel):
     style_adherence: float = Field(0.85, ge=0, le=1)
     temporal_lpips: float = Field(0.15, ge=0, le=1)
     motion_smoothness: float = Field(0.95, ge=0, le=1)
+    temporal_flickering: float = Field(0.90, ge=0, le=1, description="VBench flicker score floor; a flashing clip fails")
     subject_consistency: float = Field(0.90, ge=0, le=1)
     scene_continuity: float = Field(0.85, ge=0, le=1)
     phase_pass_rate: float = Field(0.80, ge=0, le=1)

@@ -136,6 +136,10 @@ def dataset_state(candidates_dir: Path, log: DecisionLog) -> DatasetState:
 class DatasetResult:
     state: DatasetState
     identities: dict[str, float]
+    aesthetic: dict[str, float]  # 0-10
+    style: dict[str, float]
+    aesthetic_backend: str
+    style_backend: str
     duplicates: list[tuple[str, str, float]]
     manifest: dict[str, Any]
 
@@ -146,6 +150,10 @@ def assemble_dataset(ref: CharacterRef, state: DatasetState, log: DecisionLog, a
     images = {c.id: load_png(c.image_path) for c in state.approved}
     identities = {c.id: round(weightfree.cosine(weightfree.palette_signature(images[c.id], c.face_box), anchor), 4)
                   for c in state.approved}
+    aesthetic = {c.id: weightfree.aesthetic_proxy([images[c.id]]) for c in state.approved}
+    palette = [*ref.config.world.palette, *ref.character.appearance.key_colors.model_dump(exclude_none=True).values()]
+    style = {c.id: weightfree.style_adherence(images[c.id], palette, ref.config.show.style.style_tags)
+             for c in state.approved}
     ids = [c.id for c in state.approved]
     duplicates = [(ids[i], ids[j], round(s, 4)) for i, j, s in
                   weightfree.near_duplicates([images[i] for i in ids], ref.config.quality.near_duplicate_similarity)]
@@ -154,13 +162,16 @@ def assemble_dataset(ref: CharacterRef, state: DatasetState, log: DecisionLog, a
         "approved_dataset", ref.key, reviewer_name, "cpu", target=ref.character.dataset_target,
         approved=[{"id": c.id, "image": f"{c.id}.png", "caption": c.record["caption"], "seed": c.record["seed"],
                    "prompt": c.record["prompt"], "face_box": c.record["face_box"], "identity": identities[c.id],
+                   "aesthetic": round(aesthetic[c.id].value, 3), "style_adherence": round(style[c.id].value, 4),
                    "decision": latest.get(c.id)}
                   for c in state.approved],
         pending=[c.id for c in state.pending], rejected=[c.id for c in state.rejected],
         duplicates=duplicates, batches_this_run=batches_this_run,
     )
     _replace_dir(dataset_dir, lambda tmp: _write_dataset(tmp, state.approved, images, manifest))
-    return DatasetResult(state, identities, duplicates, manifest)
+    return DatasetResult(state, identities, {k: round(v.value, 3) for k, v in aesthetic.items()},
+                         {k: round(v.value, 4) for k, v in style.items()}, weightfree.AESTHETIC_PROXY_BACKEND,
+                         weightfree.STYLE_BACKEND, duplicates, manifest)
 
 
 def _write_dataset(folder: Path, approved: Sequence[Candidate], images: dict[str, np.ndarray], manifest: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from functools import cache
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import Timings, base_manifest, file_entry, write_manifest
 from anime_pipeline.media import encode_clip
 from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.models import ModelStore, ModelUnavailable
+from anime_pipeline.metrics.perceptual import load_lpips, temporal_lpips
+from anime_pipeline.metrics.scores import Score
 from anime_pipeline.prompts import negative_prompt, shot_prompt
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
 
@@ -61,16 +65,31 @@ def score_clip(clip: ClipResult, anchors: dict[str, np.ndarray]) -> ClipScores:
         identity[slug] = round(score.value, 4)
         per_frame[slug] = [round(v, 4) for v in score.per_frame]
         backends["identity"] = score.backend
-    half = [f[::2, ::2] for f in frames]
-    change = float(np.mean([1.0 - weightfree.ssim(a, b) for a, b in zip(half, half[1:])]))
-    smooth = weightfree.motion_smoothness(frames)
+    change = temporal_change(frames)
+    smooth = weightfree.motion_smoothness(frames, weightfree.BLOCK_FLOW)
     flicker = weightfree.temporal_flickering(frames)
     dynamic = weightfree.dynamic_degree(frames)
-    backends.update({"temporal_change": "weight-free: 1-SSIM of consecutive frames (stands in for temporal LPIPS)",
-                     "motion_smoothness": smooth.backend, "temporal_flickering": flicker.backend,
+    backends.update({"temporal_change": change.backend, "motion_smoothness": smooth.backend, "temporal_flickering": flicker.backend,
                      "dynamic_degree": dynamic.backend})
-    return ClipScores(identity, per_frame, round(change, 4), round(smooth.value, 4), round(flicker.value, 4),
+    return ClipScores(identity, per_frame, round(change.value, 4), round(smooth.value, 4), round(flicker.value, 4),
                       round(float(dynamic.details.get("mean_motion", 0.0)), 5), round(dynamic.value, 4), backends)
+
+
+@cache
+def _lpips():
+    """LPIPS when its AlexNet backbone is installed (ANIME_PIPELINE_MODELS / TORCH_HOME), else None."""
+    try:
+        return load_lpips(ModelStore.from_env())
+    except ModelUnavailable:
+        return None
+
+
+def temporal_change(frames: list[np.ndarray]) -> Score:
+    """Temporal LPIPS (AlexNet) over consecutive frames where installed, else the 1-SSIM stand-in."""
+    model = _lpips()
+    if model is not None:
+        return temporal_lpips(frames, model)
+    return weightfree.temporal_change(frames)
 
 
 @dataclass

@@ -14,6 +14,7 @@ def test_two_gpus_run_two_steps_at_once_and_never_two_on_one_card(tmp_path):
     with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
         active: dict[str, int] = {"gpu-0": 0, "gpu-1": 0}
         worst: dict[str, int] = {"gpu-0": 0, "gpu-1": 0}
+        together = [0]  # most steps rendering at the same moment, across both cards
         lock = threading.Lock()
 
         def step(run_id: str) -> None:
@@ -21,19 +22,18 @@ def test_two_gpus_run_two_steps_at_once_and_never_two_on_one_card(tmp_path):
                 with lock:
                     active[pool] += 1
                     worst[pool] = max(worst[pool], active[pool])
+                    together[0] = max(together[0], sum(active.values()))
                 time.sleep(0.2)
                 with lock:
                     active[pool] -= 1
 
-        start = time.perf_counter()
         threads = [threading.Thread(target=step, args=(f"run-{i}",)) for i in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.perf_counter() - start
-        assert worst == {"gpu-0": 1, "gpu-1": 1}
-        assert 0.4 <= elapsed < 0.75  # 4 steps of 0.2 s on 2 cards: two rounds, not four
+        assert worst == {"gpu-0": 1, "gpu-1": 1}  # never two on one card
+        assert together[0] == 2  # and both cards at once
         for pool in ("gpu-0", "gpu-1"):
             info = instance.event_log_storage.get_concurrency_info(pool)
             assert info.claimed_slots == [] and info.pending_steps == []

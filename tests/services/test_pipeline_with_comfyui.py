@@ -55,6 +55,7 @@ def studio(tmp_path):
                 if not runner.run("character_job", key, 1).success:
                     runner._approve_pending(key, project, "test")
                     assert runner.run("character_job", key, 1, ["approved_dataset", "character_lora"]).success
+            assert runner.run("phase1_stills_job", None, 1).success
             _write_show(configs, "comfyui")
             sync_instance(instance, configs)
             yield settings, home, (gpu0, gpu1)

@@ -85,6 +85,7 @@ def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, servi
     assert _run(defs, instance, "character_job", "lantern-post/hoshi",
                 asset_selection=[dg.AssetKey("approved_dataset"), dg.AssetKey("character_lora")]).success
 
+    assert defs.resolve_job_def("phase1_stills_job").execute_in_process(instance=instance).success
     shot = "lantern-post/ep01/sc01/sh02"
     assert _run(defs, instance, "shot_job", shot).success
     manifest = read_json(paths.shot(shot) / "manifest.json")
