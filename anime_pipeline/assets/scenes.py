@@ -19,7 +19,9 @@ def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.scenes, group_name=GROUP, code_version="1", kinds={"video"},
         deps=[scene_spec, "phase2_animation", dg.AssetDep("shot_clip", partition_mapping=ALL)],
-        check_specs=blocking("scene_video", partitions.scenes, "duration_exact", "audio_present", "scene_continuity", descriptions={
+        check_specs=blocking("scene_video", partitions.scenes, "duration_exact", "audio_present", "scene_continuity",
+                             "subject_consistency", descriptions={
+            "subject_consistency": "Phase 3: VBench subject consistency over the scene ≥ threshold.",
             "duration_exact": "Frames = Σ shot frames − transition overlaps.",
             "audio_present": "The scene has an AAC audio track.",
             "scene_continuity": "Continuity across shot boundaries ≥ threshold."}),
@@ -64,5 +66,8 @@ def build() -> list[dg.AssetsDefinition]:
         yield gate("scene_continuity", manifest["continuity"]["score"] >= threshold, manifest["continuity"]["score"],
                    threshold, manifest["continuity"]["backend"],
                    boundaries=dg.MetadataValue.json(manifest["continuity"]["boundaries"]))
+        subject = manifest["subject_consistency"]
+        threshold = ref.config.quality.subject_consistency
+        yield gate("subject_consistency", subject["score"] >= threshold, subject["score"], threshold, subject["backend"])
 
     return [scene_video]

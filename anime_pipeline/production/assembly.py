@@ -11,7 +11,9 @@ import numpy as np
 from anime_pipeline.config.project import EpisodeRef, SceneRef
 from anime_pipeline.manifest import base_manifest, file_entry, read_manifest, write_manifest
 from anime_pipeline.imaging import load_png
-from anime_pipeline.media import Cue, MediaInfo, assemble_scene, concat_videos, mix_audio, probe, thumbnail, write_srt
+from anime_pipeline.media import (Cue, MediaInfo, assemble_scene, concat_videos, mix_audio, probe, read_frames,
+                                  thumbnail, write_srt)
+from anime_pipeline.metrics.vbench import weightfree_subject_consistency
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.storage import write_json
 
@@ -71,6 +73,7 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
     cues = dialogue_cues(ref, shot_frames, fps)
     srt_path = write_srt(cues, out_dir / "scene.srt")
     across_cuts = continuity(shot_dirs)
+    subject = weightfree_subject_consistency(list(read_frames(video.path)[::2]))  # every other frame: same score, half the cost
     manifest = base_manifest(
         "scene_video", ref.key, "ffmpeg (imageio-ffmpeg static build)", "cpu",
         shots=ref.shot_keys, shot_frames=shot_frames, transitions=transitions, overlap_frames=k, fps=fps,
@@ -81,6 +84,7 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
         subtitles=[{"start": c.start, "end": c.end, "text": c.text} for c in cues],
         continuity={"backend": across_cuts.backend, "boundaries": [round(v, 4) for v in across_cuts.per_frame],
                     "score": round(across_cuts.value, 4)},
+        subject_consistency={"score": round(subject.value, 4), "backend": subject.backend},
         files=[file_entry(out_dir / "scene.mp4", out_dir), file_entry(srt_path, out_dir)], **(extra_manifest or {}),
     )
     write_manifest(out_dir, manifest)
