@@ -13,6 +13,7 @@ from anime_pipeline import __version__
 from anime_pipeline.storage import read_json, sha256_file, write_json
 
 MANIFEST_NAME = "manifest.json"
+FINGERPRINT = "inputs_fingerprint"  # hash of everything that determines an output
 
 
 def base_manifest(kind: str, partition: str, backend: str, device: str, **fields: Any) -> dict[str, Any]:
@@ -39,6 +40,15 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     path = folder / MANIFEST_NAME
     return read_json(path) if path.exists() else None
+
+
+def unchanged(folder: Path, fingerprint: str, output: str) -> dict[str, Any] | None:
+    """The folder's manifest when its output exists and was made from exactly these inputs, else None:
+    only what changed is made again."""
+    manifest = read_manifest(folder)
+    if manifest and manifest.get(FINGERPRINT) == fingerprint and (folder / output).exists():
+        return manifest
+    return None
 
 
 class Timings:

@@ -7,7 +7,7 @@ from anime_pipeline.assets.common import ALL, blocking, content_version, gate, p
 from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import episode_spec
 from anime_pipeline.imaging import load_png
-from anime_pipeline.manifest import read_manifest
+from anime_pipeline.manifest import FINGERPRINT, unchanged
 from anime_pipeline.media import MediaError, decode_check
 from anime_pipeline.production.assembly import assemble_episode_video
 from anime_pipeline.resources import ProjectResource, StorageResource
@@ -36,11 +36,11 @@ def build() -> list[dg.AssetsDefinition]:
         out_dir = paths.episode(ref.key)
         fingerprint = sha256_json({"spec": loaded.fingerprints()["episode"][ref.key],
                                    "scenes": [sha256_file(d / "scene.mp4") for d in scene_dirs]})
-        manifest = read_manifest(out_dir)
-        if manifest and manifest.get("inputs_fingerprint") == fingerprint and (out_dir / "episode.mp4").exists():
+        manifest = unchanged(out_dir, fingerprint, "episode.mp4")
+        if manifest:
             context.log.info(f"{ref.key}: scenes unchanged; keeping the existing episode video")
         else:
-            manifest = assemble_episode_video(ref, scene_dirs, out_dir, extra_manifest={"inputs_fingerprint": fingerprint}).manifest
+            manifest = assemble_episode_video(ref, scene_dirs, out_dir, extra_manifest={FINGERPRINT: fingerprint}).manifest
         video_path = out_dir / "episode.mp4"
         try:
             decode_check(video_path)

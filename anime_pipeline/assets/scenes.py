@@ -6,7 +6,7 @@ from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
 from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import scene_spec
-from anime_pipeline.manifest import read_manifest
+from anime_pipeline.manifest import FINGERPRINT, unchanged
 from anime_pipeline.media import read_frames
 from anime_pipeline.production.assembly import assemble_scene_video
 from anime_pipeline.resources import ProjectResource, StorageResource
@@ -43,11 +43,11 @@ def build() -> list[dg.AssetsDefinition]:
         fingerprint = sha256_json({"spec": loaded.fingerprints()["scene"][ref.key],
                                    "clips": [sha256_file(d / "clip.mp4") for d in shot_dirs],
                                    "music": sha256_file(music) if music else None})
-        manifest = read_manifest(out_dir)
-        if manifest and manifest.get("inputs_fingerprint") == fingerprint and (out_dir / "scene.mp4").exists():
+        manifest = unchanged(out_dir, fingerprint, "scene.mp4")
+        if manifest:
             context.log.info(f"{ref.key}: shots and scene spec unchanged; keeping the existing scene video")
         else:
-            result = assemble_scene_video(ref, shot_dirs, out_dir, music, extra_manifest={"inputs_fingerprint": fingerprint})
+            result = assemble_scene_video(ref, shot_dirs, out_dir, music, extra_manifest={FINGERPRINT: fingerprint})
             manifest = result.manifest
         video = manifest["video"]
         yield dg.MaterializeResult(

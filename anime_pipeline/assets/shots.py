@@ -8,7 +8,7 @@ from anime_pipeline.assets.common import ALL, blocking, content_version, gate, p
 from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import shot_spec
 from anime_pipeline.imaging import load_png
-from anime_pipeline.manifest import read_manifest
+from anime_pipeline.manifest import FINGERPRINT, unchanged
 from anime_pipeline.production.adapter import load_adapter_palette
 from anime_pipeline.production.characters import load_anchor
 from anime_pipeline.production.shots import last_frame, render_shot
@@ -57,10 +57,9 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             "spec": loaded.fingerprints()["shot"][ref.key], "anchors": {s: a.tolist() for s, a in anchors.items()},
             "adapters": adapters, "first_frame": sha256_file(first_frame_path) if first_frame_path else None,
         })
-        previous = read_manifest(out_dir)
+        previous = None if config.force else unchanged(out_dir, fingerprint, "clip.mp4")
         planner = director.for_show(ref.config)
-        if previous and previous.get("inputs_fingerprint") == fingerprint and not config.force \
-                and (out_dir / "clip.mp4").exists():
+        if previous:
             context.log.info(f"{ref.key}: nothing that determines the clip changed; keeping the existing render")
             manifest, frames = previous, [load_png(out_dir / "frames" / "0000.png")]
         else:
@@ -68,7 +67,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             references = reference_images(paths, ref.config.show.slug, ref.shot.characters)
             with renderer.session(context, ref.config, references) as backend:
                 result = render_shot(ref, backend, planner, anchors, adapters, first, out_dir,
-                                     extra_manifest={"inputs_fingerprint": fingerprint})
+                                     extra_manifest={FINGERPRINT: fingerprint})
             context.log.info(f"{ref.key}: prompt via {' → '.join(result.manifest['director_path'])}")
             for attempt in result.attempts:
                 context.log.info(f"{ref.key} attempt {attempt['attempt']}: quality {attempt['scores']['quality']} "
