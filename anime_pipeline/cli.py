@@ -91,8 +91,9 @@ def cmd_demo(args, settings: Settings) -> int:
     if not episodes:
         raise CliError(f"no show {args.show!r} in {settings.configs_dir}", f"choose one of {sorted(project.shows)}")
     plan = plan_for(project, episodes)
-    print(f"rendering {len(episodes)} episode(s) on the embedded defaults (previz renderer, heuristic reviewer, "
-          f"local planner, filesystem library) — Dagster home {instance.root_directory}")
+    backends = {f"{k}: {v}" for cfg in project.shows.values() for k, v in cfg.backends.model_dump().items()
+                if k in ("renderer", "reviewer", "director", "trainer", "publisher")}
+    print(f"rendering {len(episodes)} episode(s) with {', '.join(sorted(backends))} — Dagster home {instance.root_directory}")
     runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root))
     ok = runner.run_plan(plan, project, approve_as="demo")
     print(f"finished in {time.perf_counter() - start:.1f} s" if ok else "stopped: a gate failed (see above)")
@@ -170,9 +171,17 @@ def cmd_reproduce(args, settings: Settings) -> int:
         raise CliError(f"unknown shot {args.partition!r}", f"choose one of {sorted(project.shots)}")
     ref = project.shots[args.partition]
     shot_dir = StoragePaths(settings.storage_root).shot(ref.key)
+    if not (shot_dir / "manifest.json").exists():
+        raise CliError(f"{ref.key} has never been rendered: there is nothing to reproduce",
+                       f"materialize shot_clip for it first (anime-pipeline backfill {ref.config.show.slug}/{ref.episode.slug})")
     manifest = recorded_backend(shot_dir)
     renderer = _renderer_for(manifest, ref, settings)
-    result = reproduce_shot(ref, shot_dir, renderer)
+    try:
+        result = reproduce_shot(ref, shot_dir, renderer)
+    finally:
+        client = getattr(renderer, "client", None)
+        if client is not None:
+            client.close()
     print(f"{ref.key} on {renderer.backend}: {result.summary()}")
     return 0 if result.identical else 1
 
@@ -252,9 +261,8 @@ COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backf
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
     try:
-        return COMMANDS[args.command](args, settings)
+        return COMMANDS[args.command](args, Settings.from_env())
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         print("fix: correct the field named above, then run `anime-pipeline validate`", file=sys.stderr)
@@ -270,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         print("fix: run `anime-pipeline validate` and `anime-pipeline sync`; ANIME_PIPELINE_DEBUG=1 shows a traceback",
               file=sys.stderr)
+    except Exception as exc:  # a service or database that is down: one line, not a traceback
+        if os.environ.get("ANIME_PIPELINE_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        print("fix: check that the service or database named above is reachable; "
+              "ANIME_PIPELINE_DEBUG=1 shows a traceback", file=sys.stderr)
     return 2
 
 

@@ -16,6 +16,12 @@ def hex_to_rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
 
+def rgb_to_hex(rgb) -> str:
+    """(r, g, b), ints or floats (rounded and clipped to 0-255) → "#rrggbb"."""
+    r, g, b = (int(min(255, max(0, round(float(v))))) for v in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def save_png(path: Path, image: np.ndarray, compress_level: int = 1) -> Path:
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG", compress_level=compress_level)

@@ -52,9 +52,6 @@ class Settings:
         """Generation steps' static pool; with ComfyUI servers configured, each step leases a GPU pool itself."""
         return None if self.comfyui_urls else pool_for(self.renderer_gpu)
 
-    @property
-    def reviewer_pool(self) -> str:
-        return pool_for(self.reviewer_gpu)
 
 
 def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:

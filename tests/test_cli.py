@@ -82,3 +82,19 @@ def test_models_lists_every_metric_and_its_active_fallback(tmp_path, monkeypatch
     for metric in ("identity", "temporal_lpips", "motion_smoothness", "subject_consistency", "aesthetic"):
         assert f"  {metric} " in out
     assert "active: weight-free: palette signature" in out and "not found" in out
+
+
+def test_bad_environment_is_one_clear_line_for_every_command(monkeypatch, capsys):
+    monkeypatch.setenv("ANIME_PIPELINE_COMFYUI_URLS", "bogus")
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert "ANIME_PIPELINE_COMFYUI_URLS: 'bogus' should look like 0=http://127.0.0.1:8188" in err
+    assert "Traceback" not in err
+
+
+def test_reproduce_a_shot_never_rendered_says_what_to_do(configs_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
+    monkeypatch.setenv("ANIME_PIPELINE_STORAGE", str(tmp_path / "storage"))
+    assert main(["reproduce", "shot_clip", "lantern-post/ep01/sc01/sh01"]) == 2
+    err = capsys.readouterr().err
+    assert "has never been rendered" in err and "fix: materialize shot_clip" in err

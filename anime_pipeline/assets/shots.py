@@ -100,7 +100,8 @@ def _results(ref, manifest: dict, frames: list[np.ndarray], out_dir):
     identity = metrics["identity"]
     worst = min(identity.values(), default=1.0)
     yield gate("identity", worst >= q.identity, worst, q.identity, metrics["backends"].get("identity", "n/a"),
-               per_character=dg.MetadataValue.json(identity))
+               per_character=dg.MetadataValue.json(identity),
+               worst_frames=dg.MetadataValue.json(metrics.get("identity_worst_frames", {})))
     yield gate("temporal_stability", chosen["temporal_change"] <= q.temporal_lpips, chosen["temporal_change"],
                q.temporal_lpips, metrics["backends"]["temporal_change"])
     yield gate("motion_smoothness", chosen["motion_smoothness"] >= q.motion_smoothness, chosen["motion_smoothness"],

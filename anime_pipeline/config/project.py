@@ -128,12 +128,6 @@ class Project:
                 previous = None  # continuity chains never cross episodes
         return refs
 
-    def show_of(self, key: str) -> ShowConfig:
-        slug = key.split("/", 1)[0]
-        if slug not in self.shows:
-            raise KeyError(f"no show {slug!r} in the project (partition {key!r}); run `anime-pipeline sync`")
-        return self.shows[slug]
-
     def fingerprints(self) -> dict[str, dict[str, str]]:
         """A content hash of each partition's own spec, by level — the data versions of the config."""
         return {
@@ -161,7 +155,8 @@ def _shot_spec(ref: ShotRef) -> dict:
 def _scene_spec(ref: SceneRef) -> dict:
     scene = ref.scene.model_dump()
     scene["shots"] = [{"slug": s.slug, "transition": s.transition, "duration": s.duration,
-                       "dialogue": [d.model_dump() for d in s.dialogue]} for s in ref.scene.shots]
+                       "dialogue": [{**d.model_dump(), "name": ref.config.character(d.speaker).name} for d in s.dialogue]}
+                      for s in ref.scene.shots]
     return {"scene": scene, "video": ref.config.show.video.model_dump(), "quality": ref.config.quality.model_dump()}
 
 

@@ -197,8 +197,8 @@ class Backends(StrictModel):
     renderer: Literal["previz", "comfyui"] = "previz"
     comfyui_workflows: dict[Literal["still", "clip"], str] = Field(
         default_factory=dict, description="template names in workflows/ (defaults: txt2img_sdxl, i2v_wan22)")
-    comfyui_overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="per template: parameter values for this deployment, e.g. model files")
+    comfyui_overrides: dict[Literal["still", "clip"], dict[str, Any]] = Field(
+        default_factory=dict, description="per role (still, clip): template parameter values for this deployment, e.g. model files")
     reviewer: Literal["heuristic", "ollama"] = "heuristic"
     reviewer_model: str = Field("gemma3", min_length=1, description="Ollama vision model for reviewer: ollama")
     director: Literal["local", "ollama", "echo_brain"] = "local"

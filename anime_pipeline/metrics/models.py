@@ -172,7 +172,7 @@ def model_rows(store: ModelStore) -> list[ModelRow]:
     """Every metric: (metric, backend if installed, path, installed, active backend), one row per
     weight file; weight-free metrics get one row without a path. Checks files and importable
     packages only; nothing is loaded."""
-    from anime_pipeline.metrics import flow, perceptual, vbench, weightfree
+    from anime_pipeline.metrics import perceptual, vbench, weightfree
 
     face = _pack_missing(store)
     lpips = missing_requirements(store.alexnet, ("torch", "torchvision", "lpips"))
@@ -181,22 +181,24 @@ def model_rows(store: ModelStore) -> list[ModelRow]:
                                    missing_requirements(store.dino_repo / "hubconf.py")]))
     clip = missing_requirements(store.clip_weights, ("torch", "open_clip"))
     head = missing_requirements(store.aesthetic_head, ("torch",))
-    aesthetic_ready = not clip and not head
-    weight_free = [("temporal_flickering", weightfree.FLICKER_BACKEND), ("dynamic_degree", flow.DYNAMIC_BACKEND),
+    # Only LPIPS is used by the gates when installed; the other model-based metrics are callable
+    # (tested) but the gates still run their weight-free measures, so those stay "active".
+    gates_use_it = False
+    weight_free = [("temporal_flickering", weightfree.FLICKER_BACKEND), ("dynamic_degree", weightfree.PIXEL_BACKEND),
                    ("style_adherence", weightfree.STYLE_BACKEND), ("scene_continuity", weightfree.CONTINUITY_BACKEND)]
     return [
         _weighted("identity", identity_backend(store.face_pack), store.face_pack_dir, face,
-                  weightfree.PALETTE_BACKEND, not face),
+                  weightfree.PALETTE_BACKEND, gates_use_it),
         _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips,
                   weightfree.TEMPORAL_SSIM_BACKEND, not lpips),
         _weighted("motion_smoothness", vbench.AMT_BACKEND, store.amt_weights, amt,
-                  weightfree.BLOCK_FLOW.backend, not amt),
+                  weightfree.BLOCK_FLOW.backend, gates_use_it),
         _weighted("subject_consistency", vbench.DINO_BACKEND, store.dino_weights, dino,
-                  weightfree.PALETTE_CONSISTENCY_BACKEND, not dino),
+                  weightfree.PALETTE_CONSISTENCY_BACKEND, gates_use_it),
         _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.clip_weights, clip,
-                  weightfree.AESTHETIC_PROXY_BACKEND, aesthetic_ready),
+                  weightfree.AESTHETIC_PROXY_BACKEND, gates_use_it),
         _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.aesthetic_head, head,
-                  weightfree.AESTHETIC_PROXY_BACKEND, aesthetic_ready),
+                  weightfree.AESTHETIC_PROXY_BACKEND, gates_use_it),
         *(ModelRow(metric, backend, None, True, backend) for metric, backend in weight_free),
     ]
 

@@ -73,7 +73,8 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
     cues = dialogue_cues(ref, shot_frames, fps)
     srt_path = write_srt(cues, out_dir / "scene.srt")
     across_cuts = continuity(shot_dirs)
-    subject = weightfree_subject_consistency(list(read_frames(video.path)[::2]))  # every other frame: same score, half the cost
+    # Every other frame: half the cost; pairs are then 2 frames apart (documented in the manifest).
+    subject = weightfree_subject_consistency(list(read_frames(video.path)[::2]))
     manifest = base_manifest(
         "scene_video", ref.key, "ffmpeg (imageio-ffmpeg static build)", "cpu",
         shots=ref.shot_keys, shot_frames=shot_frames, transitions=transitions, overlap_frames=k, fps=fps,
@@ -84,7 +85,7 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
         subtitles=[{"start": c.start, "end": c.end, "text": c.text} for c in cues],
         continuity={"backend": across_cuts.backend, "boundaries": [round(v, 4) for v in across_cuts.per_frame],
                     "score": round(across_cuts.value, 4)},
-        subject_consistency={"score": round(subject.value, 4), "backend": subject.backend},
+        subject_consistency={"score": round(subject.value, 4), "backend": subject.backend, "frame_step": 2},
         files=[file_entry(out_dir / "scene.mp4", out_dir), file_entry(srt_path, out_dir)], **(extra_manifest or {}),
     )
     write_manifest(out_dir, manifest)

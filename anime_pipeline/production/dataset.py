@@ -128,7 +128,7 @@ def dataset_state(candidates_dir: Path, log: DecisionLog) -> DatasetState:
     groups: dict[str, list[Candidate]] = {d: [] for d in DECISIONS}
     for candidate in list_candidates(candidates_dir):
         decision = latest.get(candidate.id, {}).get("decision", "human_review")
-        groups[decision].append(candidate)
+        groups.get(decision, groups["human_review"]).append(candidate)  # a hand-edited, unknown decision waits for review
     return DatasetState(groups["approve"], groups["human_review"], groups["reject"])
 
 

@@ -35,7 +35,7 @@ def shot_seed(ref: ShotRef) -> int:
 @dataclass
 class ClipScores:
     identity: dict[str, float]  # character slug -> min over frames
-    identity_per_frame: dict[str, list[float]]
+    identity_worst_frames: dict[str, list[int]]
     temporal_change: float  # mean 1-SSIM of consecutive frames (weight-free stand-in for temporal LPIPS)
     motion_smoothness: float
     temporal_flickering: float
@@ -50,25 +50,26 @@ class ClipScores:
         return round(float(np.mean(parts)), 4)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"identity": self.identity, "temporal_change": self.temporal_change,
+        return {"identity": self.identity, "identity_worst_frames": self.identity_worst_frames,
+                "temporal_change": self.temporal_change,
                 "motion_smoothness": self.motion_smoothness, "temporal_flickering": self.temporal_flickering,
                 "mean_motion": self.mean_motion, "dynamic_degree": self.dynamic_degree,
                 "quality": self.quality(), "backends": self.backends}
 
 
-def score_clip(clip: ClipResult, anchors: dict[str, np.ndarray]) -> ClipScores:
+def score_clip(clip: ClipResult, anchors: dict[str, np.ndarray], min_motion: float = 0.002) -> ClipScores:
     frames = clip.frames
     identity, per_frame = {}, {}
     backends = {}
     for slug, anchor in anchors.items():
         score = weightfree.identity_score(frames, [boxes.get(slug) for boxes in clip.face_boxes], anchor)
         identity[slug] = round(score.value, 4)
-        per_frame[slug] = [round(v, 4) for v in score.per_frame]
+        per_frame[slug] = score.worst_frames(3)  # the frames to look at first
         backends["identity"] = score.backend
     change = temporal_change(frames)
     smooth = weightfree.motion_smoothness(frames, weightfree.BLOCK_FLOW)
     flicker = weightfree.temporal_flickering(frames)
-    dynamic = weightfree.dynamic_degree(frames)
+    dynamic = weightfree.dynamic_degree(frames, min_motion)
     backends.update({"temporal_change": change.backend, "motion_smoothness": smooth.backend, "temporal_flickering": flicker.backend,
                      "dynamic_degree": dynamic.backend})
     return ClipScores(identity, per_frame, round(change.value, 4), round(smooth.value, 4), round(flicker.value, 4),
@@ -129,7 +130,7 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
         with timings.phase("render"):
             clip = renderer.render_clip(request)
         with timings.phase("metrics"):
-            scores = score_clip(clip, anchors)
+            scores = score_clip(clip, anchors, quality.min_motion)
         passed = scores.quality() >= threshold
         attempts.append({"attempt": attempt + 1, "seed": seed, "steps": request.steps, "threshold": threshold,
                          "passed": passed, "scores": scores.as_dict(), "request": request_record(request),

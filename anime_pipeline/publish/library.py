@@ -92,4 +92,13 @@ def publish_episode(library_root: Path, show: Show, episode: Episode, video: Pat
     poster = paths.series_dir / "poster.jpg"
     if not poster.exists():
         _copy(thumbnail, poster)
+    _remove_renamed(paths, episode)
     return paths
+
+
+def _remove_renamed(paths: LibraryPaths, episode: Episode) -> None:
+    """A retitled episode must not show up twice: drop this episode number's files under an old title."""
+    keep = {paths.video, paths.nfo, paths.thumb}
+    for old in paths.season_dir.glob(f"* S{SEASON:02d}E{episode.number:02d} - *"):
+        if old not in keep:
+            old.unlink()

@@ -38,6 +38,7 @@ from anime_pipeline.config.schema import Character, Style
 from anime_pipeline.media import read_frames
 from anime_pipeline.render.base import ClipRequest, ClipResult, StillRequest, StillResult
 from anime_pipeline.render.workflows import WORKFLOWS_DIR, Lora, Template, bind, graph_sha256, load_template
+from anime_pipeline.services import redact_url
 from anime_pipeline.services.comfyui import ComfyUIClient, ComfyUIError, RunResult, SystemStats
 
 DEFAULT_WORKFLOWS = {"still": "txt2img_sdxl", "clip": "i2v_wan22"}
@@ -101,7 +102,7 @@ class ComfyUIRenderer:
 
     @property
     def backend(self) -> str:
-        return f"comfyui {self.server.comfyui_version} ({self.client.base_url})"
+        return f"comfyui {self.server.comfyui_version} ({redact_url(self.client.base_url)})"
 
     @property
     def device(self) -> str:
@@ -231,7 +232,7 @@ class ComfyUIRenderer:
         bound = _bound_values(template, graph, values)
         return {
             "renderer": "comfyui", "backend": self.backend, "version": self.version, "device": self.device,
-            "server": {"url": self.client.base_url, "comfyui_version": stats.comfyui_version,
+            "server": {"url": redact_url(self.client.base_url), "comfyui_version": stats.comfyui_version,
                        "pytorch_version": stats.pytorch_version,
                        "device": stats.devices[0].name if stats.devices else None},
             "template": template.name, "template_sha256": template.sha256,

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from anime_pipeline.imaging import hex_to_rgb, rgb_to_hex
 from anime_pipeline.config.schema import Character
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.render.base import Box, ClipRequest, ClipResult, StillRequest, StillResult
@@ -51,11 +52,7 @@ BLUSH: RGB = (255, 110, 135)
 def _rgb(value: str) -> RGB:
     if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
         raise ValueError(f"{value!r} is not a colour: write it as #rrggbb")
-    return int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16)
-
-
-def _hex(color: RGB) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*color)
+    return hex_to_rgb(value)
 
 
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
@@ -1474,7 +1471,7 @@ class PrevizRenderer:
             "seed": seed, "framing": framing, "pose": poses, "expression": expression.name,
             "expression_drawn": expression.base, "outfit": outfit, "motion": motion,
             "resolution": list(size), "n_frames": n_frames, "fps": fps,
-            "colors": {look.slug: {role: _hex(color) for role, color in look.colors.items()} for look in looks},
+            "colors": {look.slug: {role: rgb_to_hex(color) for role, color in look.colors.items()} for look in looks},
             "features_not_drawn": {look.slug: list(look.not_drawn) for look in looks},
         }
 

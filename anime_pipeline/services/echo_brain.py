@@ -17,6 +17,7 @@ import requests
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anime_pipeline.planning.local import LocalPlanner, Refinement
+from anime_pipeline.services import redact_url
 from anime_pipeline.services.ollama import (OllamaClient, OllamaError, OllamaTimeout, OllamaUnavailable,
                                             connection_problem)
 
@@ -258,7 +259,7 @@ class Director:
     def _from_echo(self, prompt: str, time_of_day: str, mood: str) -> Refinement:
         answer = self.echo.refine_prompt(prompt, {"time_of_day": time_of_day, "mood": mood})
         return Refinement(prompt, answer.refined, answer.style_additions, answer.negative_additions,
-                          f"echo brain ({self.echo.base_url})")
+                          f"echo brain ({redact_url(self.echo.base_url)})")
 
     def _from_ollama(self, prompt: str, time_of_day: str, mood: str) -> Refinement:
         """Ollama only suggests additions; the prompt is composed here so the character and shot

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from anime_pipeline.config.schema import Character
-from anime_pipeline.imaging import hex_to_rgb
+from anime_pipeline.imaging import hex_to_rgb, rgb_to_hex
 from anime_pipeline.metrics.weightfree import color_mask, crop
 from anime_pipeline.render.base import Box
 from anime_pipeline.storage import read_json, write_json
@@ -99,11 +99,6 @@ def _lloyd(pixels: np.ndarray, centres: np.ndarray, iterations: int) -> tuple[np
     return centres, history
 
 
-def _hex(rgb: np.ndarray) -> str:
-    r, g, b = (int(v) for v in np.clip(np.round(rgb), 0, 255))
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
 def fit_previz_adapter(images: Sequence[np.ndarray], face_boxes: Sequence[Box | None], character: Character,
                        iterations: int = 25, seed: int = 0) -> PrevizAdapter:
     """Fit the character's palette to the approved images: k-means (k = the design's distinct
@@ -120,5 +115,5 @@ def fit_previz_adapter(images: Sequence[np.ndarray], face_boxes: Sequence[Box | 
     # drag a small region's colour (the eyes) toward its neighbours.
     start = np.concatenate([base, base * SHADE])
     centres, history = _lloyd(_sample(images, face_boxes, keys, seed), start, iterations)
-    palette = {role: _hex(centres[keys.index(color)]) for role, color in roles.items()}
+    palette = {role: rgb_to_hex(centres[keys.index(color)]) for role, color in roles.items()}
     return PrevizAdapter(character.slug, palette, history, len(images), seed, iterations)

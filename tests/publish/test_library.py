@@ -42,3 +42,15 @@ def test_publish_writes_layout_and_nfo(show, tmp_path):
     assert season.tag == "season" and season.findtext("seasonnumber") == "1"
     leftovers = [p for p in (tmp_path / "lib").rglob("*") if ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_a_retitled_episode_replaces_its_old_files(show, tmp_path):
+    video, thumb = tmp_path / "ep.mp4", tmp_path / "t.jpg"
+    video.write_bytes(b"video")
+    thumb.write_bytes(b"jpeg")
+    old = publish_episode(tmp_path / "lib", show.show, show.episodes[0], video, thumb, runtime_seconds=95)
+    renamed = show.episodes[0].model_copy(update={"title": "A New Title"})
+    new = publish_episode(tmp_path / "lib", show.show, renamed, video, thumb, runtime_seconds=95)
+    assert not old.video.exists() and not old.nfo.exists() and not old.thumb.exists()
+    assert sorted(p.name for p in new.season_dir.iterdir()) == sorted(
+        [new.video.name, new.nfo.name, new.thumb.name, "season.nfo"])
