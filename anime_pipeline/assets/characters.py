@@ -3,10 +3,10 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import blocking, content_version, gate, preview
+from anime_pipeline.assets.common import blocking, content_version, gate, preview, require_upstream
 from anime_pipeline.assets.show_config import character_spec
 from anime_pipeline.imaging import load_png
-from anime_pipeline.manifest import read_manifest
+from anime_pipeline.manifest import MANIFEST_NAME, read_manifest
 from anime_pipeline.production.characters import build_reference_sheet, compute_embedding
 from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES
 from anime_pipeline.resources import ProjectResource, RendererResource, StorageResource
@@ -57,9 +57,8 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         """512-d identity anchor (normalised mean) and per-image vectors of the reference faces."""
         ref = project.load().characters[context.partition_key]
         sheet_dir = storage.paths.reference(ref.key)
+        require_upstream(f"character_embedding {ref.key}", "character_reference", {ref.key: sheet_dir / MANIFEST_NAME})
         sheet = read_manifest(sheet_dir)
-        if sheet is None:
-            raise dg.Failure(f"{ref.key}: no reference sheet at {sheet_dir}; materialize character_reference first")
         out_dir = storage.paths.embedding(ref.key)
         embedding = compute_embedding(ref, sheet_dir, sheet["faces"], out_dir)
         threshold = ref.config.quality.identity

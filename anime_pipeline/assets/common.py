@@ -37,6 +37,13 @@ def reference_images(paths: StoragePaths, show: str, slugs: list[str]) -> dict[s
     return {slug: path for slug, path in found.items() if path.exists()}
 
 
+def require_upstream(owner: str, asset: str, outputs: dict[str, Path]) -> None:
+    """Fail the step, naming the upstream partitions to materialize, when any of their outputs is missing."""
+    missing = [key for key, path in outputs.items() if not path.exists()]
+    if missing:
+        raise dg.Failure(f"{owner} needs {asset} for {missing}: materialize it first")
+
+
 def gate(name: str, passed: bool, value: float | int | str, threshold: float | int | str, backend: str,
          **extra: object) -> dg.AssetCheckResult:
     if isinstance(value, float):

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
+from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, require_upstream
 from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import episode_spec
 from anime_pipeline.imaging import load_png
@@ -30,9 +30,8 @@ def build() -> list[dg.AssetsDefinition]:
         ref = loaded.episodes[context.partition_key]
         paths = storage.paths
         scene_dirs = [paths.scene(k) for k in ref.scene_keys]
-        missing = [k for k, d in zip(ref.scene_keys, scene_dirs, strict=True) if not (d / "scene.mp4").exists()]
-        if missing:
-            raise dg.Failure(f"episode {ref.key} is missing scenes {missing}: materialize scene_video for them first")
+        require_upstream(f"episode {ref.key}", "scene_video",
+                         {k: d / "scene.mp4" for k, d in zip(ref.scene_keys, scene_dirs, strict=True)})
         out_dir = paths.episode(ref.key)
         fingerprint = sha256_json({"spec": loaded.fingerprints()["episode"][ref.key],
                                    "scenes": [sha256_file(d / "scene.mp4") for d in scene_dirs]})

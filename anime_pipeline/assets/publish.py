@@ -3,9 +3,9 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import blocking, content_version, gate, preview
+from anime_pipeline.assets.common import blocking, content_version, gate, preview, require_upstream
 from anime_pipeline.imaging import load_png
-from anime_pipeline.manifest import read_manifest
+from anime_pipeline.manifest import MANIFEST_NAME, read_manifest
 from anime_pipeline.publish.library import publish_episode
 from anime_pipeline.resources import ProjectResource, StorageResource
 
@@ -23,9 +23,8 @@ def build() -> list[dg.AssetsDefinition]:
     def jellyfin_publish(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
         ref = project.load().episodes[context.partition_key]
         episode_dir = storage.paths.episode(ref.key)
+        require_upstream(f"jellyfin_publish {ref.key}", "episode_video", {ref.key: episode_dir / MANIFEST_NAME})
         manifest = read_manifest(episode_dir)
-        if manifest is None:
-            raise dg.Failure(f"episode {ref.key} has no video yet: materialize episode_video first")
         library = publish_episode(storage.library, ref.config.show, ref.episode, episode_dir / "episode.mp4",
                                   episode_dir / "thumbnail.jpg", manifest["duration"])
         context.log.info(f"published {ref.key} to {library.video}")

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from anime_pipeline import partitions
-from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview
+from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, require_upstream
 from anime_pipeline.assets.phases import require_open
 from anime_pipeline.assets.show_config import scene_spec
 from anime_pipeline.manifest import FINGERPRINT, unchanged
@@ -33,9 +33,8 @@ def build() -> list[dg.AssetsDefinition]:
         ref = loaded.scenes[context.partition_key]
         paths = storage.paths
         shot_dirs = [paths.shot(k) for k in ref.shot_keys]
-        missing = [k for k, d in zip(ref.shot_keys, shot_dirs, strict=True) if not (d / "clip.mp4").exists()]
-        if missing:
-            raise dg.Failure(f"scene {ref.key} is missing shot clips {missing}: materialize shot_clip for them first")
+        require_upstream(f"scene {ref.key}", "shot_clip",
+                         {k: d / "clip.mp4" for k, d in zip(ref.shot_keys, shot_dirs, strict=True)})
         music = (loaded.files[ref.config.show.slug].parent / ref.scene.music) if ref.scene.music else None
         if music is not None and not music.exists():
             raise dg.Failure(f"scene {ref.key}: music file {music} (scenes[].music) does not exist")

@@ -31,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 from anime_pipeline.metrics.models import (ModelStore, ModelUnavailable, cuda_index, identity_backend,
                                            onnx_provider_options, onnx_providers)
 from anime_pipeline.metrics.scores import Score
-from anime_pipeline.metrics.weightfree import cosine
+from anime_pipeline.metrics.weightfree import cosine, unit
 
 DET_SIZE = (640, 640)
 DET_THRESHOLD = 0.5
@@ -121,11 +121,6 @@ def load_face_model(store: ModelStore, det_size: tuple[int, int] = DET_SIZE,
     return face_model(found["detection"], found["recognition"], store.face_pack)
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
-
-
 def detect_faces(model: FaceModel, image: np.ndarray) -> list[DetectedFace]:
     """Every face in an RGB uint8 image with its normalised ArcFace embedding, in detector order."""
     from insightface.app.common import Face
@@ -140,7 +135,7 @@ def detect_faces(model: FaceModel, image: np.ndarray) -> list[DetectedFace]:
         with warnings.catch_warnings():  # insightface 0.7's alignment calls a deprecated scikit-image API
             warnings.filterwarnings("ignore", category=FutureWarning, module="insightface")
             embedding = np.asarray(model.recognizer.get(bgr, face), dtype=np.float64)
-        faces.append(DetectedFace(tuple(float(v) for v in box[:4]), float(box[4]), _unit(embedding)))
+        faces.append(DetectedFace(tuple(float(v) for v in box[:4]), float(box[4]), unit(embedding)))
     return faces
 
 

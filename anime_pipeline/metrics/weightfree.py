@@ -99,7 +99,8 @@ def _luma(image: np.ndarray) -> np.ndarray:
 
 # --- identity (ArcFace stand-in) --------------------------------------------------------
 
-def _unit(vector: np.ndarray) -> np.ndarray:
+def unit(vector: np.ndarray) -> np.ndarray:
+    """L2-normalised; the zero vector stays zero."""
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else vector
 
@@ -111,7 +112,7 @@ def palette_signature(image: np.ndarray, box: Box | None = None) -> np.ndarray:
     bins = (crop(image, box).reshape(-1, 3) >> 5).astype(np.intp)  # 256 / 8 = 32 levels a bin
     counts = np.bincount((bins[:, 0] << 6) | (bins[:, 1] << 3) | bins[:, 2], minlength=512)
     # sqrt(counts)/‖sqrt(counts)‖ equals sqrt(p)/‖sqrt(p)‖, so the histogram needs no normalising
-    return _unit(np.sqrt(counts.astype(np.float64)))
+    return unit(np.sqrt(counts.astype(np.float64)))
 
 
 def colour_mood(image: np.ndarray) -> np.ndarray:
@@ -120,7 +121,7 @@ def colour_mood(image: np.ndarray) -> np.ndarray:
     not the exact colours of whoever is in frame."""
     bins = (image.reshape(-1, 3) >> 6).astype(np.intp)  # 256 / 4 = 64 levels a bin
     counts = np.bincount((bins[:, 0] << 4) | (bins[:, 1] << 2) | bins[:, 2], minlength=64)
-    return _unit(np.sqrt(counts.astype(np.float64)))
+    return unit(np.sqrt(counts.astype(np.float64)))
 
 
 def scene_continuity(last_frames: Sequence[np.ndarray], first_frames: Sequence[np.ndarray]) -> Score:
@@ -140,7 +141,7 @@ def anchor(vectors: Sequence[np.ndarray]) -> np.ndarray:
     """L2-normalised mean of the L2-normalised vectors (an ArcFace-style identity anchor)."""
     if not len(vectors):
         raise ValueError("an anchor needs at least one vector")
-    return _unit(np.mean([_unit(np.asarray(v, dtype=np.float64)) for v in vectors], axis=0))
+    return unit(np.mean([unit(np.asarray(v, dtype=np.float64)) for v in vectors], axis=0))
 
 
 def identity_score(frames: Sequence[np.ndarray], boxes_per_frame: Sequence[Box | None], anchor: np.ndarray) -> Score:

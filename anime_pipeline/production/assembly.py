@@ -59,9 +59,6 @@ def continuity(shot_dirs: list[Path]):
 def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, music: Path | None,
                          extra_manifest: dict[str, Any] | None = None) -> SceneResult:
     fps = ref.config.show.video.fps
-    missing = [str(d) for d in shot_dirs if not (d / "clip.mp4").exists()]
-    if missing:
-        raise FileNotFoundError(f"scene {ref.key} needs its shots first; missing clips: {missing}")
     shot_frames = [int(read_manifest(d)["frames"]) for d in shot_dirs]
     k = overlap_frames(fps)
     expected = sum(shot_frames) - k * (len(shot_frames) - 1)
@@ -103,9 +100,6 @@ class EpisodeResult:
 
 def assemble_episode_video(ref: EpisodeRef, scene_dirs: list[Path], out_dir: Path,
                            extra_manifest: dict[str, Any] | None = None) -> EpisodeResult:
-    missing = [str(d) for d in scene_dirs if not (d / "scene.mp4").exists()]
-    if missing:
-        raise FileNotFoundError(f"episode {ref.key} needs its scenes first; missing: {missing}")
     scene_infos = [probe(d / "scene.mp4") for d in scene_dirs]
     video = concat_videos([d / "scene.mp4" for d in scene_dirs], out_dir / "episode.mp4")
     thumb = thumbnail(video.path, out_dir / "thumbnail.jpg", at=0.0)

@@ -173,12 +173,16 @@ _POSE_WORDS = (
 )
 
 
+def _base_name(key: str, words: tuple[tuple[str, str], ...], default: str) -> str:
+    """The drawn base for a name that is not one of ours: the first keyword match ("running" → action)."""
+    return next((base for pattern, base in words if re.search(pattern, key)), default)
+
+
 def _resolve_pose(name: str) -> _Pose:
     key = name.strip().lower()
     if key in _POSES:
         return _POSES[key]
-    base = next((b for pattern, b in _POSE_WORDS if re.search(pattern, key)), "front")
-    pose = _POSES[base]
+    pose = _POSES[_base_name(key, _POSE_WORDS, "front")]
     turn = pose.turn if pose.back else max(-1.0, min(1.0, pose.turn + (_unit_hash("turn", key) - 0.5) * 0.5))
     return replace(pose, name=name, turn=turn, arm=_unit_hash("arm", key) * 0.9,
                    lean=pose.lean + (_unit_hash("lean", key) - 0.5) * 0.08)
@@ -224,8 +228,7 @@ def _resolve_expression(name: str) -> _Expression:
     key = name.strip().lower()
     if key in _EXPRESSIONS:
         return _EXPRESSIONS[key]
-    base = next((b for pattern, b in _EXPRESSION_WORDS if re.search(pattern, key)), "neutral")
-    expression = _EXPRESSIONS[base]
+    expression = _EXPRESSIONS[_base_name(key, _EXPRESSION_WORDS, "neutral")]
     return replace(expression, name=name, brow=expression.brow + (_unit_hash("brow", key) - 0.5) * 0.01,
                    mouth_width=0.8 + 0.4 * _unit_hash("mouth", key),
                    eye_scale=expression.eye_scale * (0.95 + 0.1 * _unit_hash("eyes", key)))
