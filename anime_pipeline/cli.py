@@ -204,9 +204,9 @@ def _renderer_for(manifest: dict, ref, settings: Settings):
 
 
 def cmd_models(args, settings: Settings) -> int:
-    from anime_pipeline.metrics.models import ModelStore, model_rows
+    from anime_pipeline.metrics.models import model_rows
 
-    store = ModelStore.from_env()
+    store = settings.models
     print(f"models root {store.root} (ANIME_PIPELINE_MODELS), torch home {store.torch_home}, device {store.device}")
     for row in model_rows(store):
         where = str(row.path) if row.path else "(no weights needed)"

@@ -6,8 +6,8 @@ import dagster as dg
 
 from anime_pipeline.assets import characters, dataset, episodes, lora, phases, planning, publish, scenes, shots
 from anime_pipeline.assets.show_config import SPECS
-from anime_pipeline.resources import (DirectorResource, EchoBrainResource, OllamaResource, ProjectResource,
-                                      RendererResource, ReviewerResource, StorageResource)
+from anime_pipeline.resources import (DirectorResource, EchoBrainResource, MetricsResource, OllamaResource,
+                                      ProjectResource, RendererResource, ReviewerResource, StorageResource)
 from anime_pipeline.sensors.sync import project_sync
 from anime_pipeline.settings import Settings
 
@@ -35,6 +35,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "renderer": RendererResource(device=settings.renderer_gpu, comfyui_urls=dict(settings.comfyui_urls)),
         "reviewer": ReviewerResource(ollama=ollama),
         "director": DirectorResource(ollama=ollama, echo_brain=EchoBrainResource(base_url=settings.echo_brain_url)),
+        "metrics": MetricsResource(models_dir=str(settings.models.root), torch_home=str(settings.models.torch_home),
+                                   device=settings.models.device, face_pack=settings.models.face_pack),
     }
 
 

@@ -6,8 +6,10 @@ Every setting has an embedded default so that the demo runs with nothing configu
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from anime_pipeline.metrics.models import ModelStore
 
 CPU = "cpu"
 
@@ -32,6 +34,7 @@ class Settings:
     ollama_url: str = ""
     echo_brain_url: str = ""
     comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
+    models: ModelStore = field(default_factory=ModelStore.from_env)  # metric weights and their device
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,13 +48,13 @@ class Settings:
             ollama_url=_env("ANIME_PIPELINE_OLLAMA_URL", ""),
             echo_brain_url=_env("ANIME_PIPELINE_ECHO_BRAIN_URL", ""),
             comfyui_urls=parse_gpu_urls(_env("ANIME_PIPELINE_COMFYUI_URLS", "")),
+            models=ModelStore.from_env(),
         )
 
     @property
     def renderer_pool(self) -> str | None:
         """Generation steps' static pool; with ComfyUI servers configured, each step leases a GPU pool itself."""
         return None if self.comfyui_urls else pool_for(self.renderer_gpu)
-
 
 
 def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:

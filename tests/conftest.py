@@ -31,7 +31,22 @@ def settings(tmp_path: Path, configs_dir: Path):
 
     storage = tmp_path / "storage"
     return Settings(configs_dir=configs_dir, storage_root=storage, library_root=storage / "library",
-                    renderer_gpu="cpu", reviewer_gpu="cpu")
+                    renderer_gpu="cpu", reviewer_gpu="cpu", models=empty_store(tmp_path))
+
+
+def empty_store(tmp_path: Path):
+    """A model store with no weights: every metric runs its weight-free fallback."""
+    from anime_pipeline.metrics.models import ModelStore
+
+    return ModelStore(root=tmp_path / "models", torch_home=tmp_path / "models" / "torch")
+
+
+@pytest.fixture
+def weight_free(tmp_path: Path):
+    """The metric suite as a machine without model weights runs it."""
+    from anime_pipeline.metrics.suite import MetricSuite
+
+    return MetricSuite(empty_store(tmp_path))
 
 
 @pytest.fixture

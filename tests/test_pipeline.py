@@ -19,7 +19,7 @@ from anime_pipeline.runner import Runner, plan_for
 from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
 
-from conftest import EMBEDDED_OVERRIDES, SAMPLE
+from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
 EPISODE = "lantern-post/ep01"
 
@@ -32,7 +32,7 @@ def produced(tmp_path_factory):
     configs.mkdir()
     shutil.copy(SAMPLE, configs / SAMPLE.name)
     storage = root / "storage"
-    settings = Settings(configs, storage, storage / "library", "cpu", "cpu")
+    settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(root))
     (root / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
         sync_instance(instance, configs)
@@ -132,7 +132,7 @@ def test_failing_blocking_check_stops_downstream_in_the_same_run(tmp_path, insta
     data["quality"] = {"identity": 0.9999}  # no reference can agree this closely with the anchor
     (configs / "show.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     storage = tmp_path / "storage"
-    settings = Settings(configs, storage, storage / "library", "cpu", "cpu")
+    settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path))
     sync_instance(instance, configs)
     defs = build_definitions(settings)
     result = defs.resolve_job_def("character_job").execute_in_process(

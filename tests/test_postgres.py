@@ -14,7 +14,7 @@ from anime_pipeline.definitions import build_definitions
 from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
 
-from conftest import REPO
+from conftest import REPO, empty_store
 
 psycopg2 = pytest.importorskip("psycopg2")
 PG = {"host": os.environ.get("ANIME_PIPELINE_TEST_PG_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
@@ -43,7 +43,7 @@ def test_production_instance_on_postgres(database, tmp_path, configs_dir, monkey
     for key, value in {"HOST": PG["host"], "PORT": "5432", "USER": "postgres", "DATABASE": database}.items():
         monkeypatch.setenv(f"PG{key}", value)
     storage = tmp_path / "storage"
-    settings = Settings(configs_dir, storage, storage / "library", "cpu", "cpu")
+    settings = Settings(configs_dir, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         sync_instance(instance, configs_dir)

@@ -9,7 +9,7 @@ from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import MANIFEST_NAME, read_manifest
 from anime_pipeline.production.characters import build_reference_sheet, compute_embedding
 from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES
-from anime_pipeline.resources import ProjectResource, RendererResource, StorageResource
+from anime_pipeline.resources import MetricsResource, ProjectResource, RendererResource, StorageResource
 from anime_pipeline.settings import Settings
 
 GROUP = "characters"
@@ -24,15 +24,16 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             "sheet_complete": f"{len(REFERENCE_POSES)} poses + {len(REFERENCE_EXPRESSIONS)} expressions present."}),
     )
     def character_reference(context: dg.AssetExecutionContext, project: ProjectResource,
-                            storage: StorageResource, renderer: RendererResource):
+                            storage: StorageResource, renderer: RendererResource, metrics: MetricsResource):
         """Reference sheet per character: 8 poses and 6 expressions (plus any images given in the YAML)."""
         loaded = project.load()
         ref = loaded.characters[context.partition_key]
         out_dir = storage.paths.reference(ref.key)
         with renderer.session(context, ref.config) as backend:
             context.log.info(f"rendering the reference sheet of {ref.character.name} on {backend.backend}")
+            faces = metrics.suite().face_model(backend.previz)
             sheet = build_reference_sheet(ref, backend, out_dir, seed=1000,
-                                          show_dir=loaded.files[ref.config.show.slug].parent)
+                                          show_dir=loaded.files[ref.config.show.slug].parent, faces=faces)
         missing_faces, missing_panels = sheet.faces_missing, sheet.missing_panels()
         yield dg.MaterializeResult(
             metadata={"panels": len(sheet.panels), "faces_found": sum(p.face_box is not None for p in sheet.panels),
@@ -53,21 +54,25 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         check_specs=blocking("character_embedding", partitions.characters, "references_agree", descriptions={
             "references_agree": "Every reference face agrees with the anchor (cosine ≥ identity threshold)."}),
     )
-    def character_embedding(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
-        """512-d identity anchor (normalised mean) and per-image vectors of the reference faces."""
+    def character_embedding(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource,
+                            metrics: MetricsResource):
+        """512-d identity anchors (normalised mean) and per-image vectors of the reference faces:
+        palette signatures always, ArcFace embeddings too on rendered (not previz) references."""
         ref = project.load().characters[context.partition_key]
         sheet_dir = storage.paths.reference(ref.key)
         require_upstream(f"character_embedding {ref.key}", "character_reference", {ref.key: sheet_dir / MANIFEST_NAME})
         sheet = read_manifest(sheet_dir)
         out_dir = storage.paths.embedding(ref.key)
-        embedding = compute_embedding(ref, sheet_dir, sheet["faces"], out_dir)
+        embedding = compute_embedding(ref, sheet_dir, sheet["faces"], out_dir,
+                                      metrics.suite().face_model(sheet.get("previz", True)))
         threshold = ref.config.quality.identity
         worst = min(embedding.similarities)
         yield dg.MaterializeResult(
-            metadata={"images": len(embedding.names), "dimensions": int(embedding.anchor.shape[0]),
-                      "min_similarity": worst, "backend": embedding.manifest["backend"], "device": "cpu",
+            metadata={"images": len(embedding.names), "dimensions": embedding.manifest["dimensions"],
+                      "min_similarity": worst, "backend": embedding.manifest["backend"],
+                      "device": embedding.manifest["device"],
                       "similarities": dg.MetadataValue.json(embedding.manifest["similarities"])},
-            data_version=content_version([out_dir / "anchor.npy", out_dir / "vectors.npy"]),
+            data_version=content_version(out_dir / entry["path"] for entry in embedding.manifest["files"]),
         )
         below = [n for n, s in zip(embedding.names, embedding.similarities, strict=True) if s < threshold]
         yield gate("references_agree", not below, worst, threshold, embedding.manifest["backend"],

@@ -7,7 +7,8 @@ from anime_pipeline.assets.common import blocking, content_version, gate, previe
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.characters import load_anchor
 from anime_pipeline.production.dataset import DecisionLog, assemble_dataset, dataset_state, generate_batch
-from anime_pipeline.resources import ProjectResource, RendererResource, ReviewerResource, StorageResource
+from anime_pipeline.resources import (MetricsResource, ProjectResource, RendererResource, ReviewerResource,
+                                      StorageResource)
 from anime_pipeline.settings import Settings
 
 GROUP = "characters"
@@ -37,7 +38,8 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             "no_near_duplicates": "No two approved images are near-duplicates."}),
     )
     def approved_dataset(context: dg.AssetExecutionContext, config: DatasetConfig, project: ProjectResource,
-                         storage: StorageResource, renderer: RendererResource, reviewer: ReviewerResource):
+                         storage: StorageResource, renderer: RendererResource, reviewer: ReviewerResource,
+                         metrics: MetricsResource):
         """Candidates are generated in batches until approved + awaiting review reach the target."""
         ref = project.load().characters[context.partition_key]
         paths = storage.paths
@@ -57,8 +59,10 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
                 state = dataset_state(paths.candidates(ref.key), log)
                 context.log.info(f"batch {batches}: {[(c.id, c.record['verdict']['decision']) for c in made]}; "
                                  f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
-            renderer_name, device = render.backend, render.device
-        result = assemble_dataset(ref, state, log, anchor, paths.dataset(ref.key), review.name, batches)
+            renderer_name, device, previz = render.backend, render.device, render.previz
+        suite = metrics.suite()
+        result = assemble_dataset(ref, state, log, anchor, paths.dataset(ref.key), review.name, batches, suite,
+                                  suite.face_model(previz))
         dataset_dir = paths.dataset(ref.key)
         first = load_png(state.approved[0].image_path) if state.approved else None
         metadata = {"approved": len(state.approved), "target": target, "awaiting_review": len(state.pending),
@@ -76,8 +80,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         yield gate("enough_approved", len(state.approved) >= target, len(state.approved), target, "count",
                    awaiting_review=len(state.pending),
                    hint=f"review with `anime-pipeline review list {ref.key}`" if state.pending else "")
-        yield gate("identity", worst >= q.identity, worst, q.identity,
-                   "weight-free palette signature vs anchor",
+        yield gate("identity", worst >= q.identity, worst, q.identity, result.identity_backend,
                    below=", ".join(k for k, v in result.identities.items() if v < q.identity) or "none")
         yield gate("no_near_duplicates", not result.duplicates, len(result.duplicates), 0,
                    f"SSIM ≥ {q.near_duplicate_similarity} on thumbnails",

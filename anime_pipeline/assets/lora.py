@@ -7,7 +7,7 @@ from anime_pipeline.assets.common import blocking, content_version, gate, previe
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.adapter import ADAPTER_FILE, TRAINER, train_adapter
 from anime_pipeline.production.characters import load_anchor
-from anime_pipeline.resources import ProjectResource, RendererResource, StorageResource
+from anime_pipeline.resources import MetricsResource, ProjectResource, RendererResource, StorageResource
 from anime_pipeline.settings import Settings
 
 GROUP = "characters"
@@ -22,7 +22,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             "keeps_identity": "A render with the adapter keeps identity ≥ the identity threshold."}),
     )
     def character_lora(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource,
-                       renderer: RendererResource):
+                       renderer: RendererResource, metrics: MetricsResource):
         """Fits the adapter, renders a validation image with it, measures identity."""
         ref = project.load().characters[context.partition_key]
         paths = storage.paths
@@ -30,7 +30,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         references = reference_images(paths, ref.config.show.slug, [ref.character.slug])
         with renderer.session(context, ref.config, references) as backend:
             result = train_adapter(ref, paths.dataset(ref.key), backend, load_anchor(paths.embedding(ref.key)),
-                                   out_dir, seed=7)
+                                   out_dir, seed=7, faces=metrics.suite().face_model(backend.previz))
         losses = result.adapter.loss_history
         context.log.info(f"{TRAINER}: loss {losses[0]:.2f} → {losses[-1]:.2f} over {len(losses)} iterations")
         yield dg.MaterializeResult(
@@ -43,6 +43,6 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         yield gate("loss_fell", losses[-1] < losses[0], losses[-1], losses[0], TRAINER)
         threshold = ref.config.quality.identity
         yield gate("keeps_identity", result.validation_identity >= threshold, result.validation_identity, threshold,
-                   "weight-free palette signature vs anchor")
+                   result.identity_backend)
 
     return [character_lora]

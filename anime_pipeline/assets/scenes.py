@@ -9,7 +9,7 @@ from anime_pipeline.assets.show_config import scene_spec
 from anime_pipeline.manifest import FINGERPRINT, unchanged
 from anime_pipeline.media import read_frames
 from anime_pipeline.production.assembly import assemble_scene_video
-from anime_pipeline.resources import ProjectResource, StorageResource
+from anime_pipeline.resources import MetricsResource, ProjectResource, StorageResource
 from anime_pipeline.storage import sha256_file, sha256_json
 
 GROUP = "assembly"
@@ -26,7 +26,8 @@ def build() -> list[dg.AssetsDefinition]:
             "audio_present": "The scene has an AAC audio track.",
             "scene_continuity": "Continuity across shot boundaries ≥ threshold."}),
     )
-    def scene_video(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
+    def scene_video(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource,
+                    metrics: MetricsResource):
         """Transitions overlap 0.3 s (dissolve / fade / wipe); dialogue becomes subtitles; music at 30 %."""
         require_open(context, "scene_video")
         loaded = project.load()
@@ -46,7 +47,8 @@ def build() -> list[dg.AssetsDefinition]:
         if manifest:
             context.log.info(f"{ref.key}: shots and scene spec unchanged; keeping the existing scene video")
         else:
-            result = assemble_scene_video(ref, shot_dirs, out_dir, music, extra_manifest={FINGERPRINT: fingerprint})
+            result = assemble_scene_video(ref, shot_dirs, out_dir, music, metrics.suite(),
+                                          extra_manifest={FINGERPRINT: fingerprint})
             manifest = result.manifest
         video = manifest["video"]
         yield dg.MaterializeResult(

@@ -12,7 +12,8 @@ from anime_pipeline.manifest import FINGERPRINT, unchanged
 from anime_pipeline.production.adapter import load_adapter_palette
 from anime_pipeline.production.characters import load_anchor
 from anime_pipeline.production.shots import last_frame, render_shot
-from anime_pipeline.resources import DirectorResource, ProjectResource, RendererResource, StorageResource
+from anime_pipeline.resources import (DirectorResource, MetricsResource, ProjectResource, RendererResource,
+                                      StorageResource)
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import sha256_file, sha256_json
 
@@ -38,7 +39,8 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             "not_a_still": "The clip moves: mean frame difference above the motion floor."}),
     )
     def shot_clip(context: dg.AssetExecutionContext, config: ShotConfig, project: ProjectResource,
-                  storage: StorageResource, renderer: RendererResource, director: DirectorResource):
+                  storage: StorageResource, renderer: RendererResource, director: DirectorResource,
+                  metrics: MetricsResource):
         """Keyframe-to-video for one shot (embedded: the previz renderer animates the shot's motion preset)."""
         require_open(context, "shot_clip")
         loaded = project.load()
@@ -54,7 +56,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
                 raise dg.Failure(f"shot {ref.key} continues from {ref.previous_key}, which has no frames yet: "
                                  f"materialize shot_clip for {ref.previous_key} first")
         fingerprint = sha256_json({
-            "spec": loaded.fingerprints()["shot"][ref.key], "anchors": {s: a.tolist() for s, a in anchors.items()},
+            "spec": loaded.fingerprints()["shot"][ref.key], "anchors": {s: a.as_lists() for s, a in anchors.items()},
             "adapters": adapters, "first_frame": sha256_file(first_frame_path) if first_frame_path else None,
         })
         previous = None if config.force else unchanged(out_dir, fingerprint, "clip.mp4")
@@ -66,7 +68,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
             first = load_png(first_frame_path) if first_frame_path else None
             references = reference_images(paths, ref.config.show.slug, ref.shot.characters)
             with renderer.session(context, ref.config, references) as backend:
-                result = render_shot(ref, backend, planner, anchors, adapters, first, out_dir,
+                result = render_shot(ref, backend, planner, anchors, adapters, first, out_dir, metrics.suite(),
                                      extra_manifest={FINGERPRINT: fingerprint})
             context.log.info(f"{ref.key}: prompt via {' → '.join(result.manifest['director_path'])}")
             for attempt in result.attempts:

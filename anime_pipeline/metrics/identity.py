@@ -51,6 +51,11 @@ class FaceModel:
     recognizer: Any  # insightface.model_zoo.ArcFaceONNX
     backend: str
 
+    @property
+    def device(self) -> str:
+        """Where the recognizer runs: "cuda" under onnxruntime's CUDA provider, else "cpu"."""
+        return "cuda" if self.recognizer.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
 
 @dataclass(frozen=True)
 class DetectedFace:

@@ -164,14 +164,15 @@ def _pack_missing(store: ModelStore) -> str:
     return missing
 
 
-def _weighted(metric: str, backend: str, path: Path, missing: str, fallback: str, ready: bool) -> ModelRow:
-    return ModelRow(metric, backend, path, not missing, backend if ready else fallback, missing)
+def _weighted(metric: str, backend: str, path: Path, missing: str, fallback: str, active: str | None = None) -> ModelRow:
+    """A weight file's row; the metric runs `active` (default: `backend`) when nothing is missing, else `fallback`."""
+    return ModelRow(metric, backend, path, not missing, fallback if missing else active or backend, missing)
 
 
 def model_rows(store: ModelStore) -> list[ModelRow]:
     """Every metric: (metric, backend if installed, path, installed, active backend), one row per
-    weight file; weight-free metrics get one row without a path. Checks files and importable
-    packages only; nothing is loaded."""
+    weight file; weight-free metrics get one row without a path. The active backend is the one
+    the gates run (`suite.MetricSuite`). Checks files and importable packages only; nothing is loaded."""
     from anime_pipeline.metrics import perceptual, vbench, weightfree
 
     face = _pack_missing(store)
@@ -181,24 +182,20 @@ def model_rows(store: ModelStore) -> list[ModelRow]:
                                    missing_requirements(store.dino_repo / "hubconf.py")]))
     clip = missing_requirements(store.clip_weights, ("torch", "open_clip"))
     head = missing_requirements(store.aesthetic_head, ("torch",))
-    # Only LPIPS is used by the gates when installed; the other model-based metrics are callable
-    # (tested) but the gates still run their weight-free measures, so those stay "active".
-    gates_use_it = False
+    # the LAION score needs both files: with either missing, both rows show the proxy active
+    aesthetic = weightfree.AESTHETIC_PROXY_BACKEND if clip or head else vbench.AESTHETIC_BACKEND
+    arcface = identity_backend(store.face_pack)
     weight_free = [("temporal_flickering", weightfree.FLICKER_BACKEND), ("dynamic_degree", weightfree.PIXEL_BACKEND),
                    ("style_adherence", weightfree.STYLE_BACKEND), ("scene_continuity", weightfree.CONTINUITY_BACKEND)]
     return [
-        _weighted("identity", identity_backend(store.face_pack), store.face_pack_dir, face,
-                  weightfree.PALETTE_BACKEND, gates_use_it),
-        _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips,
-                  weightfree.TEMPORAL_SSIM_BACKEND, not lpips),
-        _weighted("motion_smoothness", vbench.AMT_BACKEND, store.amt_weights, amt,
-                  weightfree.BLOCK_FLOW.backend, gates_use_it),
+        _weighted("identity", arcface, store.face_pack_dir, face, weightfree.PALETTE_BACKEND,
+                  f"{arcface} on rendered frames; {weightfree.PALETTE_BACKEND} on previz drawings"),
+        _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips, weightfree.TEMPORAL_SSIM_BACKEND),
+        _weighted("motion_smoothness", vbench.AMT_BACKEND, store.amt_weights, amt, weightfree.BLOCK_FLOW.backend),
         _weighted("subject_consistency", vbench.DINO_BACKEND, store.dino_weights, dino,
-                  weightfree.PALETTE_CONSISTENCY_BACKEND, gates_use_it),
-        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.clip_weights, clip,
-                  weightfree.AESTHETIC_PROXY_BACKEND, gates_use_it),
-        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.aesthetic_head, head,
-                  weightfree.AESTHETIC_PROXY_BACKEND, gates_use_it),
+                  weightfree.PALETTE_CONSISTENCY_BACKEND),
+        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.clip_weights, clip, aesthetic, aesthetic),
+        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.aesthetic_head, head, aesthetic, aesthetic),
         *(ModelRow(metric, backend, None, True, backend) for metric, backend in weight_free),
     ]
 

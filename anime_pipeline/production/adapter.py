@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from anime_pipeline.config.project import CharacterRef
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import base_manifest, file_entry, write_manifest
-from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.identity import FaceModel
+from anime_pipeline.metrics.suite import Anchor, image_identity
 from anime_pipeline.prompts import negative_prompt, still_prompt
 from anime_pipeline.render.base import Renderer, StillRequest
 from anime_pipeline.storage import read_json
@@ -28,12 +27,15 @@ TRAINER = "previz adapter (embedded palette fit, not a LoRA)"
 class AdapterResult:
     adapter: PrevizAdapter
     validation_identity: float
+    identity_backend: str
     validation_path: Path
     manifest: dict
 
 
-def train_adapter(ref: CharacterRef, dataset_dir: Path, renderer: Renderer, anchor: np.ndarray, out_dir: Path,
-                  seed: int) -> AdapterResult:
+def train_adapter(ref: CharacterRef, dataset_dir: Path, renderer: Renderer, anchor: Anchor, out_dir: Path,
+                  seed: int, faces: FaceModel | None = None) -> AdapterResult:
+    """Fit the adapter, render a validation portrait with it and measure its identity (ArcFace
+    with `faces`, else the palette signature)."""
     dataset = read_json(dataset_dir / "manifest.json")
     entries = dataset["approved"]
     if not entries:
@@ -53,16 +55,17 @@ def train_adapter(ref: CharacterRef, dataset_dir: Path, renderer: Renderer, anch
     result = renderer.render_still(request)
     validation_path = save_png(out_dir / "validation.png", result.image)
     box = result.face_boxes.get(ref.character.slug)
-    identity = weightfree.cosine(weightfree.palette_signature(result.image, box), anchor) if box else 0.0
+    identity, identity_backend = image_identity(result.image, box, anchor, faces)
     manifest = base_manifest(
         "character_lora", ref.key, TRAINER, "cpu", trainer_version="previz-adapter-1", seed=seed,
         dataset=[e["id"] for e in entries], iterations=adapter.iterations, palette=adapter.palette,
         loss_history=adapter.loss_history, validation={"prompt": request.prompt, "seed": seed,
-                                                       "identity": round(identity, 4), "face_box": box},
+                                                       "identity": round(identity, 4), "face_box": box,
+                                                       "identity_backend": identity_backend},
         files=[file_entry(out_dir / ADAPTER_FILE, out_dir), file_entry(validation_path, out_dir)],
     )
     write_manifest(out_dir, manifest)
-    return AdapterResult(adapter, round(identity, 4), validation_path, manifest)
+    return AdapterResult(adapter, round(identity, 4), identity_backend, validation_path, manifest)
 
 
 def load_adapter_palette(adapter_dir: Path) -> dict[str, str] | None:

@@ -13,8 +13,8 @@ from anime_pipeline.manifest import base_manifest, file_entry, read_manifest, wr
 from anime_pipeline.imaging import load_png
 from anime_pipeline.media import (Cue, MediaInfo, assemble_scene, concat_videos, mix_audio, probe, read_frames,
                                   thumbnail, write_srt)
-from anime_pipeline.metrics.vbench import weightfree_subject_consistency
 from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.suite import MetricSuite
 from anime_pipeline.storage import write_json
 
 OVERLAP_SECONDS = 0.3  # SPEC §7 crossfade
@@ -56,7 +56,7 @@ def continuity(shot_dirs: list[Path]):
     return weightfree.scene_continuity([load_png(f[-1]) for f in frames[:-1]], [load_png(f[0]) for f in frames[1:]])
 
 
-def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, music: Path | None,
+def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, music: Path | None, suite: MetricSuite,
                          extra_manifest: dict[str, Any] | None = None) -> SceneResult:
     fps = ref.config.show.video.fps
     shot_frames = [int(read_manifest(d)["frames"]) for d in shot_dirs]
@@ -71,7 +71,7 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
     srt_path = write_srt(cues, out_dir / "scene.srt")
     across_cuts = continuity(shot_dirs)
     # Every other frame: half the cost; pairs are then 2 frames apart (documented in the manifest).
-    subject = weightfree_subject_consistency(list(read_frames(video.path)[::2]))
+    subject = suite.subject_consistency(list(read_frames(video.path)[::2]))
     manifest = base_manifest(
         "scene_video", ref.key, "ffmpeg (imageio-ffmpeg static build)", "cpu",
         shots=ref.shot_keys, shot_frames=shot_frames, transitions=transitions, overlap_frames=k, fps=fps,

@@ -12,6 +12,8 @@ from anime_pipeline.config.project import CharacterRef
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import Timings, base_manifest, file_entry, write_manifest
 from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.identity import FaceModel, detect_faces, reference_embedding
+from anime_pipeline.metrics.suite import Anchor
 from anime_pipeline.prompts import negative_prompt, still_prompt
 from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, Box, Renderer, StillRequest
 from anime_pipeline.storage import atomic_path
@@ -20,6 +22,8 @@ SHEET_COLUMNS = 7
 # A frontal face finder is not expected to find a face from behind or in profile (one eye);
 # a profile face it does find is still used for the anchor.
 NO_FACE_EXPECTED = {"back", "profile left", "profile right"}
+ANCHOR_FILES = ("anchor.npy", "vectors.npy", "anchor_arcface.npy", "vectors_arcface.npy")
+PALETTE_FACE_FINDER = "weight-free colour-region face finder (previz drawings)"
 
 
 @dataclass(frozen=True)
@@ -51,13 +55,23 @@ def _slug(text: str) -> str:
     return text.replace(" ", "-")
 
 
-def detect_face(image: np.ndarray, ref: CharacterRef) -> Box | None:
-    colors = ref.character.appearance.key_colors
-    return weightfree.find_face(image, colors.skin, colors.eyes)
+def detect_face(image: np.ndarray, ref: CharacterRef, faces: FaceModel | None = None) -> Box | None:
+    """The largest face: found by the face pack's detector when given, else by the colour-region
+    finder that knows the character's skin and eye colours (previz drawings)."""
+    if faces is None:
+        colors = ref.character.appearance.key_colors
+        return weightfree.find_face(image, colors.skin, colors.eyes)
+    found = detect_faces(faces, image)
+    if not found:
+        return None
+    x0, y0, x1, y1 = max(found, key=lambda face: face.area).box
+    return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
 
 
-def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, seed: int, show_dir: Path) -> ReferenceSheet:
-    """Render 8 poses + 6 expressions (SPEC §7), copy any reference images from the YAML, detect faces."""
+def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, seed: int, show_dir: Path,
+                          faces: FaceModel | None = None) -> ReferenceSheet:
+    """Render 8 poses + 6 expressions (SPEC §7), copy any reference images from the YAML, detect
+    faces (with `faces`, the face pack, when given: see `MetricSuite.face_model`)."""
     cfg, character = ref.config, ref.character
     style = cfg.show.style
     width, height = style.resolution
@@ -79,7 +93,7 @@ def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, 
         save_png(path, result.image)
         face_expected = not (kind == "pose" and pose in NO_FACE_EXPECTED)
         with timings.phase("face_detection"):
-            box = detect_face(result.image, ref) if pose != "back" else None
+            box = detect_face(result.image, ref, faces) if pose != "back" else None
         panels.append(Panel(path.stem, kind, path, box, face_expected))
         requests.append({"panel": path.stem, "prompt": request.prompt, "negative_prompt": request.negative_prompt,
                          "seed": request.seed, "pose": pose, "expression": expression, "framing": framing,
@@ -90,7 +104,7 @@ def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, 
         with atomic_path(path) as tmp:
             Image.open(source).convert("RGB").save(tmp, format="PNG")
         image = load_png(path)
-        panels.append(Panel(path.stem, "given", path, detect_face(image, ref), True))
+        panels.append(Panel(path.stem, "given", path, detect_face(image, ref, faces), True))
         requests.append({"panel": path.stem, "source": str(source)})
     sheet_path = out_dir / "sheet.png"
     save_png(sheet_path, _contact_sheet([load_png(p.path) for p in panels]))
@@ -98,7 +112,7 @@ def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, 
         "character_reference", ref.key, renderer.backend, renderer.device, renderer_version=renderer.version,
         checkpoint=style.checkpoint, sampler=style.sampler, scheduler=style.scheduler, steps=style.steps, cfg=style.cfg,
         panels=requests, faces={p.name: list(p.face_box) if p.face_box else None for p in panels},
-        face_detector="weight-free colour-region face finder (previz drawings)",
+        face_detector=faces.backend if faces else PALETTE_FACE_FINDER, previz=renderer.previz,
         files=[file_entry(p.path, out_dir) for p in panels] + [file_entry(sheet_path, out_dir)],
         timings=timings.seconds,
     )
@@ -119,30 +133,46 @@ def _contact_sheet(images: list[np.ndarray]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Embedding:
-    anchor: np.ndarray
-    vectors: np.ndarray
+    anchor: Anchor
     names: list[str]
-    similarities: list[float]
+    similarities: list[float]  # each reference face's cosine to the anchor the gates use
     manifest: dict
 
 
-def compute_embedding(ref: CharacterRef, sheet_dir: Path, faces: dict[str, list[int] | None], out_dir: Path) -> Embedding:
-    """Palette-signature identity vectors of every reference face and their normalised mean (the anchor)."""
+def compute_embedding(ref: CharacterRef, sheet_dir: Path, faces: dict[str, list[int] | None], out_dir: Path,
+                      face_model: FaceModel | None = None) -> Embedding:
+    """The identity anchors (normalised mean of normalised vectors) of every reference face: the
+    palette signature's always; with `face_model`, also ArcFace's, which the gates then use."""
     names = sorted(name for name, box in faces.items() if box)
     if not names:
         raise ValueError(f"{ref.key}: no reference image has a detected face; re-render the reference sheet")
-    vectors = np.stack([weightfree.palette_signature(load_png(sheet_dir / f"{n}.png"), tuple(faces[n])) for n in names])
-    anchor = weightfree.anchor(list(vectors))
-    similarities = [round(weightfree.cosine(v, anchor), 4) for v in vectors]
-    _save_npy(out_dir / "anchor.npy", anchor.astype(np.float32))
-    _save_npy(out_dir / "vectors.npy", vectors.astype(np.float32))
+    images = {name: load_png(sheet_dir / f"{name}.png") for name in names}
+    palette = np.stack([weightfree.palette_signature(images[n], tuple(faces[n])) for n in names])
+    files = {"anchor.npy": weightfree.anchor(list(palette)), "vectors.npy": palette}
+    backend, vectors = weightfree.PALETTE_BACKEND, palette
+    if face_model is not None:
+        embedded = {n: reference_embedding(face_model, images[n]) for n in names}
+        names = [n for n in names if embedded[n] is not None]
+        if not names:
+            raise ValueError(f"{ref.key}: {face_model.backend} finds no face in the reference sheet; re-render it")
+        vectors = np.stack([embedded[n] for n in names])
+        files |= {"anchor_arcface.npy": weightfree.anchor(list(vectors)), "vectors_arcface.npy": vectors}
+        backend = face_model.backend
+    anchor = Anchor(files["anchor.npy"], files.get("anchor_arcface.npy"))
+    gate_anchor = anchor.palette if face_model is None else anchor.arcface
+    similarities = [round(weightfree.cosine(v, gate_anchor), 4) for v in vectors]
+    for name, array in files.items():
+        _save_npy(out_dir / name, array.astype(np.float32))
+    for stale in set(ANCHOR_FILES) - files.keys():  # an ArcFace anchor from an earlier run must not outlive it
+        (out_dir / stale).unlink(missing_ok=True)
     manifest = base_manifest(
-        "character_embedding", ref.key, "weight-free palette signature (512-d, stands in for ArcFace)", "cpu",
-        dimensions=int(anchor.shape[0]), images=names, similarities=dict(zip(names, similarities, strict=True)),
-        files=[file_entry(out_dir / "anchor.npy", out_dir), file_entry(out_dir / "vectors.npy", out_dir)],
+        "character_embedding", ref.key, backend, face_model.device if face_model else "cpu",
+        dimensions=int(gate_anchor.shape[0]), images=names, similarities=dict(zip(names, similarities, strict=True)),
+        anchors={"palette": weightfree.PALETTE_BACKEND, "arcface": backend if face_model else None},
+        files=[file_entry(out_dir / name, out_dir) for name in files],
     )
     write_manifest(out_dir, manifest)
-    return Embedding(anchor, vectors, names, similarities, manifest)
+    return Embedding(anchor, names, similarities, manifest)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -150,8 +180,9 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
-def load_anchor(embedding_dir: Path) -> np.ndarray:
+def load_anchor(embedding_dir: Path) -> Anchor:
     path = embedding_dir / "anchor.npy"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: materialize character_embedding first")
-    return np.load(path)
+    arcface = embedding_dir / "anchor_arcface.npy"
+    return Anchor(np.load(path), np.load(arcface) if arcface.exists() else None)

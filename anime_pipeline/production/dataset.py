@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from anime_pipeline.config.project import CharacterRef
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import base_manifest, write_manifest
 from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.identity import FaceModel
+from anime_pipeline.metrics.suite import Anchor, MetricSuite, image_identity
 from anime_pipeline.prompts import caption, negative_prompt, still_prompt
 from anime_pipeline.render.base import Renderer, StillRequest
 from anime_pipeline.storage import append_jsonl, read_json, read_jsonl, write_json, write_text
@@ -80,7 +82,7 @@ def _variation(character, index: int) -> tuple[str, str, str, str]:
     return outfit, expression, pose, framing
 
 
-def generate_batch(ref: CharacterRef, renderer: Renderer, reviewer, anchor: np.ndarray, candidates_dir: Path,
+def generate_batch(ref: CharacterRef, renderer: Renderer, reviewer, anchor: Anchor, candidates_dir: Path,
                    log: DecisionLog, batch_size: int, seed: int) -> list[Candidate]:
     """Render `batch_size` new candidates, review each, and log the reviewer's decision."""
     cfg, character = ref.config, ref.character
@@ -100,7 +102,7 @@ def generate_batch(ref: CharacterRef, renderer: Renderer, reviewer, anchor: np.n
         )
         result = renderer.render_still(request)
         box = result.face_boxes.get(character.slug)
-        verdict = reviewer.review(result.image, character, box, anchor, others, cfg.quality.review,
+        verdict = reviewer.review(result.image, character, box, anchor.palette, others, cfg.quality.review,
                                   cfg.quality.near_duplicate_similarity)
         candidate_id = f"c{index:04d}"
         image_path = save_png(candidates_dir / f"{candidate_id}.png", result.image)
@@ -138,19 +140,22 @@ class DatasetResult:
     identities: dict[str, float]
     aesthetic: dict[str, float]  # 0-10
     style: dict[str, float]
+    identity_backend: str
     aesthetic_backend: str
     style_backend: str
     duplicates: list[tuple[str, str, float]]
     manifest: dict[str, Any]
 
 
-def assemble_dataset(ref: CharacterRef, state: DatasetState, log: DecisionLog, anchor: np.ndarray,
-                     dataset_dir: Path, reviewer_name: str, batches_this_run: int) -> DatasetResult:
-    """Write the approved images with caption files and a manifest; swap the folder in whole."""
+def assemble_dataset(ref: CharacterRef, state: DatasetState, log: DecisionLog, anchor: Anchor,
+                     dataset_dir: Path, reviewer_name: str, batches_this_run: int, suite: MetricSuite,
+                     faces: FaceModel | None = None) -> DatasetResult:
+    """Score the approved images (identity with ArcFace when `faces` is given, aesthetic with the
+    suite's model or proxy), write them with caption files and a manifest; swap the folder in whole."""
     images = {c.id: load_png(c.image_path) for c in state.approved}
-    identities = {c.id: round(weightfree.cosine(weightfree.palette_signature(images[c.id], c.face_box), anchor), 4)
-                  for c in state.approved}
-    aesthetic = {c.id: weightfree.aesthetic_proxy([images[c.id]]) for c in state.approved}
+    measured = {c.id: image_identity(images[c.id], c.face_box, anchor, faces) for c in state.approved}
+    identities = {cid: round(value, 4) for cid, (value, _) in measured.items()}
+    aesthetic = {c.id: suite.aesthetic([images[c.id]]) for c in state.approved}
     palette = [*ref.config.world.palette, *ref.character.appearance.key_colors.model_dump(exclude_none=True).values()]
     style = {c.id: weightfree.style_adherence(images[c.id], palette, ref.config.show.style.style_tags)
              for c in state.approved}
@@ -170,8 +175,15 @@ def assemble_dataset(ref: CharacterRef, state: DatasetState, log: DecisionLog, a
     )
     _replace_dir(dataset_dir, lambda tmp: _write_dataset(tmp, state.approved, images, manifest))
     return DatasetResult(state, identities, {k: round(v.value, 3) for k, v in aesthetic.items()},
-                         {k: round(v.value, 4) for k, v in style.items()}, weightfree.AESTHETIC_PROXY_BACKEND,
+                         {k: round(v.value, 4) for k, v in style.items()},
+                         _backend(backend for _, backend in measured.values()),
+                         _backend(score.backend for score in aesthetic.values()),
                          weightfree.STYLE_BACKEND, duplicates, manifest)
+
+
+def _backend(used: Iterable[str]) -> str:
+    """The backend(s) that measured a dataset, or what to say when nothing was measured."""
+    return ", ".join(sorted(set(used))) or "none (no approved images)"
 
 
 def _write_dataset(folder: Path, approved: Sequence[Candidate], images: dict[str, np.ndarray], manifest: dict) -> None:

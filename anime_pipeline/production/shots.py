@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zlib
-from functools import cache
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import Timings, base_manifest, file_entry, write_manifest
 from anime_pipeline.media import encode_clip
 from anime_pipeline.metrics import weightfree
-from anime_pipeline.metrics.models import ModelStore, ModelUnavailable
-from anime_pipeline.metrics.perceptual import load_lpips, temporal_lpips
-from anime_pipeline.metrics.scores import Score
+from anime_pipeline.metrics.identity import FaceModel
+from anime_pipeline.metrics.suite import Anchor, MetricSuite, clip_identity
 from anime_pipeline.prompts import negative_prompt, shot_prompt
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
 
@@ -36,7 +34,7 @@ def shot_seed(ref: ShotRef) -> int:
 class ClipScores:
     identity: dict[str, float]  # character slug -> min over frames
     identity_worst_frames: dict[str, list[int]]
-    temporal_change: float  # mean 1-SSIM of consecutive frames (weight-free stand-in for temporal LPIPS)
+    temporal_change: float  # mean temporal LPIPS of consecutive frames (or its 1 − SSIM stand-in)
     motion_smoothness: float
     temporal_flickering: float
     mean_motion: float
@@ -57,40 +55,24 @@ class ClipScores:
                 "quality": self.quality(), "backends": self.backends}
 
 
-def score_clip(clip: ClipResult, anchors: dict[str, np.ndarray], min_motion: float = 0.002) -> ClipScores:
+def score_clip(clip: ClipResult, anchors: dict[str, Anchor], suite: MetricSuite, min_motion: float = 0.002,
+               faces: FaceModel | None = None) -> ClipScores:
+    """Every shot gate's measure on one clip: identity per character (ArcFace with `faces`, else
+    the palette signature), temporal LPIPS, VBench motion smoothness and flickering, motion floor."""
     frames = clip.frames
-    identity, per_frame = {}, {}
-    backends = {}
-    for slug, anchor in anchors.items():
-        score = weightfree.identity_score(frames, [boxes.get(slug) for boxes in clip.face_boxes], anchor)
-        identity[slug] = round(score.value, 4)
-        per_frame[slug] = score.worst_frames(3)  # the frames to look at first
-        backends["identity"] = score.backend
-    change = temporal_change(frames)
-    smooth = weightfree.motion_smoothness(frames, weightfree.BLOCK_FLOW)
+    identity = clip_identity(frames, clip.face_boxes, anchors, faces)
+    change = suite.temporal_change(frames)
+    smooth = suite.motion_smoothness(frames)
     flicker = weightfree.temporal_flickering(frames)
     dynamic = weightfree.dynamic_degree(frames, min_motion)
-    backends.update({"temporal_change": change.backend, "motion_smoothness": smooth.backend, "temporal_flickering": flicker.backend,
-                     "dynamic_degree": dynamic.backend})
-    return ClipScores(identity, per_frame, round(change.value, 4), round(smooth.value, 4), round(flicker.value, 4),
+    backends = {"temporal_change": change.backend, "motion_smoothness": smooth.backend,
+                "temporal_flickering": flicker.backend, "dynamic_degree": dynamic.backend}
+    if identity:
+        backends["identity"] = next(iter(identity.values())).backend
+    return ClipScores({slug: round(score.value, 4) for slug, score in identity.items()},
+                      {slug: score.worst_frames(3) for slug, score in identity.items()},  # the frames to look at first
+                      round(change.value, 4), round(smooth.value, 4), round(flicker.value, 4),
                       round(float(dynamic.details.get("mean_motion", 0.0)), 5), round(dynamic.value, 4), backends)
-
-
-@cache
-def _lpips():
-    """LPIPS when its AlexNet backbone is installed (ANIME_PIPELINE_MODELS / TORCH_HOME), else None."""
-    try:
-        return load_lpips(ModelStore.from_env())
-    except ModelUnavailable:
-        return None
-
-
-def temporal_change(frames: list[np.ndarray]) -> Score:
-    """Temporal LPIPS (AlexNet) over consecutive frames where installed, else the 1-SSIM stand-in."""
-    model = _lpips()
-    if model is not None:
-        return temporal_lpips(frames, model)
-    return weightfree.temporal_change(frames)
 
 
 @dataclass
@@ -103,9 +85,9 @@ class ShotResult:
     manifest: dict[str, Any]
 
 
-def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, np.ndarray],
+def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, Anchor],
                 adapters: dict[str, dict[str, str] | None], first_frame: np.ndarray | None, out_dir: Path,
-                extra_manifest: dict[str, Any] | None = None) -> ShotResult:
+                suite: MetricSuite, extra_manifest: dict[str, Any] | None = None) -> ShotResult:
     cfg, shot = ref.config, ref.shot
     style, video, quality = cfg.show.style, cfg.show.video, cfg.quality
     characters = ref.characters()
@@ -119,6 +101,7 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
     timings = Timings()
     attempts: list[dict[str, Any]] = []
     best: tuple[float, ClipResult, ClipScores] | None = None
+    faces = suite.face_model(renderer.previz)
     for attempt, threshold in enumerate(quality.retry_thresholds):
         seed = shot_seed(ref) + attempt * SEED_STRIDE
         request = ClipRequest(
@@ -130,7 +113,7 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, n
         with timings.phase("render"):
             clip = renderer.render_clip(request)
         with timings.phase("metrics"):
-            scores = score_clip(clip, anchors, quality.min_motion)
+            scores = score_clip(clip, anchors, suite, quality.min_motion, faces)
         passed = scores.quality() >= threshold
         attempts.append({"attempt": attempt + 1, "seed": seed, "steps": request.steps, "threshold": threshold,
                          "passed": passed, "scores": scores.as_dict(), "request": request_record(request),

@@ -79,6 +79,7 @@ class Renderer(Protocol):
     backend: str  # e.g. "previz (embedded, CPU)"
     device: str  # e.g. "cpu" or "cuda:0"
     version: str
+    previz: bool  # flat drawings: metrics trained on rendered images (ArcFace) do not apply
 
     def render_still(self, request: StillRequest) -> StillResult: ...
 

@@ -15,6 +15,8 @@ import dagster as dg
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
+from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore
+from anime_pipeline.metrics.suite import MetricSuite, suite_for
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.local import LocalPlanner
 from anime_pipeline.planning.story import StoryPlanner
@@ -58,6 +60,24 @@ class StorageResource(dg.ConfigurableResource):
         return Path(self.library_root)
 
 
+class MetricsResource(dg.ConfigurableResource):
+    """Where the metrics' pre-placed weights are (docs/models.md) and the device they run on;
+    each metric without its weights runs its weight-free fallback."""
+
+    models_dir: str
+    torch_home: str = ""  # empty: <models_dir>/torch
+    device: str = CPU
+    face_pack: str = DEFAULT_FACE_PACK
+
+    @property
+    def store(self) -> ModelStore:
+        root = Path(self.models_dir)
+        return ModelStore(root, Path(self.torch_home) if self.torch_home else root / "torch", self.device, self.face_pack)
+
+    def suite(self) -> MetricSuite:
+        return suite_for(self.store)
+
+
 class OllamaResource(dg.ConfigurableResource):
     """An Ollama server (vision review, director fallback); empty URL = not configured."""
 
@@ -98,7 +118,7 @@ class RendererResource(dg.ConfigurableResource):
             raise NotConfigured(config.show.slug, "renderer", "comfyui", "ANIME_PIPELINE_COMFYUI_URLS")
         step = f"{context.asset_key.to_user_string()}[{context.partition_key}]"
         pools = [pool_for(gpu) for gpu in self.comfyui_urls]
-        with GpuLease(context.instance, context.run_id, step, pools, log=context.log.info) as pool:
+        with GpuLease(context.instance, context.run.run_id, step, pools, log=context.log.info) as pool:
             gpu = next(g for g in self.comfyui_urls if pool_for(g) == pool)
             client = ComfyUIClient(self.comfyui_urls[gpu], log=context.log.info, progress=_progress_logger(context))
             with client:

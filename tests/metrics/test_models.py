@@ -84,3 +84,14 @@ def test_rows_see_placed_weights(tmp_path):
     clip_row, head_row = (row for row in rows if row.metric == "aesthetic")
     assert head_row.installed and not clip_row.installed
     assert head_row.active == weightfree.AESTHETIC_PROXY_BACKEND  # the head alone is not enough
+
+
+def test_placed_face_pack_is_active_on_rendered_frames_only(tmp_path):
+    pytest.importorskip("insightface")
+    store = ModelStore(root=tmp_path, torch_home=tmp_path / "torch")
+    store.face_pack_dir.mkdir(parents=True)
+    (store.face_pack_dir / "w600k_r50.onnx").write_bytes(b"")
+    identity = next(row for row in models.model_rows(store) if row.metric == "identity")
+    assert identity.installed
+    assert identity.active == (f"{models.identity_backend('buffalo_l')} on rendered frames; "
+                               f"{weightfree.PALETTE_BACKEND} on previz drawings")

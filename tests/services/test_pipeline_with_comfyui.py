@@ -19,7 +19,7 @@ from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
 
-from conftest import EMBEDDED_OVERRIDES, SAMPLE
+from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
 RENDER_SECONDS = 1.5  # long against process start-up jitter on a loaded 2-core machine
 SHOTS = ["lantern-post/ep01/sc01/sh02", "lantern-post/ep01/sc01/sh03"]
@@ -45,7 +45,7 @@ def studio(tmp_path):
             provision(fake)
             fake.progress_steps = 10
         storage = tmp_path / "storage"
-        settings = Settings(configs, storage, storage / "library", "cpu", "cpu",
+        settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path),
                             comfyui_urls=(("0", gpu0.url), ("1", gpu1.url)))
         with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
             sync_instance(instance, configs)

@@ -17,7 +17,7 @@ from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
 
-from conftest import EMBEDDED_OVERRIDES, SAMPLE
+from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
 
 def _answer(body: dict) -> dict:
@@ -48,8 +48,8 @@ def setup(tmp_path, services):
     data["backends"] = {"reviewer": "ollama", "director": "echo_brain"}
     (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
     storage = tmp_path / "storage"
-    settings = Settings(configs, storage, storage / "library", "cpu", "cpu", ollama_url=ollama.url,
-                        echo_brain_url=echo.url)
+    settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path),
+                        ollama_url=ollama.url, echo_brain_url=echo.url)
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
         sync_instance(instance, configs)
@@ -116,7 +116,7 @@ def test_reviewer_ollama_without_a_url_is_a_clear_failure(tmp_path):
     data["backends"] = {"reviewer": "ollama"}
     (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
     storage = tmp_path / "storage"
-    settings = Settings(configs, storage, storage / "library", "cpu", "cpu")
+    settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
         sync_instance(instance, configs)
