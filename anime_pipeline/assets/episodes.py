@@ -25,9 +25,9 @@ def build() -> list[dg.AssetsDefinition]:
             "duration": "Duration = the sum of its scenes (within one frame)."}),
     )
     def episode_video(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource):
-        require_open(context, "episode_video")
         loaded = project.load()
         ref = loaded.episodes[context.partition_key]
+        require_open(context, "episode_video", ref.config.show.slug)
         paths = storage.paths
         scene_dirs = [paths.scene(k) for k in ref.scene_keys]
         require_upstream(f"episode {ref.key}", "scene_video",

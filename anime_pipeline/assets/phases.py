@@ -1,11 +1,14 @@
-"""Phase gates (SPEC §3): a phase opens when ≥ 80 % of the previous phase's evaluated partitions pass.
+"""Phase gates (SPEC §3): a show's phase opens when ≥ its `phase_pass_rate` (80 % by default) of
+the previous phase's evaluated partitions of that show pass.
 
 Phase 1 (stills) is judged on each character's approved_dataset and character_lora gates, Phase 2
 (animation) on each shot_clip's, Phase 3 (full video) on each scene_video's. Each gate is an asset
-with a blocking check; the next phase's assets refuse to run while it is closed, and say why.
+with a blocking check that passes when every show's phase is open; its metadata has each show's
+pass rate and blocking partitions. The next phase's assets refuse to run while the phase is closed
+for their show, and say why: one show's failures never hold back another show.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
@@ -56,8 +59,41 @@ def partition_verdict(instance: dg.DagsterInstance, assets: tuple[str, ...], key
     return len(evaluations) == len(check_keys) and all(e.passed for e in evaluations)
 
 
-def _keys(project, level: str) -> list[str]:
-    return list({"characters": project.characters, "shots": project.shots, "scenes": project.scenes}[level])
+@dataclass(frozen=True)
+class ShowPhase:
+    """One show's verdict on one phase."""
+
+    pass_rate: float
+    threshold: float
+    evaluated: int
+    not_evaluated: int
+    blocking: list[str]
+
+    @property
+    def open(self) -> bool:
+        return self.evaluated > 0 and self.pass_rate >= self.threshold
+
+    def describe(self) -> str:
+        if not self.evaluated:
+            return f"closed (none of {self.not_evaluated} {'partition' if self.not_evaluated == 1 else 'partitions'} evaluated)"
+        return (f"{'open' if self.open else 'closed'} ({self.pass_rate:.0%} pass, needs {self.threshold:.0%}; "
+                f"blocking: {', '.join(self.blocking) or 'none'})")
+
+
+def judge(instance: dg.DagsterInstance, project, phase: Phase) -> dict[str, ShowPhase]:
+    """Each show's verdict on `phase` from the latest blocking-check results of its partitions."""
+    refs = {"characters": project.characters, "shots": project.shots, "scenes": project.scenes}[phase.level]
+    verdicts: dict[str, dict[str, bool | None]] = {slug: {} for slug in project.shows}
+    for key, ref in refs.items():
+        verdicts[ref.config.show.slug][key] = partition_verdict(instance, phase.assets, key)
+    judged = {}
+    for show, by_key in verdicts.items():
+        evaluated = {k: v for k, v in by_key.items() if v is not None}
+        blocking = sorted(k for k, v in evaluated.items() if not v)
+        rate = (len(evaluated) - len(blocking)) / len(evaluated) if evaluated else 0.0
+        judged[show] = ShowPhase(round(rate, 4), project.shows[show].quality.phase_pass_rate, len(evaluated),
+                                 len(by_key) - len(evaluated), blocking)
+    return judged
 
 
 def build() -> list[dg.AssetsDefinition]:
@@ -67,33 +103,38 @@ def build() -> list[dg.AssetsDefinition]:
 def _phase_asset(phase: Phase) -> dg.AssetsDefinition:
     @dg.asset(name=phase.name, group_name=GROUP, deps=list(phase.assets), code_version="1", kinds={"gate"},
               check_specs=[dg.AssetCheckSpec(CHECK, asset=phase.name, blocking=True,
-                                             description=f"≥ phase_pass_rate of {phase.level} pass; opens {phase.opens}")],
-              description=f"{phase.title}: pass rate of the {phase.level}' gates; opens {phase.opens}.")
+                                             description=f"Every show: ≥ its phase_pass_rate of {phase.level} pass; "
+                                                         f"opens {phase.opens} (per show)")],
+              description=f"{phase.title}: each show's pass rate of the {phase.level}' gates; opens {phase.opens}.")
     def _gate(context: dg.AssetExecutionContext, project: ProjectResource):
-        loaded = project.load()
-        verdicts = {k: partition_verdict(context.instance, phase.assets, k) for k in _keys(loaded, phase.level)}
-        evaluated = {k: v for k, v in verdicts.items() if v is not None}
-        blocking = sorted(k for k, v in evaluated.items() if not v)
-        rate = (len(evaluated) - len(blocking)) / len(evaluated) if evaluated else 0.0
-        threshold = max(cfg.quality.phase_pass_rate for cfg in loaded.shows.values())
-        context.log.info(f"{phase.title}: {rate:.0%} of {len(evaluated)} evaluated {phase.level} pass")
+        shows = judge(context.instance, project.load(), phase)
+        for show, verdict in shows.items():
+            context.log.info(f"{phase.title} for {show}: {verdict.describe()}")
+        closed = sorted(show for show, verdict in shows.items() if not verdict.open)
+        worst = min(shows.values(), key=lambda v: (v.open, v.pass_rate - v.threshold), default=None)
+        blocking = sorted(key for verdict in shows.values() for key in verdict.blocking)
+        table = dg.MetadataValue.json({show: {**asdict(v), "open": v.open} for show, v in shows.items()})
         yield dg.MaterializeResult(metadata={
-            "pass_rate": round(rate, 4), "evaluated": len(evaluated), "passed": len(evaluated) - len(blocking),
-            "not_evaluated": len(verdicts) - len(evaluated), "blocking": dg.MetadataValue.json(blocking)})
-        yield gate(CHECK, bool(evaluated) and rate >= threshold, round(rate, 4), threshold,
-                   f"latest blocking checks of {', '.join(phase.assets)}", blocking=", ".join(blocking) or "none")
+            "shows": table, "open_shows": len(shows) - len(closed), "closed_shows": dg.MetadataValue.json(closed),
+            "pass_rate": worst.pass_rate if worst else 0.0, "blocking": dg.MetadataValue.json(blocking)})
+        yield gate(CHECK, bool(shows) and not closed, worst.pass_rate if worst else 0.0,
+                   worst.threshold if worst else 0.0, f"latest blocking checks of {', '.join(phase.assets)}",
+                   shows=table, closed=", ".join(closed) or "none", blocking=", ".join(blocking) or "none")
 
     return _gate
 
 
-def require_open(context: dg.AssetExecutionContext, asset: str) -> None:
-    """Raise unless the phase before `asset` is open (its gate's latest check passed)."""
+def require_open(context: dg.AssetExecutionContext, asset: str, show: str) -> None:
+    """Raise unless the phase before `asset` is open for `show` (per its gate's latest check)."""
     phase = PHASE_BEFORE[asset]
     key = dg.AssetCheckKey(dg.AssetKey(phase.name), CHECK)
     record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
     evaluation = record.event.dagster_event.event_specific_data if record and record.event else None
-    if evaluation is None or not evaluation.passed:
-        state = "has not been evaluated" if evaluation is None else \
-            f"is closed ({evaluation.metadata['value'].value:.0%} pass; blocking: {evaluation.metadata['blocking'].value})"
-        raise dg.Failure(f"{phase.title} {state}: {asset} waits until it opens. Fix the blocking partitions, "
-                         f"then materialize {phase.name}.")
+    verdict = evaluation.metadata["shows"].value.get(show) if evaluation is not None else None
+    if verdict is None:
+        raise dg.Failure(f"{phase.title} has not been evaluated for {show}: {asset} waits until it opens. "
+                         f"Materialize {phase.name}.")
+    if not verdict["open"]:
+        state = ShowPhase(**{k: v for k, v in verdict.items() if k != "open"}).describe()
+        raise dg.Failure(f"{phase.title} is {state} for {show}: {asset} waits until it opens. "
+                         f"Fix the blocking partitions, then materialize {phase.name}.")

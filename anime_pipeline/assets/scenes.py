@@ -29,9 +29,9 @@ def build() -> list[dg.AssetsDefinition]:
     def scene_video(context: dg.AssetExecutionContext, project: ProjectResource, storage: StorageResource,
                     metrics: MetricsResource):
         """Transitions overlap 0.3 s (dissolve / fade / wipe); dialogue becomes subtitles; music at 30 %."""
-        require_open(context, "scene_video")
         loaded = project.load()
         ref = loaded.scenes[context.partition_key]
+        require_open(context, "scene_video", ref.config.show.slug)
         paths = storage.paths
         shot_dirs = [paths.shot(k) for k in ref.shot_keys]
         require_upstream(f"scene {ref.key}", "shot_clip",

@@ -42,9 +42,9 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
                   storage: StorageResource, renderer: RendererResource, director: DirectorResource,
                   metrics: MetricsResource):
         """Keyframe-to-video for one shot (embedded: the previz renderer animates the shot's motion preset)."""
-        require_open(context, "shot_clip")
         loaded = project.load()
         ref = loaded.shots[context.partition_key]
+        require_open(context, "shot_clip", ref.config.show.slug)
         paths = storage.paths
         out_dir = paths.shot(ref.key)
         anchors = {c.slug: load_anchor(paths.embedding(f"{ref.config.show.slug}/{c.slug}")) for c in ref.characters()}

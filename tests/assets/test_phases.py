@@ -1,7 +1,8 @@
-import dagster as dg
+import yaml
 
 from anime_pipeline.definitions import build_definitions
 from anime_pipeline.sensors.sync import sync_instance
+from conftest import SAMPLE
 
 
 def test_shots_wait_for_phase_one_and_the_gate_names_what_blocks_it(settings, instance):
@@ -28,3 +29,32 @@ def test_shots_wait_for_phase_one_and_the_gate_names_what_blocks_it(settings, in
     metadata = phase1.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["pass_rate"].value == 0.5 and metadata["blocking"].value == ["lantern-post/hoshi"]
     assert not phase1.success
+
+
+def test_each_show_has_its_own_phase_gate(settings, instance):
+    # A second show that accepts half its characters: after its characters run, its Phase 1 is
+    # open (1 of 2 pass, 50 % ≥ 50 %) while the sample show, never evaluated, stays closed.
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["show"]["slug"] = "second-show"
+    data.setdefault("quality", {})["phase_pass_rate"] = 0.5
+    (settings.configs_dir / "second_show.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    sync_instance(instance, settings.configs_dir)
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def("character_job")
+    assert job.execute_in_process(partition_key="second-show/mio", instance=instance).success
+    job.execute_in_process(partition_key="second-show/hoshi", instance=instance, raise_on_error=False)
+
+    phase1 = defs.resolve_job_def("phase1_stills_job").execute_in_process(instance=instance, raise_on_error=False)
+    shows = phase1.get_asset_materialization_events()[0].materialization.metadata["shows"].value
+    assert shows["second-show"]["open"] and shows["second-show"]["pass_rate"] == 0.5
+    assert not shows["lantern-post"]["open"] and shows["lantern-post"]["not_evaluated"] == 2
+    assert not phase1.success  # the check passes only when every show is open
+
+    shot_job = defs.resolve_job_def("shot_job")
+    closed = shot_job.execute_in_process(partition_key="lantern-post/ep01/sc01/sh01", instance=instance,
+                                         raise_on_error=False)
+    message = next(e for e in closed.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "Phase 1 — stills is closed (none of 2 partitions evaluated) for lantern-post" in message
+    opened = shot_job.execute_in_process(partition_key="second-show/ep01/sc01/sh02", instance=instance,
+                                         raise_on_error=False)
+    assert opened.get_asset_materialization_events()  # the open show's shot rendered
