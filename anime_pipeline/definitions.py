@@ -27,6 +27,13 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     ]
 
 
+# Off by default: a creator turns it on (Automation tab) to let show edits re-render on their own.
+production_automation = dg.AutomationConditionSensorDefinition(
+    "production_automation", target=dg.AssetSelection.all(), minimum_interval_seconds=30,
+    description="Declarative automation: a missing or stale partition is requested once every upstream blocking "
+                "check (the gates) passed; phase gates re-evaluate when their phase's partitions change.")
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     ollama = OllamaResource(base_url=settings.ollama_url, device=settings.reviewer_gpu)
     return {
@@ -45,7 +52,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
               *shots.build(settings), *scenes.build(), *episodes.build(), *publish.build(), *planning.build(),
               *phases.build()]
     return dg.Definitions(
-        assets=assets, jobs=build_jobs(), sensors=[project_sync], resources=build_resources(settings),
+        assets=assets, jobs=build_jobs(), sensors=[project_sync, production_automation], resources=build_resources(settings),
         executor=dg.in_process_executor,
     )
 

@@ -33,6 +33,7 @@ def _graph_snapshot(settings) -> dict:
             "code_version": node.code_version,
             "pools": sorted(node.pools or []),
             "group": node.group_name,
+            "automation": node.automation_condition.get_label() if node.automation_condition else None,
         }
     return out
 

@@ -4,6 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import blocking, content_version, gate, preview, require_upstream
+from anime_pipeline.assets.phases import GATED
 from anime_pipeline.assets.show_config import character_spec
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import MANIFEST_NAME, read_manifest
@@ -18,6 +19,7 @@ GROUP = "characters"
 def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=[character_spec], group_name=GROUP, code_version="1",
+        automation_condition=GATED,
         pool=settings.renderer_pool, kinds={"image"},
         check_specs=blocking("character_reference", partitions.characters, "faces_found", "sheet_complete", descriptions={
             "faces_found": "A face is found in every panel that should show one.",
@@ -50,6 +52,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         partitions_def=partitions.characters, deps=[character_reference], group_name=GROUP, code_version="1",
+        automation_condition=GATED,
         kinds={"numpy"},
         check_specs=blocking("character_embedding", partitions.characters, "references_agree", descriptions={
             "references_agree": "Every reference face agrees with the anchor (cosine ≥ identity threshold)."}),

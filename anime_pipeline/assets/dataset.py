@@ -4,6 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import blocking, content_version, gate, preview, reference_images
+from anime_pipeline.assets.phases import GATED
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.characters import load_anchor
 from anime_pipeline.production.dataset import DecisionLog, assemble_dataset, dataset_state, generate_batch
@@ -28,6 +29,7 @@ def _verdict_summary(candidate) -> dict:
 def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=["character_embedding"], group_name=GROUP, code_version="1",
+        automation_condition=GATED,
         pool=settings.renderer_pool, kinds={"image"},
         check_specs=blocking("approved_dataset", partitions.characters, "enough_approved", "identity", "no_near_duplicates",
                              "aesthetic", "style_adherence", descriptions={

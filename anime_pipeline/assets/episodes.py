@@ -4,7 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, require_upstream
-from anime_pipeline.assets.phases import require_open
+from anime_pipeline.assets.phases import GATED, require_open
 from anime_pipeline.assets.show_config import episode_spec
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import FINGERPRINT, unchanged
@@ -18,7 +18,8 @@ GROUP = "assembly"
 
 def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=partitions.episodes, group_name=GROUP, code_version="1", kinds={"video"},
+        partitions_def=partitions.episodes, group_name=GROUP, code_version="1",
+        automation_condition=GATED, kinds={"video"},
         deps=[episode_spec, "phase3_video", dg.AssetDep("scene_video", partition_mapping=ALL)],
         check_specs=blocking("episode_video", partitions.episodes, "decodes", "duration", descriptions={
             "decodes": "The episode decodes end to end without an error.",

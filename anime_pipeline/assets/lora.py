@@ -4,6 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import blocking, content_version, gate, preview, reference_images
+from anime_pipeline.assets.phases import GATED
 from anime_pipeline.imaging import load_png
 from anime_pipeline.production.adapter import ADAPTER_FILE, TRAINER, train_adapter
 from anime_pipeline.production.characters import load_anchor
@@ -16,6 +17,7 @@ GROUP = "characters"
 def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.characters, deps=["approved_dataset"], group_name=GROUP, code_version="1",
+        automation_condition=GATED,
         pool=settings.renderer_pool, kinds={"json"},
         check_specs=blocking("character_lora", partitions.characters, "loss_fell", "keeps_identity", descriptions={
             "loss_fell": "Training loss at the end is below the loss at the start.",

@@ -46,6 +46,12 @@ PHASES = (
     Phase("phase3_video", "Phase 3 — full video", "scenes", ("scene_video",), "episode_video"),
 )
 PHASE_BEFORE = {p.opens: p for p in PHASES}
+# Declarative automation of the production assets: eager (a partition runs when it is missing or
+# an upstream partition changed), but only once every upstream blocking check passed, so a failed
+# gate stops automation exactly as it stops a run. A phase gate's own re-evaluation requests
+# nothing: what waited for it is requested when its check passes.
+GATED = (dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(*(p.name for p in PHASES)))
+         & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label("eager once upstream gates pass")
 
 
 def partition_verdict(instance: dg.DagsterInstance, assets: tuple[str, ...], key: str) -> bool | None:
@@ -102,6 +108,7 @@ def build() -> list[dg.AssetsDefinition]:
 
 def _phase_asset(phase: Phase) -> dg.AssetsDefinition:
     @dg.asset(name=phase.name, group_name=GROUP, deps=list(phase.assets), code_version="1", kinds={"gate"},
+              automation_condition=dg.AutomationCondition.eager(),
               check_specs=[dg.AssetCheckSpec(CHECK, asset=phase.name, blocking=True,
                                              description=f"Every show: ≥ its phase_pass_rate of {phase.level} pass; "
                                                          f"opens {phase.opens} (per show)")],

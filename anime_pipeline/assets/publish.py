@@ -4,6 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import blocking, content_version, gate, preview, require_upstream
+from anime_pipeline.assets.phases import GATED
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import MANIFEST_NAME, read_manifest
 from anime_pipeline.publish.library import publish_episode
@@ -16,6 +17,7 @@ PUBLISHER = "filesystem library (embedded, Jellyfin layout; no server configured
 def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions.episodes, deps=["episode_video"], group_name=GROUP, code_version="1",
+        automation_condition=GATED,
         kinds={"folder"},
         check_specs=blocking("jellyfin_publish", partitions.episodes, "file_at_expected_path", descriptions={
             "file_at_expected_path": "The episode, its NFO and thumbnail exist at the Jellyfin paths."}),

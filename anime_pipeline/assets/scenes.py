@@ -4,7 +4,7 @@ import dagster as dg
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, require_upstream
-from anime_pipeline.assets.phases import require_open
+from anime_pipeline.assets.phases import GATED, require_open
 from anime_pipeline.assets.show_config import scene_spec
 from anime_pipeline.manifest import FINGERPRINT, unchanged
 from anime_pipeline.media import read_frames
@@ -17,7 +17,8 @@ GROUP = "assembly"
 
 def build() -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=partitions.scenes, group_name=GROUP, code_version="1", kinds={"video"},
+        partitions_def=partitions.scenes, group_name=GROUP, code_version="1",
+        automation_condition=GATED, kinds={"video"},
         deps=[scene_spec, "phase2_animation", dg.AssetDep("shot_clip", partition_mapping=ALL)],
         check_specs=blocking("scene_video", partitions.scenes, "duration_exact", "audio_present", "scene_continuity",
                              "subject_consistency", descriptions={

@@ -5,7 +5,7 @@ import numpy as np
 
 from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, reference_images
-from anime_pipeline.assets.phases import require_open
+from anime_pipeline.assets.phases import GATED, require_open
 from anime_pipeline.assets.show_config import shot_spec
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import FINGERPRINT, unchanged
@@ -26,7 +26,8 @@ class ShotConfig(dg.Config):
 
 def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=partitions.shots, group_name=GROUP, code_version="1", pool=settings.renderer_pool,
+        partitions_def=partitions.shots, group_name=GROUP, code_version="1",
+        automation_condition=GATED, pool=settings.renderer_pool,
         kinds={"video"},
         deps=[shot_spec, "phase1_stills", dg.AssetDep("character_lora", partition_mapping=ALL),
               dg.AssetDep("character_embedding", partition_mapping=ALL)],
