@@ -105,11 +105,15 @@ def _results(ref, manifest: dict, frames: list[np.ndarray], out_dir):
     yield gate("identity", worst >= q.identity, worst, q.identity, metrics["backends"].get("identity", "n/a"),
                per_character=dg.MetadataValue.json(identity),
                worst_frames=dg.MetadataValue.json(metrics.get("identity_worst_frames", {})))
+    worst = chosen["worst_frames"]
     yield gate("temporal_stability", chosen["temporal_change"] <= q.temporal_lpips, chosen["temporal_change"],
-               q.temporal_lpips, metrics["backends"]["temporal_change"])
+               q.temporal_lpips, metrics["backends"]["temporal_change"],
+               worst_frames=dg.MetadataValue.json(worst["temporal_change"]))
     yield gate("motion_smoothness", chosen["motion_smoothness"] >= q.motion_smoothness, chosen["motion_smoothness"],
-               q.motion_smoothness, metrics["backends"]["motion_smoothness"])
+               q.motion_smoothness, metrics["backends"]["motion_smoothness"],
+               worst_frames=dg.MetadataValue.json(worst["motion_smoothness"]))
     yield gate("temporal_flickering", chosen["temporal_flickering"] >= q.temporal_flickering,
-               chosen["temporal_flickering"], q.temporal_flickering, metrics["backends"]["temporal_flickering"])
+               chosen["temporal_flickering"], q.temporal_flickering, metrics["backends"]["temporal_flickering"],
+               worst_frames=dg.MetadataValue.json(worst["temporal_flickering"]))
     yield gate("not_a_still", chosen["mean_motion"] >= q.min_motion, chosen["mean_motion"], q.min_motion,
                metrics["backends"]["dynamic_degree"], dynamic_degree=chosen["dynamic_degree"])

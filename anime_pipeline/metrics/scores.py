@@ -23,7 +23,9 @@ class Score:
     per_frame: tuple[float, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
 
-    def worst_frames(self, k: int) -> list[int]:
-        """Indexes into `per_frame` of the k lowest values, lowest first (ties: earlier first)."""
-        order = np.argsort(np.asarray(self.per_frame, dtype=np.float64), kind="stable")
+    def worst_frames(self, k: int, higher_is_worse: bool = False) -> list[int]:
+        """Indexes into `per_frame` of the k worst values, worst first (ties: earlier first): the
+        lowest, or the highest for measures where more is worse (temporal LPIPS)."""
+        values = np.asarray(self.per_frame, dtype=np.float64)
+        order = np.argsort(-values if higher_is_worse else values, kind="stable")
         return [int(i) for i in order[: max(k, 0)]]

@@ -23,6 +23,7 @@ from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
 FIRST_FRAME = "first_frame.png"
 STEPS_PER_RETRY = 8
 SEED_STRIDE = 1_000_003
+WORST_FRAMES = 3  # listed per measure in the gates' metadata: the frames to look at first
 
 
 def shot_seed(ref: ShotRef) -> int:
@@ -40,6 +41,8 @@ class ClipScores:
     mean_motion: float
     dynamic_degree: float
     backends: dict[str, str] = field(default_factory=dict)
+    # per measure, the frames to look at first: frame i for a pair (i, i+1), odd frame 2k+1 for smoothness
+    worst_frames: dict[str, list[int]] = field(default_factory=dict)
 
     def quality(self) -> float:
         """One number per attempt for the progressive threshold: the mean of the normalised scores."""
@@ -52,7 +55,7 @@ class ClipScores:
                 "temporal_change": self.temporal_change,
                 "motion_smoothness": self.motion_smoothness, "temporal_flickering": self.temporal_flickering,
                 "mean_motion": self.mean_motion, "dynamic_degree": self.dynamic_degree,
-                "quality": self.quality(), "backends": self.backends}
+                "quality": self.quality(), "backends": self.backends, "worst_frames": self.worst_frames}
 
 
 def score_clip(clip: ClipResult, anchors: dict[str, Anchor], suite: MetricSuite, min_motion: float = 0.002,
@@ -69,10 +72,14 @@ def score_clip(clip: ClipResult, anchors: dict[str, Anchor], suite: MetricSuite,
                 "temporal_flickering": flicker.backend, "dynamic_degree": dynamic.backend}
     if identity:
         backends["identity"] = next(iter(identity.values())).backend
+    worst = {"temporal_change": change.worst_frames(WORST_FRAMES, higher_is_worse=True),
+             "motion_smoothness": [2 * k + 1 for k in smooth.worst_frames(WORST_FRAMES)],
+             "temporal_flickering": flicker.worst_frames(WORST_FRAMES)}
     return ClipScores({slug: round(score.value, 4) for slug, score in identity.items()},
-                      {slug: score.worst_frames(3) for slug, score in identity.items()},  # the frames to look at first
+                      {slug: score.worst_frames(WORST_FRAMES) for slug, score in identity.items()},
                       round(change.value, 4), round(smooth.value, 4), round(flicker.value, 4),
-                      round(float(dynamic.details.get("mean_motion", 0.0)), 5), round(dynamic.value, 4), backends)
+                      round(float(dynamic.details.get("mean_motion", 0.0)), 5), round(dynamic.value, 4), backends,
+                      worst)
 
 
 @dataclass

@@ -220,3 +220,8 @@ def test_sharpness_exposure_contrast():
     checker = (np.indices((8, 8)).sum(axis=0) % 2 * 255).astype(np.uint8)
     assert wf.contrast(np.stack([checker] * 3, axis=2)) == pytest.approx(1.0)
     assert wf.contrast(np.full((8, 8, 3), 90, np.uint8)) == 0.0
+
+
+def test_worst_frames_can_be_the_highest_values():
+    score = Score("temporal_lpips", 0.2, "test", (0.1, 0.5, 0.1, 0.3))
+    assert score.worst_frames(2, higher_is_worse=True) == [1, 3]

@@ -29,3 +29,13 @@ def test_a_gentle_pan_passes_every_motion_gate(weight_free):
     frames = [np.roll(ramp, i, axis=1)[:, 16:144] for i in range(FRAMES)]
     scores = score_clip(_clip(frames), {}, weight_free)
     assert scores.mean_motion > 0.002 and scores.motion_smoothness >= 0.95 and scores.temporal_flickering >= 0.9
+
+
+def test_the_gates_point_at_the_frames_of_a_single_flash(weight_free):
+    ramp = np.tile(np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None], (72, 1, 3))
+    frames = [np.roll(ramp, i, axis=1)[:, 16:144] for i in range(FRAMES)]
+    frames[10] = np.full_like(frames[10], 255)
+    worst = score_clip(_clip(frames), {}, weight_free).worst_frames
+    assert sorted(worst["temporal_flickering"][:2]) == [9, 10]  # pairs (9, 10) and (10, 11)
+    assert sorted(worst["temporal_change"][:2]) == [9, 10]
+    assert worst["motion_smoothness"][0] in (9, 11)  # odd frames next to the flash are mispredicted
