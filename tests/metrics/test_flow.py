@@ -72,6 +72,58 @@ def test_frames_of_any_size_are_padded_to_whole_blocks():
         flow.block_flow(frames[0], frames[1][:-1])
 
 
+def test_luma_is_whole_eighths_of_a_level_less_the_rounded_mean():
+    frame = np.zeros((16, 32, 3), np.uint8)
+    frame[:, 16:] = 255  # half black, half white: 0 and 8·255 = 2040 eighths, mean 1020
+    luma = flow._luma(frame)
+    assert luma.dtype == np.int16
+    assert (luma[:, :16] == -1020).all() and (luma[:, 16:] == 1020).all()
+    # BT.601 in thousandths, rounded to eighths: pure red is 299·255/125 = 609.96 → 610 eighths
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[0, 0] = (255, 0, 0)
+    assert flow._luma(red)[0, 0] - flow._luma(red)[1, 1] == 610
+    assert (flow._luma(np.full((16, 16, 3), 77, np.uint8)) == 0).all()  # any flat frame is all mean
+
+
+def brute_force_costs(a: np.ndarray, b: np.ndarray, block: int, offsets: np.ndarray) -> np.ndarray:
+    """The module doc's cost, pixel by pixel: Σ_block |a(clamp(p − d)) − b(clamp(p + d))| + bias."""
+    height, width = a.shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    costs = []
+    for dy, dx in offsets:
+        sample_a = a[np.clip(ys - dy, 0, height - 1), np.clip(xs - dx, 0, width - 1)].astype(np.int64)
+        sample_b = b[np.clip(ys + dy, 0, height - 1), np.clip(xs + dx, 0, width - 1)].astype(np.int64)
+        sad = np.abs(sample_a - sample_b).reshape(height // block, block, width // block, block).sum(axis=(1, 3))
+        costs.append(sad + (flow._BIAS if (dy, dx) != (0, 0) else 0))
+    return np.array(costs)
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_block_costs_are_the_documented_sums(level):
+    """The strided, run-at-a-time cost kernel against the formula, on a frame that is not a whole
+    number of blocks, with offsets in runs along x, alone, reaching the edge and beyond it."""
+    a = smooth_texture(56, seed=2)[:40]
+    b = np.roll(a, (3, -5), axis=(0, 1))
+    b[::7] = 200  # and something no shift explains
+    reach, block = flow._REACH[level], flow.FLOW_BLOCK >> level
+    pyramid_a, pyramid_b = flow._pyramid(a)[level], flow._pyramid(b)[level]
+    offsets = flow._sorted(np.array([(0, -2), (0, -1), (0, 0), (0, 1), (0, 2), (1, 3), (-2, 1), (-1, 1),
+                                     (reach, -reach), (-reach, reach - 1), (reach, reach), (3, -reach)]))
+    inner_a, inner_b = (p[reach:-reach, reach:-reach] for p in (pyramid_a, pyramid_b))
+    expected = brute_force_costs(inner_a, inner_b, block, offsets)
+    np.testing.assert_array_equal(flow._costs(pyramid_a, pyramid_b, reach, block, offsets), expected)
+
+
+def test_top_share_mean_of_blocks_is_that_of_their_pixels():
+    lengths = 2.0 * np.hypot(*np.random.default_rng(3).integers(-9, 10, (2, 7, 9)))
+    lengths[2:4, 3:6] = lengths.max()  # ties at the top
+    pixels = np.repeat(np.repeat(lengths, 16, axis=0), 16, axis=1)[:101, :133]  # edge blocks cut
+    for share in (0.0, 0.01, 0.05, 0.5, 1.0):
+        count = max(1, int(pixels.size * share))
+        expected = np.sort(pixels.ravel())[-count:].mean()
+        assert flow._top_share_mean(lengths, 101, 133, share) == pytest.approx(expected, rel=1e-12)
+
+
 def test_motion_magnitude_is_the_full_motion_length():
     a, _, b = moving_patch(3, (3, 4))
     magnitude = flow.motion_magnitude(a, b)
