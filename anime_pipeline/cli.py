@@ -212,7 +212,7 @@ def cmd_models(args, settings: Settings) -> int:
         where = str(row.path) if row.path else "(no weights needed)"
         state = "installed" if row.installed else f"missing — {row.missing}" if row.missing else "missing"
         print(f"  {row.metric:<20} {row.backend:<48} {state}\n  {'':<20} {where}\n  {'':<20} active: {row.active}")
-    print("layout and how to fetch weights on a machine with internet: docs/models.md")
+    print("layout and how to fetch weights on a machine with internet: README.md, section 'Model weights'")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Where model weights live, which devices the metrics run on, and which backend each metric uses.
 
-Nothing here downloads anything: weights are pre-placed (docs/models.md says how to fetch them
-on a machine with internet) and every loader reads them from these paths or reports the metric
-unavailable, in which case the caller uses the weight-free fallback named in `model_rows`.
+Nothing here downloads anything: weights are pre-placed (the README's "Model weights" section
+says how to fetch them on a machine with internet) and every loader reads them from these paths
+or reports the metric unavailable, in which case the caller uses the weight-free fallback named
+in `model_rows`.
 
 Folder layout under the models root (`ANIME_PIPELINE_MODELS`, default `./models`):
 

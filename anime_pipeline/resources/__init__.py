@@ -61,7 +61,7 @@ class StorageResource(dg.ConfigurableResource):
 
 
 class MetricsResource(dg.ConfigurableResource):
-    """Where the metrics' pre-placed weights are (docs/models.md) and the device they run on;
+    """Where the metrics' pre-placed weights are (README, "Model weights") and the device they run on;
     each metric without its weights runs its weight-free fallback."""
 
     models_dir: str
