@@ -24,7 +24,7 @@ GATES = {
     "approved_dataset": ("enough_approved", "identity", "no_near_duplicates", "aesthetic", "style_adherence"),
     "character_lora": ("loss_fell", "keeps_identity"),
     "shot_clip": ("identity", "temporal_stability", "motion_smoothness", "not_a_still", "temporal_flickering"),
-    "scene_video": ("duration_exact", "audio_present", "scene_continuity", "subject_consistency"),
+    "scene_video": ("duration_exact", "audio_present", "scene_continuity", "subject_consistency", "cast_identity"),
     "episode_video": ("decodes", "duration"),
     "jellyfin_publish": ("file_at_expected_path",),
 }

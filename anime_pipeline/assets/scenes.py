@@ -6,7 +6,7 @@ from anime_pipeline import partitions
 from anime_pipeline.assets.common import ALL, blocking, content_version, gate, preview, require_upstream
 from anime_pipeline.assets.phases import GATED, require_open
 from anime_pipeline.assets.show_config import scene_spec
-from anime_pipeline.manifest import FINGERPRINT, unchanged
+from anime_pipeline.manifest import FINGERPRINT, read_manifest, unchanged
 from anime_pipeline.media import read_frames
 from anime_pipeline.production.assembly import assemble_scene_video
 from anime_pipeline.resources import MetricsResource, ProjectResource, StorageResource
@@ -21,7 +21,8 @@ def build() -> list[dg.AssetsDefinition]:
         automation_condition=GATED, kinds={"video"},
         deps=[scene_spec, "phase2_animation", dg.AssetDep("shot_clip", partition_mapping=ALL)],
         check_specs=blocking("scene_video", partitions.scenes, "duration_exact", "audio_present", "scene_continuity",
-                             "subject_consistency", descriptions={
+                             "subject_consistency", "cast_identity", descriptions={
+            "cast_identity": "Phase 3 multi-character: every character keeps identity ≥ threshold in every shot.",
             "subject_consistency": "Phase 3: VBench subject consistency over the scene ≥ threshold.",
             "duration_exact": "Frames = Σ shot frames − transition overlaps.",
             "audio_present": "The scene has an AAC audio track.",
@@ -43,6 +44,7 @@ def build() -> list[dg.AssetsDefinition]:
         out_dir = paths.scene(ref.key)
         fingerprint = sha256_json({"spec": loaded.fingerprints()["scene"][ref.key],
                                    "clips": [sha256_file(d / "clip.mp4") for d in shot_dirs],
+                                   "shot_gates": [read_manifest(d)["metrics"] for d in shot_dirs],
                                    "music": sha256_file(music) if music else None})
         manifest = unchanged(out_dir, fingerprint, "scene.mp4")
         if manifest:
@@ -71,5 +73,10 @@ def build() -> list[dg.AssetsDefinition]:
         subject = manifest["subject_consistency"]
         threshold = ref.config.quality.subject_consistency
         yield gate("subject_consistency", subject["score"] >= threshold, subject["score"], threshold, subject["backend"])
+        cast = manifest["cast_identity"]
+        threshold = ref.config.quality.identity
+        yield gate("cast_identity", cast["score"] >= threshold, cast["score"], threshold, cast["backend"],
+                   per_character=dg.MetadataValue.json(cast["per_character"]),
+                   per_shot=dg.MetadataValue.json(cast["per_shot"]))
 
     return [scene_video]

@@ -56,6 +56,19 @@ def continuity(shot_dirs: list[Path]):
     return weightfree.scene_continuity([load_png(f[-1]) for f in frames[:-1]], [load_png(f[0]) for f in frames[1:]])
 
 
+def cast_identity(shot_keys: list[str], shot_dirs: list[Path]) -> dict[str, Any]:
+    """Multi-character identity over the scene: per character, the lowest identity any of its shots
+    measured (each shot's own gate value: the minimum over its frames)."""
+    per_shot = {key: read_manifest(d)["metrics"] for key, d in zip(shot_keys, shot_dirs, strict=True)}
+    per_character: dict[str, float] = {}
+    for metrics in per_shot.values():
+        for slug, value in metrics["identity"].items():
+            per_character[slug] = min(value, per_character.get(slug, 1.0))
+    backends = sorted({m["backends"]["identity"] for m in per_shot.values() if "identity" in m["backends"]})
+    return {"per_character": per_character, "per_shot": {k: m["identity"] for k, m in per_shot.items()},
+            "score": min(per_character.values(), default=1.0), "backend": ", ".join(backends) or "no characters"}
+
+
 def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, music: Path | None, suite: MetricSuite,
                          extra_manifest: dict[str, Any] | None = None) -> SceneResult:
     fps = ref.config.show.video.fps
@@ -83,6 +96,7 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
         continuity={"backend": across_cuts.backend, "boundaries": [round(v, 4) for v in across_cuts.per_frame],
                     "score": round(across_cuts.value, 4)},
         subject_consistency={"score": round(subject.value, 4), "backend": subject.backend, "frame_step": 2},
+        cast_identity=cast_identity(ref.shot_keys, shot_dirs),
         files=[file_entry(out_dir / "scene.mp4", out_dir), file_entry(srt_path, out_dir)], **(extra_manifest or {}),
     )
     write_manifest(out_dir, manifest)
