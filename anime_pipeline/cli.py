@@ -189,11 +189,12 @@ def cmd_reproduce(args, settings: Settings) -> int:
 def _renderer_for(manifest: dict, ref, settings: Settings):
     """The backend that made the recording: previz, or the ComfyUI server now configured for its GPU."""
     from anime_pipeline.assets.common import reference_images
+    from anime_pipeline.render.base import is_previz
     from anime_pipeline.render.comfyui import ComfyUIRenderer
     from anime_pipeline.render.previz import PrevizRenderer
     from anime_pipeline.services.comfyui import ComfyUIClient
 
-    if manifest["backend"].startswith("previz"):
+    if is_previz(manifest["backend"]):
         return PrevizRenderer()
     params = manifest["attempts"][manifest["chosen_attempt"] - 1]["renderer_params"]
     url = dict(settings.comfyui_urls).get(manifest["device"], params["server"]["url"])

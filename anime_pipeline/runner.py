@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from anime_pipeline.assets.phases import PHASES, show_verdicts
 from anime_pipeline.config import Project
 from anime_pipeline.production.dataset import DecisionLog, dataset_state
 from anime_pipeline.paths import StoragePaths
@@ -38,6 +39,7 @@ class Plan:
     shots: list[str]
     scenes: list[str]
     episodes: list[str]
+    shows: list[str]
 
     @property
     def total(self) -> int:
@@ -55,7 +57,8 @@ def plan_for(project: Project, episode_keys: Iterable[str] | None = None) -> Pla
     chars = sorted({f"{project.shots[k].config.show.slug}/{c}" for k in shots for c in project.shots[k].shot.characters},
                    key=list(project.characters).index)
     scenes = [k for k in project.scenes if any(k == project.shots[s].scene_key for s in shots)]
-    return Plan(chars, shots, scenes, wanted)
+    shows = sorted({project.episodes[k].config.show.slug for k in wanted})
+    return Plan(chars, shots, scenes, wanted, shows)
 
 
 class Runner:
@@ -103,8 +106,18 @@ class Runner:
                   ("scene_job", plan.scenes), ("phase3_video_job", [None]), ("episode_job", plan.episodes))
         for job, keys in stages:
             for key in keys:
-                if not self.run(job, key, total).success:
+                if not self.run(job, key, total).success and not self.phase_open_for(job, plan.shows):
                     return False
+        return True
+
+    def phase_open_for(self, job: str, shows: list[str]) -> bool:
+        """For a phase gate's job: whether the gate is open for every show of the plan (its check
+        is project-wide, so another show's failure fails the job without closing these)."""
+        phase = next((p for p in PHASES if f"{p.name}_job" == job), None)
+        verdicts = show_verdicts(self.instance, phase) if phase else None
+        if not verdicts or not all(verdicts.get(show, {}).get("open") for show in shows):
+            return False
+        self.report(f"      {phase.title} is open for {', '.join(shows)}; another show blocks it, not these")
         return True
 
     def _approve_pending(self, key: str, project: Project, decider: str) -> bool:

@@ -25,6 +25,18 @@ def configs_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def add_lenient_show(configs_dir: Path, slug: str = "second-show") -> str:
+    """A copy of the sample show under another slug whose phases open at 50 % (mio passes, hoshi
+    waits for a human: exactly half of its characters pass)."""
+    import yaml
+
+    data = yaml.safe_load(SAMPLE.read_text())
+    data["show"]["slug"] = slug
+    data.setdefault("quality", {})["phase_pass_rate"] = 0.5
+    (configs_dir / f"{slug.replace('-', '_')}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return slug
+
+
 @pytest.fixture
 def settings(tmp_path: Path, configs_dir: Path):
     from anime_pipeline.settings import Settings

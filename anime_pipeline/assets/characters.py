@@ -33,7 +33,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         out_dir = storage.paths.reference(ref.key)
         with renderer.session(context, ref.config) as backend:
             context.log.info(f"rendering the reference sheet of {ref.character.name} on {backend.backend}")
-            faces = metrics.suite().face_model(backend.previz)
+            faces = metrics.suite().face_model(backend.backend)
             sheet = build_reference_sheet(ref, backend, out_dir, seed=1000,
                                           show_dir=loaded.files[ref.config.show.slug].parent, faces=faces)
         missing_faces, missing_panels = sheet.faces_missing, sheet.missing_panels()
@@ -67,7 +67,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         sheet = read_manifest(sheet_dir)
         out_dir = storage.paths.embedding(ref.key)
         embedding = compute_embedding(ref, sheet_dir, sheet["faces"], out_dir,
-                                      metrics.suite().face_model(sheet.get("previz", True)))
+                                      metrics.suite().face_model(sheet["backend"]))
         threshold = ref.config.quality.identity
         worst = min(embedding.similarities)
         yield dg.MaterializeResult(

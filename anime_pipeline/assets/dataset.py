@@ -61,10 +61,9 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
                 state = dataset_state(paths.candidates(ref.key), log)
                 context.log.info(f"batch {batches}: {[(c.id, c.record['verdict']['decision']) for c in made]}; "
                                  f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
-            renderer_name, device, previz = render.backend, render.device, render.previz
-        suite = metrics.suite()
-        result = assemble_dataset(ref, state, log, anchor, paths.dataset(ref.key), review.name, batches, suite,
-                                  suite.face_model(previz))
+            renderer_name, device = render.backend, render.device
+        result = assemble_dataset(ref, state, log, anchor, paths.dataset(ref.key), review.name, batches,
+                                  metrics.suite())
         dataset_dir = paths.dataset(ref.key)
         first = load_png(state.approved[0].image_path) if state.approved else None
         metadata = {"approved": len(state.approved), "target": target, "awaiting_review": len(state.pending),

@@ -32,7 +32,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         references = reference_images(paths, ref.config.show.slug, [ref.character.slug])
         with renderer.session(context, ref.config, references) as backend:
             result = train_adapter(ref, paths.dataset(ref.key), backend, load_anchor(paths.embedding(ref.key)),
-                                   out_dir, seed=7, faces=metrics.suite().face_model(backend.previz))
+                                   out_dir, seed=7, faces=metrics.suite().face_model(backend.backend))
         losses = result.adapter.loss_history
         context.log.info(f"{TRAINER}: loss {losses[0]:.2f} → {losses[-1]:.2f} over {len(losses)} iterations")
         yield dg.MaterializeResult(

@@ -2,10 +2,12 @@
 the previous phase's evaluated partitions of that show pass.
 
 Phase 1 (stills) is judged on each character's approved_dataset and character_lora gates, Phase 2
-(animation) on each shot_clip's, Phase 3 (full video) on each scene_video's. Each gate is an asset
-with a blocking check that passes when every show's phase is open; its metadata has each show's
-pass rate and blocking partitions. The next phase's assets refuse to run while the phase is closed
-for their show, and say why: one show's failures never hold back another show.
+(animation) on each shot_clip's, Phase 3 (full video) on each scene_video's. Each gate is one
+asset; its metadata has each show's pass rate and blocking partitions. The next phase's assets
+refuse to run while the phase is closed for *their* show, and say why, so in runs one show's
+failures never hold back another show. The gate's blocking check, which declarative automation
+reads, is project-wide: it passes when some show is open and no show with evaluated partitions
+is closed (a show not yet started does not hold the others back; one that failed does).
 """
 
 from dataclasses import asdict, dataclass
@@ -52,6 +54,10 @@ PHASE_BEFORE = {p.opens: p for p in PHASES}
 # nothing: what waited for it is requested when its check passes.
 GATED = (dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(*(p.name for p in PHASES)))
          & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label("eager once upstream gates pass")
+# A phase gate re-evaluates whenever one of its partitions changes, even while others are missing:
+# the pass rate exists to tolerate those.
+GATE_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()).with_label(
+    "re-evaluate when the phase's partitions change")
 
 
 def partition_verdict(instance: dg.DagsterInstance, assets: tuple[str, ...], key: str) -> bool | None:
@@ -59,10 +65,16 @@ def partition_verdict(instance: dg.DagsterInstance, assets: tuple[str, ...], key
     check_keys = [dg.AssetCheckKey(dg.AssetKey(a), name) for a in assets for name in GATES[a]]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
         check_keys, partition_filter=PartitionKeyFilter(key=key))
-    evaluations = [r.event.dagster_event.event_specific_data for r in latest.values() if r.event is not None]
+    evaluations = [e for e in map(_evaluation, latest.values()) if e is not None]
     if not evaluations:
         return None
     return len(evaluations) == len(check_keys) and all(e.passed for e in evaluations)
+
+
+def _evaluation(record) -> dg.AssetCheckEvaluation | None:
+    """The evaluation a check execution record holds, None while it is only planned (running or lost)."""
+    data = record.event.dagster_event.event_specific_data if record is not None and record.event else None
+    return data if isinstance(data, dg.AssetCheckEvaluation) else None
 
 
 @dataclass(frozen=True)
@@ -108,36 +120,43 @@ def build() -> list[dg.AssetsDefinition]:
 
 def _phase_asset(phase: Phase) -> dg.AssetsDefinition:
     @dg.asset(name=phase.name, group_name=GROUP, deps=list(phase.assets), code_version="1", kinds={"gate"},
-              automation_condition=dg.AutomationCondition.eager(),
+              automation_condition=GATE_AUTOMATION,
               check_specs=[dg.AssetCheckSpec(CHECK, asset=phase.name, blocking=True,
-                                             description=f"Every show: ≥ its phase_pass_rate of {phase.level} pass; "
-                                                         f"opens {phase.opens} (per show)")],
+                                             description=f"Some show open, none with evaluated {phase.level} closed "
+                                                         f"(each show opens its own {phase.opens})")],
               description=f"{phase.title}: each show's pass rate of the {phase.level}' gates; opens {phase.opens}.")
     def _gate(context: dg.AssetExecutionContext, project: ProjectResource):
         shows = judge(context.instance, project.load(), phase)
         for show, verdict in shows.items():
             context.log.info(f"{phase.title} for {show}: {verdict.describe()}")
         closed = sorted(show for show, verdict in shows.items() if not verdict.open)
+        failed = [show for show in closed if shows[show].evaluated]  # evaluated and below its threshold
         worst = min(shows.values(), key=lambda v: (v.open, v.pass_rate - v.threshold), default=None)
         blocking = sorted(key for verdict in shows.values() for key in verdict.blocking)
         table = dg.MetadataValue.json({show: {**asdict(v), "open": v.open} for show, v in shows.items()})
         yield dg.MaterializeResult(metadata={
             "shows": table, "open_shows": len(shows) - len(closed), "closed_shows": dg.MetadataValue.json(closed),
             "pass_rate": worst.pass_rate if worst else 0.0, "blocking": dg.MetadataValue.json(blocking)})
-        yield gate(CHECK, bool(shows) and not closed, worst.pass_rate if worst else 0.0,
+        yield gate(CHECK, len(closed) < len(shows) and not failed, worst.pass_rate if worst else 0.0,
                    worst.threshold if worst else 0.0, f"latest blocking checks of {', '.join(phase.assets)}",
                    shows=table, closed=", ".join(closed) or "none", blocking=", ".join(blocking) or "none")
 
     return _gate
 
 
+def show_verdicts(instance: dg.DagsterInstance, phase: Phase) -> dict[str, dict] | None:
+    """Per show, the verdict (ShowPhase fields and "open") of the phase gate's latest completed
+    evaluation; None when it has none (never run, running, or written before gates were per show)."""
+    key = dg.AssetCheckKey(dg.AssetKey(phase.name), CHECK)
+    evaluation = _evaluation(instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key))
+    shows = evaluation.metadata.get("shows") if evaluation is not None else None
+    return shows.value if shows is not None else None
+
+
 def require_open(context: dg.AssetExecutionContext, asset: str, show: str) -> None:
     """Raise unless the phase before `asset` is open for `show` (per its gate's latest check)."""
     phase = PHASE_BEFORE[asset]
-    key = dg.AssetCheckKey(dg.AssetKey(phase.name), CHECK)
-    record = context.instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
-    evaluation = record.event.dagster_event.event_specific_data if record and record.event else None
-    verdict = evaluation.metadata["shows"].value.get(show) if evaluation is not None else None
+    verdict = (show_verdicts(context.instance, phase) or {}).get(show)
     if verdict is None:
         raise dg.Failure(f"{phase.title} has not been evaluated for {show}: {asset} waits until it opens. "
                          f"Materialize {phase.name}.")

@@ -45,6 +45,7 @@ def build() -> list[dg.AssetsDefinition]:
         fingerprint = sha256_json({"spec": loaded.fingerprints()["scene"][ref.key],
                                    "clips": [sha256_file(d / "clip.mp4") for d in shot_dirs],
                                    "shot_gates": [read_manifest(d)["metrics"] for d in shot_dirs],
+                                   "metrics": metrics.active_backends(),
                                    "music": sha256_file(music) if music else None})
         manifest = unchanged(out_dir, fingerprint, "scene.mp4")
         if manifest:

@@ -59,6 +59,7 @@ def build(settings: Settings) -> list[dg.AssetsDefinition]:
         fingerprint = sha256_json({
             "spec": loaded.fingerprints()["shot"][ref.key], "anchors": {s: a.as_lists() for s, a in anchors.items()},
             "adapters": adapters, "first_frame": sha256_file(first_frame_path) if first_frame_path else None,
+            "metrics": metrics.active_backends(),
         })
         previous = None if config.force else unchanged(out_dir, fingerprint, "clip.mp4")
         planner = director.for_show(ref.config)
@@ -94,6 +95,7 @@ def _results(ref, manifest: dict, frames: list[np.ndarray], out_dir):
                   "identity": dg.MetadataValue.json(metrics["identity"]), "temporal_change": metrics["temporal_change"],
                   "motion_smoothness": metrics["motion_smoothness"], "temporal_flickering": metrics["temporal_flickering"],
                   "backend": manifest["backend"], "device": manifest["device"], "director": manifest["director"],
+                  "metric_fallbacks": dg.MetadataValue.json(manifest["metric_fallbacks"]),
                   "director_path": " → ".join(manifest.get("director_path", [])),
                   "prompt_before_refinement": manifest.get("prompt_before_refinement", ""), "prompt": manifest["prompt"], "seed": manifest["attempts"][manifest["chosen_attempt"] - 1]["seed"],
                   "clip": dg.MetadataValue.path(str(out_dir / "clip.mp4")), "preview": preview(frames[0], "first frame")},

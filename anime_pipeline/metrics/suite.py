@@ -2,8 +2,8 @@
 weight-free fallback, with the backend that computed it in every Score.
 
 Models are loaded on first use and kept for the process (one suite per `ModelStore`); a model
-that cannot load is remembered as unavailable, with the reason, and never retried in the same
-process. Identity is the one choice that also depends on the frames: ArcFace runs on rendered
+that cannot load (missing, corrupt) is remembered as unavailable, with the reason, and not
+retried in the same process. Identity is the one choice that also depends on the frames: ArcFace runs on rendered
 frames, never on previz drawings (a face detector trained on photos and renders does not see
 flat drawn faces), so those always use the palette signature.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from anime_pipeline.metrics import identity, perceptual, vbench, weightfree
 from anime_pipeline.metrics.models import ModelStore, ModelUnavailable
 from anime_pipeline.metrics.scores import Score
-from anime_pipeline.render.base import Box
+from anime_pipeline.render.base import Box, is_previz
 
 LOADERS: dict[str, Callable[[ModelStore], Any]] = {
     "identity": identity.load_face_model,
@@ -50,11 +50,14 @@ class MetricSuite:
                 self._models[metric] = LOADERS[metric](self.store)
             except ModelUnavailable as error:
                 self.unavailable[metric] = str(error)
+            except Exception as error:  # a corrupt or incompatible weight file: fall back, say why
+                self.unavailable[metric] = f"{metric} model failed to load: {type(error).__name__}: {error}"
         return self._models.get(metric)
 
-    def face_model(self, previz: bool) -> identity.FaceModel | None:
-        """ArcFace for rendered frames where a pack is installed; None for previz drawings or without one."""
-        return None if previz else self.model("identity")
+    def face_model(self, renderer_backend: str) -> identity.FaceModel | None:
+        """ArcFace for images of a real renderer where a pack is installed; None for previz
+        drawings (`is_previz`) or without a pack."""
+        return None if is_previz(renderer_backend) else self.model("identity")
 
     def temporal_change(self, frames: Sequence[np.ndarray]) -> Score:
         """Temporal LPIPS (AlexNet) over consecutive frames, else 1 − SSIM (`weightfree.temporal_change`)."""
@@ -101,7 +104,7 @@ def clip_identity(frames: Sequence[np.ndarray], face_boxes: Sequence[Mapping[str
     """Per character, its identity Score over the clip: ArcFace (detect, align, embed, assign)
     when `faces` is given and every character has an ArcFace anchor, else the palette signature
     inside the renderer's face boxes."""
-    if faces is not None and all(a.arcface is not None for a in anchors.values()):
+    if faces is not None and anchors and all(a.arcface is not None for a in anchors.values()):
         return identity.arcface_identity(frames, {slug: a.arcface for slug, a in anchors.items()}, faces)
     return {slug: weightfree.identity_score(frames, [boxes.get(slug) for boxes in face_boxes], anchor.palette)
             for slug, anchor in anchors.items()}
@@ -109,9 +112,10 @@ def clip_identity(frames: Sequence[np.ndarray], face_boxes: Sequence[Mapping[str
 
 def image_identity(image: np.ndarray, box: Box | None, anchor: Anchor, faces: identity.FaceModel | None) -> tuple[float, str]:
     """(cosine to the anchor, backend) of one still: the largest ArcFace face when `faces` and an
-    ArcFace anchor are given (0 when it finds none), else the palette signature inside `box`."""
+    ArcFace anchor are given (0 when it finds none), else the palette signature inside `box` (the
+    whole image when the renderer gave no box)."""
     if faces is not None and anchor.arcface is not None:
         embedding = identity.reference_embedding(faces, image)
         return (0.0 if embedding is None else weightfree.cosine(embedding, anchor.arcface)), faces.backend
-    return (weightfree.cosine(weightfree.palette_signature(image, box), anchor.palette) if box else 0.0,
-            weightfree.PALETTE_BACKEND)
+    palette = weightfree.palette_signature(image, box)
+    return weightfree.cosine(palette, anchor.palette), weightfree.PALETTE_BACKEND

@@ -95,7 +95,8 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
         subtitles=[{"start": c.start, "end": c.end, "text": c.text} for c in cues],
         continuity={"backend": across_cuts.backend, "boundaries": [round(v, 4) for v in across_cuts.per_frame],
                     "score": round(across_cuts.value, 4)},
-        subject_consistency={"score": round(subject.value, 4), "backend": subject.backend, "frame_step": 2},
+        subject_consistency={"score": round(subject.value, 4), "backend": subject.backend, "frame_step": 2,
+                             "fallback_reason": suite.unavailable.get("subject_consistency")},
         cast_identity=cast_identity(ref.shot_keys, shot_dirs),
         files=[file_entry(out_dir / "scene.mp4", out_dir), file_entry(srt_path, out_dir)], **(extra_manifest or {}),
     )

@@ -112,7 +112,7 @@ def build_reference_sheet(ref: CharacterRef, renderer: Renderer, out_dir: Path, 
         "character_reference", ref.key, renderer.backend, renderer.device, renderer_version=renderer.version,
         checkpoint=style.checkpoint, sampler=style.sampler, scheduler=style.scheduler, steps=style.steps, cfg=style.cfg,
         panels=requests, faces={p.name: list(p.face_box) if p.face_box else None for p in panels},
-        face_detector=faces.backend if faces else PALETTE_FACE_FINDER, previz=renderer.previz,
+        face_detector=faces.backend if faces else PALETTE_FACE_FINDER,
         files=[file_entry(p.path, out_dir) for p in panels] + [file_entry(sheet_path, out_dir)],
         timings=timings.seconds,
     )
@@ -149,10 +149,11 @@ def compute_embedding(ref: CharacterRef, sheet_dir: Path, faces: dict[str, list[
     images = {name: load_png(sheet_dir / f"{name}.png") for name in names}
     palette = np.stack([weightfree.palette_signature(images[n], tuple(faces[n])) for n in names])
     files = {"anchor.npy": weightfree.anchor(list(palette)), "vectors.npy": palette}
+    used = {"palette": names}  # the reference images behind each anchor, in the order of its vectors
     backend, vectors = weightfree.PALETTE_BACKEND, palette
     if face_model is not None:
         embedded = {n: reference_embedding(face_model, images[n]) for n in names}
-        names = [n for n in names if embedded[n] is not None]
+        names = used["arcface"] = [n for n in names if embedded[n] is not None]
         if not names:
             raise ValueError(f"{ref.key}: {face_model.backend} finds no face in the reference sheet; re-render it")
         vectors = np.stack([embedded[n] for n in names])
@@ -169,7 +170,7 @@ def compute_embedding(ref: CharacterRef, sheet_dir: Path, faces: dict[str, list[
         "character_embedding", ref.key, backend, face_model.device if face_model else "cpu",
         dimensions=int(gate_anchor.shape[0]), images=names, similarities=dict(zip(names, similarities, strict=True)),
         anchors={"palette": weightfree.PALETTE_BACKEND, "arcface": backend if face_model else None},
-        files=[file_entry(out_dir / name, out_dir) for name in files],
+        anchor_images=used, files=[file_entry(out_dir / name, out_dir) for name in files],
     )
     write_manifest(out_dir, manifest)
     return Embedding(anchor, names, similarities, manifest)

@@ -22,7 +22,6 @@ from anime_pipeline.config.project import CharacterRef
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import base_manifest, write_manifest
 from anime_pipeline.metrics import weightfree
-from anime_pipeline.metrics.identity import FaceModel
 from anime_pipeline.metrics.suite import Anchor, MetricSuite, image_identity
 from anime_pipeline.prompts import caption, negative_prompt, still_prompt
 from anime_pipeline.render.base import Renderer, StillRequest
@@ -148,12 +147,14 @@ class DatasetResult:
 
 
 def assemble_dataset(ref: CharacterRef, state: DatasetState, log: DecisionLog, anchor: Anchor,
-                     dataset_dir: Path, reviewer_name: str, batches_this_run: int, suite: MetricSuite,
-                     faces: FaceModel | None = None) -> DatasetResult:
-    """Score the approved images (identity with ArcFace when `faces` is given, aesthetic with the
-    suite's model or proxy), write them with caption files and a manifest; swap the folder in whole."""
+                     dataset_dir: Path, reviewer_name: str, batches_this_run: int,
+                     suite: MetricSuite) -> DatasetResult:
+    """Score the approved images (identity with ArcFace on a real renderer's images when a pack is
+    installed, aesthetic with the suite's model or proxy), write them with caption files and a
+    manifest; swap the folder in whole."""
     images = {c.id: load_png(c.image_path) for c in state.approved}
-    measured = {c.id: image_identity(images[c.id], c.face_box, anchor, faces) for c in state.approved}
+    faces = {c.id: suite.face_model(c.record["renderer"]["backend"]) for c in state.approved}  # by who drew it
+    measured = {c.id: image_identity(images[c.id], c.face_box, anchor, faces[c.id]) for c in state.approved}
     identities = {cid: round(value, 4) for cid, (value, _) in measured.items()}
     aesthetic = {c.id: suite.aesthetic([images[c.id]]) for c in state.approved}
     palette = [*ref.config.world.palette, *ref.character.appearance.key_colors.model_dump(exclude_none=True).values()]

@@ -108,7 +108,7 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, A
     timings = Timings()
     attempts: list[dict[str, Any]] = []
     best: tuple[float, ClipResult, ClipScores] | None = None
-    faces = suite.face_model(renderer.previz)
+    faces = suite.face_model(renderer.backend)
     for attempt, threshold in enumerate(quality.retry_thresholds):
         seed = shot_seed(ref) + attempt * SEED_STRIDE
         request = ClipRequest(
@@ -154,6 +154,7 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, A
             {"character": s, "adapter": "previz palette adapter", "palette": p} for s, p in adapters.items() if p],
         ip_adapter=None, continuity_from=ref.previous_key if first_frame is not None else None,
         attempts=attempts, chosen_attempt=chosen, metrics=scores.as_dict(),
+        metric_fallbacks=dict(suite.unavailable),  # why a model-based metric was not used
         files=[file_entry(out_dir / "clip.mp4", out_dir)], video={"codec": info.video_codec, "audio": info.audio_codec},
         timings=timings.seconds, **(extra_manifest or {}),
     )

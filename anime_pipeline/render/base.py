@@ -75,11 +75,16 @@ class ClipResult:
     params: dict[str, Any]
 
 
+def is_previz(backend: str) -> bool:
+    """Whether a renderer's backend string, live or recorded in a manifest, is the previz
+    renderer's: flat drawings, which metrics trained on rendered images (ArcFace) do not apply to."""
+    return backend.startswith("previz")
+
+
 class Renderer(Protocol):
     backend: str  # e.g. "previz (embedded, CPU)"
     device: str  # e.g. "cpu" or "cuda:0"
     version: str
-    previz: bool  # flat drawings: metrics trained on rendered images (ArcFace) do not apply
 
     def render_still(self, request: StillRequest) -> StillResult: ...
 

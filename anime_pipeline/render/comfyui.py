@@ -60,8 +60,6 @@ class _Run:
 class ComfyUIRenderer:
     """The Renderer interface (render/base.py) on a ComfyUI server; one run at a time."""
 
-    previz = False
-
     def __init__(self, client: ComfyUIClient, workflows: Mapping[str, str] | None = None, device: str = "", *,
                  style: Style | None = None, loras: Mapping[str, Lora] | None = None,
                  references: Mapping[str, str | os.PathLike[str]] | None = None,

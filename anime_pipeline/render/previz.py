@@ -1384,7 +1384,6 @@ class PrevizRenderer:
     backend = "previz (embedded, CPU)"
     device = "cpu"
     version = "previz-1"
-    previz = True
 
     def render_still(self, request: StillRequest) -> StillResult:
         framing = _framing(request.framing)

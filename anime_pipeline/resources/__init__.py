@@ -15,7 +15,7 @@ import dagster as dg
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
-from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore
+from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore, model_rows
 from anime_pipeline.metrics.suite import MetricSuite, suite_for
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.local import LocalPlanner
@@ -76,6 +76,11 @@ class MetricsResource(dg.ConfigurableResource):
 
     def suite(self) -> MetricSuite:
         return suite_for(self.store)
+
+    def active_backends(self) -> dict[str, str]:
+        """Per metric, the backend the gates run with the weights installed now (files only, nothing
+        loads): part of each output's fingerprint, so installing weights re-scores it."""
+        return {row.metric: row.active for row in model_rows(self.store)}
 
 
 class OllamaResource(dg.ConfigurableResource):

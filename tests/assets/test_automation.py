@@ -35,6 +35,8 @@ def test_a_failed_upstream_gate_holds_automation_until_it_passes(settings, insta
     eager, gates = evaluation(tick, LORA).child_results
     assert HOSHI in partitions(eager)  # stale and missing: plain eager would request it
     assert HOSHI not in partitions(gates) and not tick.get_requested_partitions(LORA)
+    # the phase gate re-evaluates although mio's partitions were never made
+    assert tick.get_num_requested(dg.AssetKey("phase1_stills")) == 1
 
     paths = StoragePaths(settings.storage_root)
     log = DecisionLog(paths.decisions_log(HOSHI))

@@ -12,6 +12,7 @@ from anime_pipeline.metrics.models import ModelUnavailable
 from anime_pipeline.metrics.suite import Anchor, MetricSuite, clip_identity, image_identity
 from conftest import empty_store
 
+COMFYUI, PREVIZ = "comfyui 0.3.10 (http://gpu:8188)", "previz (embedded, CPU)"
 FRAMES = [np.full((32, 32, 3), v, np.uint8) for v in (10, 20, 30, 40, 50)]
 
 
@@ -20,7 +21,7 @@ def test_without_weights_every_metric_falls_back_and_says_why(weight_free):
     assert weight_free.motion_smoothness(FRAMES).backend == weightfree.FLOW_SMOOTHNESS_BACKEND
     assert weight_free.subject_consistency(FRAMES).backend == weightfree.PALETTE_CONSISTENCY_BACKEND
     assert weight_free.aesthetic(FRAMES[:1]).backend == weightfree.AESTHETIC_PROXY_BACKEND
-    assert weight_free.face_model(previz=False) is None
+    assert weight_free.face_model(COMFYUI) is None
     assert set(weight_free.unavailable) == {"temporal_lpips", "motion_smoothness", "subject_consistency",
                                             "aesthetic", "identity"}
     assert "not found" in weight_free.unavailable["temporal_lpips"]
@@ -58,7 +59,16 @@ def test_installed_models_replace_the_fallbacks(tmp_path):
 
 def test_face_model_is_never_used_on_previz_drawings(tmp_path):
     suite = MetricSuite(empty_store(tmp_path), preloaded={"identity": "face pack"})
-    assert suite.face_model(previz=True) is None and suite.face_model(previz=False) == "face pack"
+    assert suite.face_model(PREVIZ) is None and suite.face_model(COMFYUI) == "face pack"
+
+
+def test_a_corrupt_weight_file_falls_back_and_says_why(tmp_path):
+    store = empty_store(tmp_path)
+    store.face_pack_dir.mkdir(parents=True)
+    (store.face_pack_dir / "w600k_r50.onnx").write_bytes(b"not an onnx model")
+    suite = MetricSuite(store)
+    assert suite.face_model(COMFYUI) is None
+    assert suite.unavailable["identity"].startswith("identity model failed to load: ")
 
 
 def test_identity_without_a_face_model_uses_the_palette_in_the_renderers_boxes():
@@ -67,7 +77,8 @@ def test_identity_without_a_face_model_uses_the_palette_in_the_renderers_boxes()
     anchor = Anchor(weightfree.palette_signature(frame, (0, 0, 10, 10)))
     scores = clip_identity([frame, frame], [{"mio": (0, 0, 10, 10)}, {}], {"mio": anchor}, None)
     assert scores["mio"].per_frame == pytest.approx((1.0, 0.0)) and scores["mio"].backend == weightfree.PALETTE_BACKEND
-    assert image_identity(frame, None, anchor, None) == (0.0, weightfree.PALETTE_BACKEND)
+    whole = weightfree.cosine(weightfree.palette_signature(frame), anchor.palette)
+    assert image_identity(frame, None, anchor, None) == (whole, weightfree.PALETTE_BACKEND)  # no box: whole image
 
 
 class TestArcFace:
@@ -92,6 +103,11 @@ class TestArcFace:
         assert scores["mio"].per_frame[1] == pytest.approx(float(expected_embedding(face(2)) @ anchor.arcface), abs=1e-5)
         value, backend = image_identity(face(1), None, anchor, faces)
         assert value == pytest.approx(1.0, abs=1e-5) and backend == faces.backend
+
+    def test_a_shot_without_characters_has_no_identity_to_measure(self, faces):
+        from tiny_models import face
+
+        assert clip_identity([face(1)], [{}], {}, faces) == {}
 
     def test_without_an_arcface_anchor_the_palette_is_used(self, faces):
         from tiny_models import face
