@@ -49,7 +49,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = [*SPECS.values(), *characters.build(settings), *dataset.build(settings), *lora.build(settings),
-              *shots.build(settings), *scenes.build(), *episodes.build(), *publish.build(), *planning.build(),
+              *shots.build(settings), *scenes.build(settings), *episodes.build(), *publish.build(), *planning.build(),
               *phases.build()]
     return dg.Definitions(
         assets=assets, jobs=build_jobs(), sensors=[project_sync, production_automation], resources=build_resources(settings),

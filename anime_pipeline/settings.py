@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anime_pipeline.metrics.models import ModelStore
+from anime_pipeline.metrics.models import ModelStore, cuda_index
 
 CPU = "cpu"
 
@@ -55,6 +55,13 @@ class Settings:
     def renderer_pool(self) -> str | None:
         """Generation steps' static pool; with ComfyUI servers configured, each step leases a GPU pool itself."""
         return None if self.comfyui_urls else pool_for(self.renderer_gpu)
+
+    @property
+    def metrics_pool(self) -> str | None:
+        """The pool of the metrics' GPU for steps that run model-based metrics on their own (scenes);
+        None on the CPU. Steps that also render score on the renderer's pool."""
+        index = cuda_index(self.models.device)
+        return None if index is None else pool_for(str(index))
 
 
 def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:

@@ -59,6 +59,14 @@ def test_gpu_steps_claim_their_device_pool(settings):
     snapshot = _graph_snapshot(replace(settings, renderer_gpu="0"))
     for name in ("character_reference", "approved_dataset", "character_lora", "shot_clip"):
         assert snapshot[name]["pools"] == ["gpu-0"], name
+    assert snapshot["scene_video"]["pools"] == []  # metrics on the CPU
+
+
+def test_scenes_claim_the_metrics_gpu(settings):
+    from dataclasses import replace
+
+    snapshot = _graph_snapshot(replace(settings, models=replace(settings.models, device="cuda:1")))
+    assert snapshot["scene_video"]["pools"] == ["gpu-1"]
 
 
 def test_dagster_definitions_validate_through_workspace_yaml(tmp_path):

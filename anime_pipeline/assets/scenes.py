@@ -11,13 +11,14 @@ from anime_pipeline.media import read_frames
 from anime_pipeline.production.assembly import assemble_scene_video
 from anime_pipeline.resources import MetricsResource, ProjectResource, StorageResource
 from anime_pipeline.storage import sha256_file, sha256_json
+from anime_pipeline.settings import Settings
 
 GROUP = "assembly"
 
 
-def build() -> list[dg.AssetsDefinition]:
+def build(settings: Settings) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=partitions.scenes, group_name=GROUP, code_version="1",
+        partitions_def=partitions.scenes, group_name=GROUP, code_version="1", pool=settings.metrics_pool,
         automation_condition=GATED, kinds={"video"},
         deps=[scene_spec, "phase2_animation", dg.AssetDep("shot_clip", partition_mapping=ALL)],
         check_specs=blocking("scene_video", partitions.scenes, "duration_exact", "audio_present", "scene_continuity",
