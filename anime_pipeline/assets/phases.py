@@ -131,7 +131,9 @@ def _phase_asset(phase: Phase) -> dg.AssetsDefinition:
             context.log.info(f"{phase.title} for {show}: {verdict.describe()}")
         closed = sorted(show for show, verdict in shows.items() if not verdict.open)
         failed = [show for show in closed if shows[show].evaluated]  # evaluated and below its threshold
-        worst = min(shows.values(), key=lambda v: (v.open, v.pass_rate - v.threshold), default=None)
+        # the check's value: the worst show that counts for it (evaluated ones, while any are)
+        counted = [v for v in shows.values() if v.evaluated] or list(shows.values())
+        worst = min(counted, key=lambda v: (v.open, v.pass_rate - v.threshold), default=None)
         blocking = sorted(key for verdict in shows.values() for key in verdict.blocking)
         table = dg.MetadataValue.json({show: {**asdict(v), "open": v.open} for show, v in shows.items()})
         yield dg.MaterializeResult(metadata={

@@ -45,6 +45,8 @@ def test_each_show_has_its_own_phase_gate(settings, instance):
     assert shows["second-show"]["open"] and shows["second-show"]["pass_rate"] == 0.5
     assert not shows["lantern-post"]["open"] and shows["lantern-post"]["not_evaluated"] == 2
     assert phase1.success  # a show not yet started does not hold the others' check back
+    (evaluation,) = phase1.get_asset_check_evaluations()
+    assert evaluation.metadata["value"].value == 0.5 and evaluation.metadata["threshold"].value == 0.5
 
     shot_job = defs.resolve_job_def("shot_job")
     closed = shot_job.execute_in_process(partition_key="lantern-post/ep01/sc01/sh01", instance=instance,
