@@ -65,8 +65,16 @@ class DetectedFace:
 
     @property
     def area(self) -> float:
-        x0, y0, x1, y1 = self.box
-        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+        return _area(self.box)
+
+
+def _area(box: tuple[float, float, float, float]) -> float:
+    x0, y0, x1, y1 = box
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image[..., ::-1])  # insightface works on OpenCV's BGR order
 
 
 def _model_zoo() -> Any:
@@ -130,7 +138,7 @@ def detect_faces(model: FaceModel, image: np.ndarray) -> list[DetectedFace]:
     """Every face in an RGB uint8 image with its normalised ArcFace embedding, in detector order."""
     from insightface.app.common import Face
 
-    bgr = np.ascontiguousarray(image[..., ::-1])  # insightface works on OpenCV's BGR order
+    bgr = _bgr(image)
     boxes, landmarks = model.detector.detect(bgr, max_num=0, metric="default")
     if len(boxes) and landmarks is None:
         raise ModelUnavailable("the face detector gives no landmarks, so faces cannot be aligned")
@@ -142,6 +150,13 @@ def detect_faces(model: FaceModel, image: np.ndarray) -> list[DetectedFace]:
             embedding = np.asarray(model.recognizer.get(bgr, face), dtype=np.float64)
         faces.append(DetectedFace(tuple(float(v) for v in box[:4]), float(box[4]), unit(embedding)))
     return faces
+
+
+def largest_face_box(model: FaceModel, image: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The box (x0, y0, x1, y1) of the largest face the detector finds in an RGB image, or None;
+    detection only, nothing is aligned or embedded."""
+    boxes, _ = model.detector.detect(_bgr(image), max_num=0, metric="default")
+    return max((tuple(float(v) for v in box[:4]) for box in boxes), key=_area, default=None)
 
 
 def reference_embedding(model: FaceModel, image: np.ndarray) -> np.ndarray | None:

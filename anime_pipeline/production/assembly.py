@@ -56,10 +56,10 @@ def continuity(shot_dirs: list[Path]):
     return weightfree.scene_continuity([load_png(f[-1]) for f in frames[:-1]], [load_png(f[0]) for f in frames[1:]])
 
 
-def cast_identity(shot_keys: list[str], shot_dirs: list[Path]) -> dict[str, Any]:
+def cast_identity(shot_keys: list[str], shot_manifests: list[dict[str, Any]]) -> dict[str, Any]:
     """Multi-character identity over the scene: per character, the lowest identity any of its shots
     measured (each shot's own gate value: the minimum over its frames)."""
-    per_shot = {key: read_manifest(d)["metrics"] for key, d in zip(shot_keys, shot_dirs, strict=True)}
+    per_shot = {key: m["metrics"] for key, m in zip(shot_keys, shot_manifests, strict=True)}
     per_character: dict[str, float] = {}
     for metrics in per_shot.values():
         for slug, value in metrics["identity"].items():
@@ -72,7 +72,8 @@ def cast_identity(shot_keys: list[str], shot_dirs: list[Path]) -> dict[str, Any]
 def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, music: Path | None, suite: MetricSuite,
                          extra_manifest: dict[str, Any] | None = None) -> SceneResult:
     fps = ref.config.show.video.fps
-    shot_frames = [int(read_manifest(d)["frames"]) for d in shot_dirs]
+    shot_manifests = [read_manifest(d) for d in shot_dirs]
+    shot_frames = [int(m["frames"]) for m in shot_manifests]
     k = overlap_frames(fps)
     expected = sum(shot_frames) - k * (len(shot_frames) - 1)
     duration = expected / fps
@@ -97,7 +98,7 @@ def assemble_scene_video(ref: SceneRef, shot_dirs: list[Path], out_dir: Path, mu
                     "score": round(across_cuts.value, 4)},
         subject_consistency={"score": round(subject.value, 4), "backend": subject.backend, "frame_step": 2,
                              "fallback_reason": suite.unavailable.get("subject_consistency")},
-        cast_identity=cast_identity(ref.shot_keys, shot_dirs),
+        cast_identity=cast_identity(ref.shot_keys, shot_manifests),
         files=[file_entry(out_dir / "scene.mp4", out_dir), file_entry(srt_path, out_dir)], **(extra_manifest or {}),
     )
     write_manifest(out_dir, manifest)

@@ -12,7 +12,7 @@ from anime_pipeline.config.project import CharacterRef
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import Timings, base_manifest, file_entry, write_manifest
 from anime_pipeline.metrics import weightfree
-from anime_pipeline.metrics.identity import FaceModel, detect_faces, reference_embedding
+from anime_pipeline.metrics.identity import FaceModel, largest_face_box, reference_embedding
 from anime_pipeline.metrics.suite import Anchor
 from anime_pipeline.prompts import negative_prompt, still_prompt
 from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, Box, Renderer, StillRequest
@@ -61,10 +61,10 @@ def detect_face(image: np.ndarray, ref: CharacterRef, faces: FaceModel | None = 
     if faces is None:
         colors = ref.character.appearance.key_colors
         return weightfree.find_face(image, colors.skin, colors.eyes)
-    found = detect_faces(faces, image)
-    if not found:
+    box = largest_face_box(faces, image)
+    if box is None:
         return None
-    x0, y0, x1, y1 = max(found, key=lambda face: face.area).box
+    x0, y0, x1, y1 = box
     return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
 
 

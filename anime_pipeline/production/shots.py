@@ -34,15 +34,15 @@ def shot_seed(ref: ShotRef) -> int:
 @dataclass
 class ClipScores:
     identity: dict[str, float]  # character slug -> min over frames
-    identity_worst_frames: dict[str, list[int]]
     temporal_change: float  # mean temporal LPIPS of consecutive frames (or its 1 − SSIM stand-in)
     motion_smoothness: float
     temporal_flickering: float
     mean_motion: float
     dynamic_degree: float
     backends: dict[str, str] = field(default_factory=dict)
-    # per measure, the frames to look at first: frame i for a pair (i, i+1), odd frame 2k+1 for smoothness
-    worst_frames: dict[str, list[int]] = field(default_factory=dict)
+    # per measure, the frames to look at first: frame i for a pair (i, i+1), odd frame 2k+1 for
+    # smoothness; for identity, per character
+    worst_frames: dict[str, Any] = field(default_factory=dict)
 
     def quality(self) -> float:
         """One number per attempt for the progressive threshold: the mean of the normalised scores."""
@@ -51,8 +51,7 @@ class ClipScores:
         return round(float(np.mean(parts)), 4)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"identity": self.identity, "identity_worst_frames": self.identity_worst_frames,
-                "temporal_change": self.temporal_change,
+        return {"identity": self.identity, "temporal_change": self.temporal_change,
                 "motion_smoothness": self.motion_smoothness, "temporal_flickering": self.temporal_flickering,
                 "mean_motion": self.mean_motion, "dynamic_degree": self.dynamic_degree,
                 "quality": self.quality(), "backends": self.backends, "worst_frames": self.worst_frames}
@@ -72,12 +71,12 @@ def score_clip(clip: ClipResult, anchors: dict[str, Anchor], suite: MetricSuite,
                 "temporal_flickering": flicker.backend, "dynamic_degree": dynamic.backend}
     if identity:
         backends["identity"] = next(iter(identity.values())).backend
-    worst = {"temporal_change": change.worst_frames(WORST_FRAMES, higher_is_worse=True),
+    worst = {"identity": {slug: score.worst_frames(WORST_FRAMES) for slug, score in identity.items()},
+             "temporal_change": change.worst_frames(WORST_FRAMES, higher_is_worse=True),
              "motion_smoothness": [2 * k + 1 for k in smooth.worst_frames(WORST_FRAMES)],
              "temporal_flickering": flicker.worst_frames(WORST_FRAMES)}
-    return ClipScores({slug: round(score.value, 4) for slug, score in identity.items()},
-                      {slug: score.worst_frames(WORST_FRAMES) for slug, score in identity.items()},
-                      round(change.value, 4), round(smooth.value, 4), round(flicker.value, 4),
+    return ClipScores({slug: round(score.value, 4) for slug, score in identity.items()}, round(change.value, 4),
+                      round(smooth.value, 4), round(flicker.value, 4),
                       round(float(dynamic.details.get("mean_motion", 0.0)), 5), round(dynamic.value, 4), backends,
                       worst)
 

@@ -95,3 +95,21 @@ def test_a_detection_model_is_not_a_recognizer(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     with pytest.raises(ModelUnavailable, match="not an ArcFace"):
         identity.load_recognizer(path)
+
+
+class BoxesOnly:
+    """A detector that finds the given boxes and gives no landmarks: nothing could be aligned."""
+
+    def __init__(self, boxes):
+        self.boxes = np.array(boxes, np.float32).reshape(-1, 5)
+
+    def detect(self, img, max_num=0, metric="default"):
+        return self.boxes, None
+
+
+def test_the_largest_face_box_needs_no_recognizer():
+    image = np.zeros((112, 224, 3), np.uint8)
+    small_then_large = BoxesOnly([[0, 0, 50, 50, 0.9], [60, 0, 172, 112, 0.8]])
+    model = identity.FaceModel(small_then_large, recognizer=None, backend="boxes only")
+    assert identity.largest_face_box(model, image) == (60.0, 0.0, 172.0, 112.0)
+    assert identity.largest_face_box(identity.FaceModel(BoxesOnly([]), None, "boxes only"), image) is None
