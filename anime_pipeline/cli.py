@@ -6,6 +6,7 @@ Errors print as one line with the fix, never a traceback (set ANIME_PIPELINE_DEB
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -71,34 +72,31 @@ def cmd_validate(args, settings: Settings) -> int:
 
 
 def cmd_sync(args, settings: Settings) -> int:
-    from anime_pipeline.sensors.sync import sync_instance
+    from anime_pipeline.sensors.sync import reload_dagster_ui
 
-    plan = sync_instance(_instance(), settings.configs_dir)
-    print(f"synced partitions with {settings.configs_dir}: {plan.summary()}")
+    project = _project(settings)
+    counts = {"characters": len(project.characters), "shots": len(project.shots), "scenes": len(project.scenes),
+              "episodes": len(project.episodes)}
+    print(f"{settings.configs_dir}: valid — {', '.join(f'{n} {k}' for k, n in counts.items())} "
+          f"in {len(project.shows)} show(s)")
+    print(reload_dagster_ui(args.dagster_url))
     return 0
 
 
 def cmd_demo(args, settings: Settings) -> int:
-    from anime_pipeline.definitions import build_definitions
-    from anime_pipeline.runner import Runner, plan_for
-    from anime_pipeline.sensors.sync import sync_instance
-
     start = time.perf_counter()
-    instance = _instance()
     project = _project(settings)
-    sync_instance(instance, settings.configs_dir)
     episodes = [k for k in project.episodes if not args.show or k.startswith(f"{args.show}/")]
     if not episodes:
         raise CliError(f"no show {args.show!r} in {settings.configs_dir}", f"choose one of {sorted(project.shows)}")
-    plan = plan_for(project, episodes)
     backends = {f"{k}: {v}" for cfg in project.shows.values() for k, v in cfg.backends.model_dump().items()
                 if k in ("renderer", "reviewer", "director", "trainer", "publisher")}
+    instance = _instance()
     print(f"rendering {len(episodes)} episode(s) with {', '.join(sorted(backends))} — Dagster home {instance.root_directory}")
-    runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root))
-    ok = runner.run_plan(plan, project, approve_as="demo")
-    print(f"finished in {time.perf_counter() - start:.1f} s" if ok else "stopped: a gate failed (see above)")
-    if not ok:
+    if not _run_episodes(settings, project, instance, episodes, approve_as="demo"):
+        print("stopped: a gate failed (see above)")
         return 1
+    print(f"finished in {time.perf_counter() - start:.1f} s")
     paths = StoragePaths(settings.storage_root)
     for key in episodes:
         print(f"episode: {paths.episode(key) / 'episode.mp4'}")
@@ -107,32 +105,42 @@ def cmd_demo(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_backfill(args, settings: Settings) -> int:
+def _run_episodes(settings: Settings, project: Project, instance, episodes: list[str],
+                  approve_as: str | None = None) -> bool:
     from anime_pipeline.definitions import build_definitions
     from anime_pipeline.runner import Runner, plan_for
-    from anime_pipeline.sensors.sync import sync_instance
 
-    instance = _instance()
-    project = _project(settings)
-    sync_instance(instance, settings.configs_dir)
     try:
-        plan = plan_for(project, args.episodes)
+        stages = plan_for(project, episodes)
     except KeyError as exc:
         raise CliError(str(exc.args[0]), "episode keys look like show/episode, e.g. lantern-post/ep01") from None
-    runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root))
-    return 0 if runner.run_plan(plan, project) else 1
+    runner = Runner(build_definitions(settings, project), instance, StoragePaths(settings.storage_root))
+    return runner.run_plan(stages, project, approve_as=approve_as)
+
+
+def cmd_backfill(args, settings: Settings) -> int:
+    project = _project(settings)
+    return 0 if _run_episodes(settings, project, _instance(), args.episodes) else 1
 
 
 def cmd_status(args, settings: Settings) -> int:
-    from anime_pipeline.status import collect_status
+    from anime_pipeline.definitions import build_definitions
+    from anime_pipeline.status import collect_status, render_status
 
-    for line in collect_status(_instance(), _project(settings), args.show):
+    project = _project(settings)
+    if args.show and args.show not in project.shows:
+        raise CliError(f"no show {args.show!r} in {settings.configs_dir}", f"choose one of {sorted(project.shows)}")
+    statuses = collect_status(_instance(), build_definitions(settings, project), args.show)
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in statuses], indent=2))
+        return 0
+    for line in render_status(statuses):
         print(line)
     return 0
 
 
 def cmd_review(args, settings: Settings) -> int:
-    from anime_pipeline.production.dataset import DecisionLog, dataset_state
+    from anime_pipeline.production.candidates import DecisionLog, dataset_state
 
     project = _project(settings)
     if args.character not in project.characters:
@@ -144,8 +152,8 @@ def cmd_review(args, settings: Settings) -> int:
         for title, group in (("awaiting review", state.pending), ("approved", state.approved), ("rejected", state.rejected)):
             print(f"{title}: {len(group)}")
             for c in group:
-                verdict = c.record["verdict"]
-                print(f"  {c.id}  score {verdict['score']:.2f}  {c.image_path}  {'; '.join(verdict['reasons'])}")
+                verdict = c.record.verdict
+                print(f"  {c.id}  score {verdict.score:.2f}  {c.image_path}  {'; '.join(verdict.reasons)}")
         return 0
     known = {c.id for c in [*state.pending, *state.approved, *state.rejected]}
     ids = [c.id for c in state.pending] if args.all_pending else args.ids
@@ -161,23 +169,24 @@ def cmd_review(args, settings: Settings) -> int:
 
 
 def cmd_reproduce(args, settings: Settings) -> int:
-    from anime_pipeline.reproduce import recorded_backend, reproduce_shot
+    from anime_pipeline.production.shot_clip import ShotManifest
+    from anime_pipeline.reproduce import reproduce_shot
 
     if args.asset != "shot_clip":
         raise CliError(f"reproduce supports shot_clip, not {args.asset!r}",
                        "other assets re-render deterministically when re-materialized from their manifests' inputs")
     project = _project(settings)
-    if args.partition not in project.shots:
-        raise CliError(f"unknown shot {args.partition!r}", f"choose one of {sorted(project.shots)}")
-    ref = project.shots[args.partition]
+    if args.key not in project.shots:
+        raise CliError(f"unknown shot {args.key!r}", f"choose one of {sorted(project.shots)}")
+    ref = project.shots[args.key]
     shot_dir = StoragePaths(settings.storage_root).shot(ref.key)
-    if not (shot_dir / "manifest.json").exists():
-        raise CliError(f"{ref.key} has never been rendered: there is nothing to reproduce",
-                       f"materialize shot_clip for it first (anime-pipeline backfill {ref.config.show.slug}/{ref.episode.slug})")
-    manifest = recorded_backend(shot_dir)
+    manifest = ShotManifest.load(shot_dir)
+    if manifest is None:
+        raise CliError(f"{ref.key} has no recorded render: there is nothing to reproduce",
+                       f"materialize its shot_clip first (anime-pipeline backfill {ref.config.show.slug}/{ref.episode.slug})")
     renderer = _renderer_for(manifest, ref, settings)
     try:
-        result = reproduce_shot(ref, shot_dir, renderer)
+        result = reproduce_shot(ref, shot_dir, manifest, renderer)
     finally:
         client = getattr(renderer, "client", None)
         if client is not None:
@@ -186,21 +195,23 @@ def cmd_reproduce(args, settings: Settings) -> int:
     return 0 if result.identical else 1
 
 
-def _renderer_for(manifest: dict, ref, settings: Settings):
+def _renderer_for(manifest, ref, settings: Settings):
     """The backend that made the recording: previz, or the ComfyUI server now configured for its GPU."""
-    from anime_pipeline.assets.common import reference_images
+    from anime_pipeline.production.character_reference import front_panel
     from anime_pipeline.render.base import is_previz
     from anime_pipeline.render.comfyui import ComfyUIRenderer
     from anime_pipeline.render.previz import PrevizRenderer
     from anime_pipeline.services.comfyui import ComfyUIClient
 
-    if is_previz(manifest["backend"]):
+    if is_previz(manifest.backend):
         return PrevizRenderer()
-    params = manifest["attempts"][manifest["chosen_attempt"] - 1]["renderer_params"]
-    url = dict(settings.comfyui_urls).get(manifest["device"], params["server"]["url"])
+    params = manifest.chosen.renderer_params
+    url = dict(settings.comfyui_urls).get(manifest.device, params["server"]["url"])
     backends = ref.config.backends
-    references = reference_images(StoragePaths(settings.storage_root), ref.config.show.slug, ref.shot.characters)
-    return ComfyUIRenderer(ComfyUIClient(url), backends.comfyui_workflows or None, device=manifest["device"],
+    paths = StoragePaths(settings.storage_root)
+    references = {slug: p for slug in ref.shot.characters
+                  for p in [front_panel(paths, f"{ref.config.show.slug}/{slug}")] if p}
+    return ComfyUIRenderer(ComfyUIClient(url), backends.comfyui_workflows or None, device=manifest.device,
                            style=ref.config.show.style, references=references, overrides=backends.comfyui_overrides)
 
 
@@ -236,9 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     validate = sub.add_parser("validate", help="check show files (all of project_configs/ by default)")
     validate.add_argument("files", nargs="*")
-    sub.add_parser("sync", help="make Dagster's partitions follow the show files")
-    status = sub.add_parser("status", help="per character and per shot: materialized, gate results")
+    sync = sub.add_parser("sync", help="validate the show files and reload a running Dagster UI's assets")
+    sync.add_argument("--dagster-url", default=os.environ.get("ANIME_PIPELINE_DAGSTER_URL", "http://127.0.0.1:3000"))
+    status = sub.add_parser("status", help="every artifact: materialized, stale or not and why, gate results")
     status.add_argument("--show")
+    status.add_argument("--json", action="store_true", help="machine-readable, one object per artifact")
     review = sub.add_parser("review", help="list, approve or reject dataset candidates")
     review.add_argument("action", choices=["list", "approve", "reject"])
     review.add_argument("character", help="character key, e.g. lantern-post/hoshi")
@@ -248,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--reason", default="")
     reproduce = sub.add_parser("reproduce", help="re-render a recorded output and compare it with the recording")
     reproduce.add_argument("asset", help="shot_clip")
-    reproduce.add_argument("partition", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
+    reproduce.add_argument("key", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
     sub.add_parser("models", help="which metric weights are installed, where, and which fallback is active")
     backfill = sub.add_parser("backfill", help="build everything one or more episodes need, in order")
     backfill.add_argument("episodes", nargs="+", help="episode keys, e.g. lantern-post/ep01")

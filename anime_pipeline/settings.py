@@ -19,6 +19,11 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+# Settings field → the environment variable it comes from, for the service URLs (which may carry credentials).
+SERVICE_VARIABLES = {"ollama_url": "ANIME_PIPELINE_OLLAMA_URL", "echo_brain_url": "ANIME_PIPELINE_ECHO_BRAIN_URL",
+                     "comfyui_urls": "ANIME_PIPELINE_COMFYUI_URLS"}
+
+
 def pool_for(device: str) -> str:
     """The Dagster pool of a device: one pool per GPU (limit 1 in dagster.yaml), one for CPU previz work."""
     return "cpu" if device == CPU else f"gpu-{device}"
@@ -35,11 +40,15 @@ class Settings:
     echo_brain_url: str = ""
     comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
     models: ModelStore = field(default_factory=ModelStore.from_env)  # metric weights and their device
+    # service settings that came from these environment variables: resources read them through
+    # dg.EnvVar, so URLs with credentials never appear in the resource config Dagster shows
+    from_environment: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls) -> Settings:
         storage = Path(_env("ANIME_PIPELINE_STORAGE", "storage")).absolute()
         return cls(
+            from_environment=frozenset(name for name in SERVICE_VARIABLES.values() if _env(name, "")),
             configs_dir=Path(_env("ANIME_PIPELINE_CONFIGS", "project_configs")).absolute(),
             storage_root=storage,
             library_root=Path(_env("ANIME_PIPELINE_LIBRARY", str(storage / "library"))).absolute(),
@@ -50,6 +59,12 @@ class Settings:
             comfyui_urls=parse_gpu_urls(_env("ANIME_PIPELINE_COMFYUI_URLS", "")),
             models=ModelStore.from_env(),
         )
+
+    def environment_variable(self, field_name: str) -> str | None:
+        """The environment variable a service setting came from, if it did (resources then read it
+        through dg.EnvVar, so a URL with credentials never shows in the resource config)."""
+        variable = SERVICE_VARIABLES[field_name]
+        return variable if variable in self.from_environment else None
 
     @property
     def renderer_pool(self) -> str | None:
@@ -73,6 +88,10 @@ def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"ANIME_PIPELINE_COMFYUI_URLS: {item!r} should look like 0=http://127.0.0.1:8188")
         pairs.append((gpu.strip(), url.strip()))
     return tuple(pairs)
+
+
+def format_gpu_urls(pairs: tuple[tuple[str, str], ...]) -> str:
+    return ",".join(f"{gpu}={url}" for gpu, url in pairs)
 
 
 def default_dagster_home() -> Path:

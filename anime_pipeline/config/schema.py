@@ -186,7 +186,7 @@ class Quality(StrictModel):
     phase_pass_rate: float = Field(0.80, ge=0, le=1)
     near_duplicate_similarity: float = Field(0.97, gt=0, le=1, description="SSIM above which two images are duplicates")
     min_motion: float = Field(0.002, ge=0, le=1, description="mean frame difference below which a clip is a still")
-    retry_thresholds: list[float] = Field(default_factory=lambda: [0.6, 0.45, 0.3], min_length=1, max_length=5)
+    max_attempts: int = Field(3, ge=1, le=5, description="shot renders tried while a blocking gate fails")
     review: ReviewThresholds = ReviewThresholds()
 
 

@@ -28,6 +28,7 @@ class Refinement:
     style_additions: list[str] = field(default_factory=list)
     negative_additions: list[str] = field(default_factory=list)
     source: str = NAME
+    path: list[str] = field(default_factory=lambda: [f"{NAME}: ok"])  # which director answered, and why
 
 
 def refine_prompt(prompt: str, time_of_day: str = "", mood: str = "") -> Refinement:

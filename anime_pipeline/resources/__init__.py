@@ -7,7 +7,7 @@ the resource holds where it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from anime_pipeline.review.vision import OllamaVisionReviewer
 from anime_pipeline.services.comfyui import ComfyUIClient, ProgressEvent
 from anime_pipeline.services.echo_brain import Director, EchoBrainClient
 from anime_pipeline.services.ollama import OllamaClient
-from anime_pipeline.settings import CPU, pool_for
+from anime_pipeline.settings import CPU, parse_gpu_urls, pool_for
 
 
 class NotConfigured(dg.Failure):
@@ -106,29 +106,34 @@ class EchoBrainResource(dg.ConfigurableResource):
 
 
 class RendererResource(dg.ConfigurableResource):
-    """The previz renderer, or one ComfyUI server per GPU (`comfyui_urls`: GPU id → URL)."""
+    """The previz renderer, or one ComfyUI server per GPU (`comfyui_urls`: "0=http://host:8188,1=…")."""
 
     device: str = CPU
-    comfyui_urls: dict[str, str] = {}
+    comfyui_urls: str = ""
     timeout: float = 1800.0
+
+    @property
+    def servers(self) -> dict[str, str]:
+        return dict(parse_gpu_urls(self.comfyui_urls))
 
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
-                references: dict[str, Path] | None = None) -> Iterator[Renderer]:
+                references: Mapping[str, Path] | None = None) -> Iterator[Renderer]:
         """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step."""
         if config.backends.renderer == "previz":
             yield PrevizRenderer()
             return
-        if not self.comfyui_urls:
+        servers = self.servers
+        if not servers:
             raise NotConfigured(config.show.slug, "renderer", "comfyui", "ANIME_PIPELINE_COMFYUI_URLS")
-        step = f"{context.asset_key.to_user_string()}[{context.partition_key}]"
-        pools = [pool_for(gpu) for gpu in self.comfyui_urls]
+        step = context.asset_key.to_user_string()
+        pools = [pool_for(gpu) for gpu in servers]
         with GpuLease(context.instance, context.run.run_id, step, pools, log=context.log.info) as pool:
-            gpu = next(g for g in self.comfyui_urls if pool_for(g) == pool)
-            client = ComfyUIClient(self.comfyui_urls[gpu], log=context.log.info, progress=_progress_logger(context))
+            gpu = next(g for g in servers if pool_for(g) == pool)
+            client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context))
             with client:
                 yield ComfyUIRenderer(client, config.backends.comfyui_workflows or None, device=gpu,
-                                      style=config.show.style, references=references,
+                                      style=config.show.style, references=dict(references or {}),
                                       overrides=config.backends.comfyui_overrides, timeout=self.timeout)
 
 
