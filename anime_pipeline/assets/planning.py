@@ -21,14 +21,14 @@ def build() -> list[dg.AssetsDefinition]:
             if not config.show.storyline.strip():
                 context.log.info(f"{slug}: no storyline, nothing to plan")
                 continue
-            breakdown = propose(config, director.story_planner(config))
+            breakdown = propose(config, director.for_show(config))
             target = storage.paths.show(slug) / "proposals" / PROPOSAL
             write_text(target, f"# Proposed by anime-pipeline from show.storyline; review, then merge the new\n"
                                f"# episode into {loaded.files[slug].name}. Planner path per scene:\n"
                                + "".join(f"#   {line}\n" for line in breakdown.path) + breakdown.text)
             new = breakdown.config.episodes[-1]
             written[slug] = str(target)
-            paths[slug] = breakdown.path
+            paths[slug] = list(breakdown.path)
             context.log.info(f"{slug}: proposed {len(new.scenes)} scenes, "
                              f"{sum(len(s.shots) for s in new.scenes)} shots → {target}")
         return dg.MaterializeResult(metadata={"proposals": dg.MetadataValue.json(written),

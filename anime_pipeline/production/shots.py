@@ -17,6 +17,7 @@ from anime_pipeline.media import encode_clip
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.metrics.identity import FaceModel
 from anime_pipeline.metrics.suite import Anchor, MetricSuite, clip_identity
+from anime_pipeline.planning.director import Director
 from anime_pipeline.prompts import negative_prompt, shot_prompt
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
 
@@ -91,7 +92,7 @@ class ShotResult:
     manifest: dict[str, Any]
 
 
-def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, Anchor],
+def render_shot(ref: ShotRef, renderer: Renderer, director: Director, anchors: dict[str, Anchor],
                 adapters: dict[str, dict[str, str] | None], first_frame: np.ndarray | None, out_dir: Path,
                 suite: MetricSuite, extra_manifest: dict[str, Any] | None = None) -> ShotResult:
     cfg, shot = ref.config, ref.shot
@@ -144,7 +145,7 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, A
     manifest = base_manifest(
         "shot_clip", ref.key, renderer.backend, renderer.device, renderer_version=renderer.version,
         prompt=prompt, prompt_before_refinement=refinement.original, director=refinement.source,
-        director_path=list(getattr(refinement, "path", [f"{refinement.source}: ok"])),
+        director_path=list(refinement.path),
         negative_additions=list(refinement.negative_additions),
         negative_prompt=negative, motion_prompt=shot.motion_prompt, shot_type=shot.type,
         characters=shot.characters, checkpoint=style.checkpoint, checkpoint_hash=None, sampler=style.sampler,
