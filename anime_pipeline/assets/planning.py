@@ -24,7 +24,7 @@ def _story_breakdown(show: str) -> dg.AssetsDefinition:
         r = context.resources
         loaded = r.project.load()
         config = loaded.shows[show]
-        breakdown = propose(config, r.director.story_planner(config))
+        breakdown = propose(config, r.director.for_show(config))
         target = r.storage.paths.show(show) / "proposals" / PROPOSAL
         write_text(target, f"# Proposed by anime-pipeline from show.storyline; review, then merge the new\n"
                            f"# episode into {loaded.files[show].name}. Planner path per scene:\n"
@@ -33,6 +33,6 @@ def _story_breakdown(show: str) -> dg.AssetsDefinition:
         context.log.info(f"{show}: proposed {len(new.scenes)} scenes, {sum(len(s.shots) for s in new.scenes)} shots "
                          f"→ {target}")
         return dg.MaterializeResult(metadata={"proposal": dg.MetadataValue.path(str(target)),
-                                              "planner_path": dg.MetadataValue.json(breakdown.path)})
+                                              "planner_path": dg.MetadataValue.json(list(breakdown.path))})
 
     return _asset

@@ -22,6 +22,7 @@ from anime_pipeline.production.candidates import (Candidate, DatasetState, Decis
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.review.base import Reviewer
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
 from anime_pipeline.storage import write_text
 
@@ -187,10 +188,10 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
                 env.log(f"batch {batches}: {[(c.id, c.record.verdict.decision) for c in made]}; "
                         f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
             renderer_name = renderer.backend
-        return self.assemble(ref, env, state, log, anchor, reviewer.name, renderer_name, batches, verdicts)
+        return self.assemble(ref, env, state, log, anchor, reviewer, renderer_name, batches, verdicts)
 
     def assemble(self, ref: CharacterRef, env: StepEnv, state: DatasetState, log: DecisionLog, anchor: Anchor,
-                 reviewer: str, renderer: str, batches: int, verdicts: list[BatchVerdict]) -> DatasetManifest:
+                 reviewer: Reviewer, renderer: str, batches: int, verdicts: list[BatchVerdict]) -> DatasetManifest:
         """Score the approved images and swap the dataset folder in whole."""
         approved, backends, images = score_approved(ref, state.approved, anchor, env.metrics, log.latest())
         ids = [a.id for a in approved]
@@ -198,8 +199,8 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
         duplicates = [(ids[i], ids[j], round(s, 4))
                       for i, j, s in weightfree.near_duplicates([images[i] for i in ids], similarity)]
         manifest = DatasetManifest(
-            kind=self.artifact, key=ref.key, backend=reviewer, device="cpu", target=ref.character.dataset_target,
-            reviewer=reviewer, renderer=renderer, approved=approved, pending=[c.id for c in state.pending],
+            kind=self.artifact, key=ref.key, backend=reviewer.name, device=reviewer.device,
+            target=ref.character.dataset_target, reviewer=reviewer.name, renderer=renderer, approved=approved, pending=[c.id for c in state.pending],
             rejected=[c.id for c in state.rejected], duplicates=duplicates, near_duplicate_similarity=similarity,
             identity_backend=backends["identity"], aesthetic_backend=backends["aesthetic"],
             style_backend=backends["style"], batches_this_run=batches, new_verdicts=verdicts)

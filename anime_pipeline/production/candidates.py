@@ -21,6 +21,7 @@ from anime_pipeline.manifest import Record
 from anime_pipeline.metrics.suite import Anchor
 from anime_pipeline.prompts import caption, negative_prompt, still_prompt
 from anime_pipeline.render.base import Box, Renderer, StillRequest
+from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.verdict import Verdict
 from anime_pipeline.storage import append_jsonl, read_json, read_jsonl, write_json
 
@@ -134,7 +135,7 @@ def variation(character, index: int) -> tuple[str, str, str, str]:
     return outfit, expression, pose, framing
 
 
-def generate_batch(ref: CharacterRef, renderer: Renderer, reviewer, anchor: Anchor, candidates_dir: Path,
+def generate_batch(ref: CharacterRef, renderer: Renderer, reviewer: Reviewer, anchor: Anchor, candidates_dir: Path,
                    log: DecisionLog, batch_size: int, seed: int = CANDIDATE_SEED) -> list[Candidate]:
     """Render `batch_size` new candidates, review each, and log the reviewer's decision."""
     cfg, character = ref.config, ref.character

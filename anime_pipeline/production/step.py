@@ -14,20 +14,18 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
 from anime_pipeline.manifest import Manifest
 from anime_pipeline.metrics.suite import MetricSuite
 from anime_pipeline.paths import StoragePaths
+from anime_pipeline.planning.director import Director
 from anime_pipeline.production.gates import GateResult, GateSet
 from anime_pipeline.render.base import Renderer
+from anime_pipeline.review.base import Reviewer
 from anime_pipeline.storage import sha256_json
-
-if TYPE_CHECKING:
-    from anime_pipeline.planning.director import Director
-    from anime_pipeline.review.base import Reviewer
 
 M = TypeVar("M", bound=Manifest)
 R = TypeVar("R")

@@ -18,16 +18,17 @@ from anime_pipeline.config.schema import ShowConfig
 from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore, model_rows
 from anime_pipeline.metrics.suite import MetricSuite, suite_for
 from anime_pipeline.paths import StoragePaths
+from anime_pipeline.planning.director import Director, DirectorChain
 from anime_pipeline.planning.local import LocalPlanner
-from anime_pipeline.planning.story import StoryPlanner
 from anime_pipeline.render.base import Renderer
 from anime_pipeline.render.comfyui import ComfyUIRenderer
 from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.resources.gpu import GpuLease
+from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.review.vision import OllamaVisionReviewer
 from anime_pipeline.services.comfyui import ComfyUIClient, ProgressEvent
-from anime_pipeline.services.echo_brain import Director, EchoBrainClient
+from anime_pipeline.services.echo_brain import EchoBrainClient
 from anime_pipeline.services.ollama import OllamaClient
 from anime_pipeline.settings import CPU, parse_gpu_urls, pool_for
 
@@ -147,7 +148,7 @@ def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[ProgressEve
 class ReviewerResource(dg.ConfigurableResource):
     ollama: OllamaResource
 
-    def for_show(self, config: ShowConfig) -> HeuristicReviewer | OllamaVisionReviewer:
+    def for_show(self, config: ShowConfig) -> Reviewer:
         backends = config.backends
         if backends.reviewer == "heuristic":
             return HeuristicReviewer()
@@ -155,14 +156,15 @@ class ReviewerResource(dg.ConfigurableResource):
         if client is None:
             raise NotConfigured(config.show.slug, "reviewer", "ollama", "ANIME_PIPELINE_OLLAMA_URL")
         client.ensure_model(backends.reviewer_model)
-        return OllamaVisionReviewer(client, backends.reviewer_model)
+        return OllamaVisionReviewer(client, backends.reviewer_model, device=self.ollama.device)
 
 
 class DirectorResource(dg.ConfigurableResource):
     ollama: OllamaResource
     echo_brain: EchoBrainResource
 
-    def for_show(self, config: ShowConfig) -> LocalPlanner | Director:
+    def for_show(self, config: ShowConfig) -> Director:
+        """The show's director, for prompt refinement and scene planning alike."""
         backends = config.backends
         if backends.director == "local":
             return LocalPlanner()
@@ -172,11 +174,4 @@ class DirectorResource(dg.ConfigurableResource):
             raise NotConfigured(config.show.slug, "director", "echo_brain", "ANIME_PIPELINE_ECHO_BRAIN_URL")
         if backends.director == "ollama" and ollama is None:
             raise NotConfigured(config.show.slug, "director", "ollama", "ANIME_PIPELINE_OLLAMA_URL")
-        return Director(echo, ollama, backends.director_model, LocalPlanner())
-
-    def story_planner(self, config: ShowConfig) -> StoryPlanner:
-        """Scene planning follows the same backend choice as prompt refinement."""
-        backends = config.backends
-        echo = self.echo_brain.client() if backends.director == "echo_brain" else None
-        ollama = self.ollama.client() if backends.director != "local" else None
-        return StoryPlanner(echo, ollama, backends.director_model)
+        return DirectorChain(echo, ollama, backends.director_model)

@@ -1,5 +1,5 @@
-"""The review verdict shared by every reviewer (heuristic now, a vision LLM later), and the
-SPEC's decision rule that turns a score into approve / reject / human_review."""
+"""The review verdict shared by every reviewer (the heuristic one and the Ollama vision one), and
+the SPEC's decision rule that turns a score into approve / reject / human_review."""
 
 from __future__ import annotations
 
