@@ -189,7 +189,7 @@ def cmd_reproduce(args, settings: Settings) -> int:
 def _renderer_for(manifest: dict, ref, settings: Settings):
     """The backend that made the recording: previz, or the ComfyUI server now configured for its GPU."""
     from anime_pipeline.assets.common import reference_images
-    from anime_pipeline.render.base import is_previz
+    from anime_pipeline.drawings import is_previz
     from anime_pipeline.render.comfyui import ComfyUIRenderer
     from anime_pipeline.render.previz import PrevizRenderer
     from anime_pipeline.services.comfyui import ComfyUIClient
@@ -205,7 +205,7 @@ def _renderer_for(manifest: dict, ref, settings: Settings):
 
 
 def cmd_models(args, settings: Settings) -> int:
-    from anime_pipeline.metrics.models import model_rows
+    from anime_pipeline.metrics.registry import model_rows
 
     store = settings.models
     print(f"models root {store.root} (ANIME_PIPELINE_MODELS), torch home {store.torch_home}, device {store.device}")

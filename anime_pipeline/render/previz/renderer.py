@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from anime_pipeline.imaging import rgb_to_hex
-from anime_pipeline.render.base import Box, ClipRequest, ClipResult, StillRequest, StillResult
+from anime_pipeline.imaging import Box, rgb_to_hex
+from anime_pipeline.render.base import ClipRequest, ClipResult, StillRequest, StillResult
 from anime_pipeline.render.previz.colors import stream_rng
 from anime_pipeline.render.previz.layout import FRAMINGS, framing_for
 from anime_pipeline.render.previz.looks import (EXPRESSIONS, Expression, Look, resolve_expression, resolve_look,

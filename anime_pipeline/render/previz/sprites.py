@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from anime_pipeline.render.base import Box
+from anime_pipeline.imaging import Box
 from anime_pipeline.render.previz.animal import draw_animal
 from anime_pipeline.render.previz.colors import INK
 from anime_pipeline.render.previz.human import draw_human

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from anime_pipeline.metrics import weightfree
-from anime_pipeline.render.base import Box
+from anime_pipeline.drawings import find_faces
+from anime_pipeline.imaging import Box
 from anime_pipeline.render.previz.backdrops import draw_backdrop, lantern_sprite, world_palette
 from anime_pipeline.render.previz.colors import stream_rng
 from anime_pipeline.render.previz.layout import Framing, place_cast
@@ -163,8 +163,7 @@ def faces_in(image: np.ndarray, looks: Sequence[Look]) -> dict[str, Box]:
     """Where the cast already is in a given frame (continuity): found by their skin and eye colours."""
     found: dict[str, Box] = {}
     for look in looks:
-        faces = weightfree.find_faces(image, look.colors["skin"], look.colors["eyes"],
-                                      min_share=CONTINUITY_MIN_FACE)
+        faces = find_faces(image, look.colors["skin"], look.colors["eyes"], min_share=CONTINUITY_MIN_FACE)
         if faces:
             x0, y0, x1, y1 = (int(v) for v in faces[0])
             found[look.slug] = (x0, y0, x1, y1)
