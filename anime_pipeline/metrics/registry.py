@@ -32,7 +32,8 @@ def _pack_missing(store: ModelStore) -> str:
     return missing
 
 
-def _weighted(metric: str, backend: str, path: Path, missing: str, fallback: str, active: str | None = None) -> ModelRow:
+def _weighted(metric: str, backend: str, path: Path, missing: str, fallback: str,
+              active: str | None = None) -> ModelRow:
     """A weight file's row; the metric runs `active` (default: `backend`) when nothing is missing, else `fallback`."""
     return ModelRow(metric, backend, path, not missing, fallback if missing else active or backend, missing)
 
