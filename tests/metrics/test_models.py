@@ -47,7 +47,7 @@ def test_onnx_providers_are_explicit(monkeypatch):
 
 
 def test_the_gpu_onnxruntime_is_the_one_installed():
-    """SPEC §9: insightface must not drag in the CPU onnxruntime over onnxruntime-gpu."""
+    """insightface must not drag in the CPU onnxruntime over onnxruntime-gpu."""
     if importlib.util.find_spec("onnxruntime") is None:
         pytest.skip("onnxruntime is not installed (the metrics extra is not)")
     distributions = {d.metadata["Name"].lower() for d in metadata.distributions()}
