@@ -198,7 +198,7 @@ def cmd_reproduce(args, settings: Settings) -> int:
 def _renderer_for(manifest, ref, settings: Settings):
     """The backend that made the recording: previz, or the ComfyUI server now configured for its GPU."""
     from anime_pipeline.production.character_reference import front_panel
-    from anime_pipeline.render.base import is_previz
+    from anime_pipeline.drawings import is_previz
     from anime_pipeline.render.comfyui import ComfyUIRenderer
     from anime_pipeline.render.previz import PrevizRenderer
     from anime_pipeline.services.comfyui import ComfyUIClient
@@ -216,7 +216,7 @@ def _renderer_for(manifest, ref, settings: Settings):
 
 
 def cmd_models(args, settings: Settings) -> int:
-    from anime_pipeline.metrics.models import model_rows
+    from anime_pipeline.metrics.registry import model_rows
 
     store = settings.models
     print(f"models root {store.root} (ANIME_PIPELINE_MODELS), torch home {store.torch_home}, device {store.device}")

@@ -16,11 +16,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from anime_pipeline.config.project import CharacterRef
-from anime_pipeline.imaging import load_png, save_png
+from anime_pipeline.imaging import Box, load_png, save_png
 from anime_pipeline.manifest import Record
 from anime_pipeline.metrics.suite import Anchor
 from anime_pipeline.prompts import caption, negative_prompt, still_prompt
-from anime_pipeline.render.base import Box, Renderer, StillRequest
+from anime_pipeline.render.base import Renderer, StillRequest
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.verdict import Verdict
 from anime_pipeline.storage import append_jsonl, read_json, read_jsonl, write_json

@@ -10,15 +10,15 @@ import numpy as np
 from PIL import Image
 
 from anime_pipeline.config.project import CharacterRef, character_spec
-from anime_pipeline.imaging import load_png, save_png
+from anime_pipeline.drawings import find_face
+from anime_pipeline.imaging import Box, load_png, save_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record, Timings
-from anime_pipeline.metrics import weightfree
 from anime_pipeline.metrics.identity import FaceModel, largest_face_box
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.gates import Gate, GateSet, Measured
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Upstream
 from anime_pipeline.prompts import negative_prompt, still_prompt
-from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, Box, Renderer, StillRequest
+from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, Renderer, StillRequest
 from anime_pipeline.storage import atomic_path
 
 SHEET_COLUMNS = 7
@@ -106,7 +106,7 @@ def detect_face(image: np.ndarray, ref: CharacterRef, faces: FaceModel | None = 
     finder that knows the character's skin and eye colours (previz drawings)."""
     if faces is None:
         colors = ref.character.appearance.key_colors
-        return weightfree.find_face(image, colors.skin, colors.eyes)
+        return find_face(image, colors.skin, colors.eyes)
     box = largest_face_box(faces, image)
     if box is None:
         return None

@@ -15,7 +15,8 @@ import dagster as dg
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
-from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore, model_rows
+from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore
+from anime_pipeline.metrics.registry import model_rows
 from anime_pipeline.metrics.suite import MetricSuite, suite_for
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.director import Director, DirectorChain

@@ -11,7 +11,7 @@ import numpy as np
 
 from anime_pipeline.config.schema import Character, KeyColors, ReviewThresholds
 from anime_pipeline.metrics import weightfree
-from anime_pipeline.render.base import Box
+from anime_pipeline.imaging import Box
 from anime_pipeline.review.verdict import Verdict
 
 WEIGHTS = {"character_match": 0.5, "completeness": 0.3, "clarity": 0.2}

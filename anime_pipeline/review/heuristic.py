@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from anime_pipeline.config.schema import Character, ReviewThresholds
+from anime_pipeline.drawings import find_faces
+from anime_pipeline.imaging import Box
 from anime_pipeline.metrics import weightfree
-from anime_pipeline.render.base import Box
 from anime_pipeline.review.base import combined_score, duplicate_rejection, key_colors
 from anime_pipeline.review.checklist import check_features
 from anime_pipeline.review.verdict import Verdict, decide
@@ -62,7 +63,7 @@ class HeuristicReviewer:
         of `others` (which is rejected whatever its score)."""
         appearance = character.appearance
         roles = key_colors(appearance.key_colors)
-        faces = weightfree.find_faces(image, roles["skin"], roles["eyes"])
+        faces = find_faces(image, roles["skin"], roles["eyes"])
         if face_box is not None and not faces:
             faces = [face_box]
         face = face_box if face_box is not None else (faces[0] if faces else None)

@@ -17,8 +17,7 @@ import numpy as np
 from PIL import Image
 
 from anime_pipeline.config.schema import Appearance, Character, ReviewThresholds
-from anime_pipeline.imaging import hex_to_rgb
-from anime_pipeline.render.base import Box
+from anime_pipeline.imaging import Box, hex_to_rgb
 from anime_pipeline.review.base import combined_score, duplicate_rejection, key_colors
 from anime_pipeline.review.checklist import NAMED_COLORS
 from anime_pipeline.review.verdict import Verdict, decide
