@@ -156,3 +156,69 @@ def test_the_listed_packages_exist():
 def test_no_import_cycles_between_subpackages():
     found = [_describe(nodes, cycle) for nodes, cycle in package_cycles().items()]
     assert not found, "subpackages that import each other:\n  " + "\n  ".join(found)
+
+
+def test_no_import_cycles_between_modules():
+    found = [_describe(group, cycle) for group, cycle in cycles(graph(lambda module: module)).items()]
+    assert not found, "modules that import each other:\n  " + "\n  ".join(found)
+
+
+def _reach(start: str) -> dict[str, Import]:
+    """Every anime_pipeline module `start` imports, directly or not, with the import that reached it."""
+    reached: dict[str, Import] = {}
+    queue = deque([start])
+    while queue:
+        for edge in imports_by_module().get(queue.popleft(), ()):
+            if edge.target in modules() and edge.target not in reached:
+                reached[edge.target] = edge
+                queue.append(edge.target)
+    return reached
+
+
+def _chain(reached: dict[str, Import], start: str, end: Import) -> str:
+    chain = [end]
+    while chain[-1].source != start:
+        chain.append(reached[chain[-1].source])
+    return "; ".join(str(edge) for edge in reversed(chain))
+
+
+def _is_dagster(target: str) -> bool:
+    return target == "dagster" or target.startswith("dagster_") or _short(subpackage(target)) in DAGSTER_LAYER
+
+
+def test_the_domain_never_imports_dagster_or_the_dagster_layer():
+    problems = []
+    for name in (m for m in modules() if _short(subpackage(m)) in DOMAIN):
+        reached = _reach(name)
+        for edge in (edge for module in (name, *reached) for edge in imports_by_module().get(module, ())):
+            if _is_dagster(edge.target):
+                problems.append(f"{name}: {_chain(reached, name, edge)}")
+                break
+    assert not problems, "domain modules that pull in Dagster:\n  " + "\n  ".join(problems)
+
+
+def test_the_reader_sees_lazy_relative_and_submodule_imports():
+    """Guards the reader itself, on a module written for it."""
+    source = """
+import numpy as np
+from anime_pipeline.metrics import weightfree, suite
+from . import models
+from .scores import Score
+from anime_pipeline.imaging import Box
+
+def lazy():
+    import dagster.components
+    from anime_pipeline.render.previz import PrevizRenderer
+"""
+    found = file_imports(source, "anime_pipeline.metrics.example", "anime_pipeline.metrics", "example.py")
+    assert [(edge.target, edge.where) for edge in found] == [
+        ("numpy", "example.py:2"),
+        ("anime_pipeline.metrics.weightfree", "example.py:3"), ("anime_pipeline.metrics.suite", "example.py:3"),
+        ("anime_pipeline.metrics.models", "example.py:4"), ("anime_pipeline.metrics.scores", "example.py:5"),
+        ("anime_pipeline.imaging", "example.py:6"),
+        ("dagster", "example.py:9"), ("anime_pipeline.render.previz", "example.py:10")]
+    assert _is_dagster("dagster") and _is_dagster("dagster_postgres") and _is_dagster("anime_pipeline.assets.shots")
+    assert not _is_dagster("anime_pipeline.render.previz")
+    ab, ba, bc, cb, cd = (Import(a, b, f"{a}.py:1") for a, b in ("ab", "ba", "bc", "cb", "cd"))
+    assert cycles({"a": {"b": ab}, "b": {"a": ba, "c": bc}, "c": {"b": cb, "d": cd}}) == {
+        frozenset("abc"): [ab, ba]}
