@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from anime_pipeline.config import ConfigError, Project, load_show
 from anime_pipeline.config.loader import show_files
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.settings import Settings, default_dagster_home
+from anime_pipeline.settings import Settings, dagster_ui_url, debug, default_dagster_home, use_dagster_home, user_name
 
 EMBEDDED_INSTANCE_YAML = """\
 # Embedded instance for `anime-pipeline demo` and `dev`: SQLite in this folder, no services needed.
@@ -43,7 +42,7 @@ def _instance():
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(EMBEDDED_INSTANCE_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
+    use_dagster_home(home)
     return dg.DagsterInstance.get()
 
 
@@ -248,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check show files (all of project_configs/ by default)")
     validate.add_argument("files", nargs="*")
     sync = sub.add_parser("sync", help="validate the show files and reload a running Dagster UI's assets")
-    sync.add_argument("--dagster-url", default=os.environ.get("ANIME_PIPELINE_DAGSTER_URL", "http://127.0.0.1:3000"))
+    sync.add_argument("--dagster-url", default=dagster_ui_url())
     status = sub.add_parser("status", help="every artifact: materialized, stale or not and why, gate results")
     status.add_argument("--show")
     status.add_argument("--json", action="store_true", help="machine-readable, one object per artifact")
@@ -257,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("character", help="character key, e.g. lantern-post/hoshi")
     review.add_argument("ids", nargs="*")
     review.add_argument("--all-pending", action="store_true")
-    review.add_argument("--user", default=os.environ.get("USER", "reviewer"))
+    review.add_argument("--user", default=user_name())
     review.add_argument("--reason", default="")
     reproduce = sub.add_parser("reproduce", help="re-render a recorded output and compare it with the recording")
     reproduce.add_argument("asset", help="shot_clip")
@@ -287,13 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `anime-pipeline status | head`
         return 0
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        if os.environ.get("ANIME_PIPELINE_DEBUG"):
+        if debug():
             raise
         print(f"error: {exc}", file=sys.stderr)
         print("fix: run `anime-pipeline validate` and `anime-pipeline sync`; ANIME_PIPELINE_DEBUG=1 shows a traceback",
               file=sys.stderr)
     except Exception as exc:  # a service or database that is down: one line, not a traceback
-        if os.environ.get("ANIME_PIPELINE_DEBUG"):
+        if debug():
             raise
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         print("fix: check that the service or database named above is reachable; "

@@ -39,7 +39,7 @@ class Settings:
     ollama_url: str = ""
     echo_brain_url: str = ""
     comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
-    models: ModelStore = field(default_factory=ModelStore.from_env)  # metric weights and their device
+    models: ModelStore = field(default_factory=lambda: ModelStore.from_env({}))  # metric weights and their device
     # service settings that came from these environment variables: resources read them through
     # dg.EnvVar, so URLs with credentials never appear in the resource config Dagster shows
     from_environment: frozenset[str] = frozenset()
@@ -57,7 +57,7 @@ class Settings:
             ollama_url=_env("ANIME_PIPELINE_OLLAMA_URL", ""),
             echo_brain_url=_env("ANIME_PIPELINE_ECHO_BRAIN_URL", ""),
             comfyui_urls=parse_gpu_urls(_env("ANIME_PIPELINE_COMFYUI_URLS", "")),
-            models=ModelStore.from_env(),
+            models=ModelStore.from_env(os.environ),
         )
 
     def environment_variable(self, field_name: str) -> str | None:
@@ -92,6 +92,26 @@ def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:
 
 def format_gpu_urls(pairs: tuple[tuple[str, str], ...]) -> str:
     return ",".join(f"{gpu}={url}" for gpu, url in pairs)
+
+
+def dagster_ui_url() -> str:
+    """The Dagster webserver `anime-pipeline sync` reloads (`anime-pipeline dev` starts one on port 3000)."""
+    return _env("ANIME_PIPELINE_DAGSTER_URL", "http://127.0.0.1:3000")
+
+
+def user_name() -> str:
+    """Who a human decision is recorded as, unless `--user` says otherwise."""
+    return _env("USER", "reviewer")
+
+
+def debug() -> bool:
+    """ANIME_PIPELINE_DEBUG=1: the CLI shows tracebacks instead of one-line errors."""
+    return bool(_env("ANIME_PIPELINE_DEBUG", ""))
+
+
+def use_dagster_home(home: Path) -> None:
+    """Point Dagster (`DagsterInstance.get()`, subprocesses) at the embedded home."""
+    os.environ["DAGSTER_HOME"] = str(home)
 
 
 def default_dagster_home() -> Path:

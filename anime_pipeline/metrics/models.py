@@ -20,7 +20,6 @@ Folder layout under the models root (`ANIME_PIPELINE_MODELS`, default `./models`
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ class ModelStore:
     face_pack: str = DEFAULT_FACE_PACK
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ModelStore:
+    def from_env(cls, environ: Mapping[str, str]) -> ModelStore:
         root = Path(environ.get(MODELS_ENV, "").strip() or "models").absolute()
         torch_home = environ.get("TORCH_HOME", "").strip()
         return cls(root=root, torch_home=Path(torch_home).absolute() if torch_home else root / "torch",
