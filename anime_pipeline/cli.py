@@ -23,6 +23,10 @@ EMBEDDED_INSTANCE_YAML = """\
 concurrency:
   pools:
     default_limit: 1   # one step per GPU pool at a time
+run_monitoring:        # `dev`'s daemon fails runs whose process died and frees their pool slots
+  enabled: true
+  poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 0
 telemetry:
   enabled: false
 """
@@ -107,7 +111,11 @@ def cmd_demo(args, settings: Settings) -> int:
 def _run_episodes(settings: Settings, project: Project, instance, episodes: list[str],
                   approve_as: str | None = None) -> bool:
     from anime_pipeline.definitions import build_definitions
+    from anime_pipeline.recovery import clean_dead_runs
     from anime_pipeline.runner import Runner, plan_for
+
+    for dead in clean_dead_runs(instance):
+        print(f"cleaned up {dead.describe()}")
 
     try:
         stages = plan_for(project, episodes)

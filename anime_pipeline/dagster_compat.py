@@ -12,8 +12,8 @@ import dagster as dg
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCause, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-__all__ = ["StaleCause", "StaleStatus", "claim_slot", "free_slot", "latest_check_evaluations", "pool_limit",
-           "stale_resolver"]
+__all__ = ["StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
+           "pool_limit", "stale_resolver"]
 
 
 def latest_check_evaluations(instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey]
@@ -41,6 +41,16 @@ def claim_slot(instance: dg.DagsterInstance, pool: str, run_id: str, step_key: s
 
 def free_slot(instance: dg.DagsterInstance, run_id: str, step_key: str) -> None:
     instance.event_log_storage.free_concurrency_slot_for_step(run_id, step_key)
+
+
+def free_run_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Give back every pool slot a run holds or waits for (as run monitoring does for a dead run)."""
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
+def claimed_slots(instance: dg.DagsterInstance, pool: str) -> int:
+    """How many of the pool's slots are held right now."""
+    return len(instance.event_log_storage.get_concurrency_info(pool).claimed_slots)
 
 
 def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:

@@ -21,6 +21,7 @@ from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production import CHARACTER_ARTIFACTS
 from anime_pipeline.production.candidates import DecisionLog, dataset_state
 from anime_pipeline.production.phases import PHASES
+from anime_pipeline.recovery import owner_tags
 
 AFTER_REVIEW = ("approved_dataset", "character_lora")  # what a human decision changes
 # Full logs go to the instance (visible in the UI); the terminal shows one line per run.
@@ -91,7 +92,7 @@ class Runner:
         if force:
             config["ops"] = {k.to_python_identifier(): {"config": {"force": True}} for k in stage.assets}
         result = job.execute_in_process(instance=self.instance, raise_on_error=False, asset_selection=list(stage.assets),
-                                        run_config=config)
+                                        run_config=config, tags=owner_tags())
         failed = [f"{e.asset_key.to_user_string()}.{e.check_name}"
                   for e in result.get_asset_check_evaluations() if not e.passed]
         error = next((e.step_failure_data.error.message.strip().splitlines()[0] for e in result.all_events
