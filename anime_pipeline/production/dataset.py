@@ -49,12 +49,18 @@ class DecisionLog:
         self.path = path
 
     def record(self, candidate_id: str, decision: str, decider: str, reason: str = "") -> dict[str, Any]:
+        return self.record_many([candidate_id], decision, decider, reason)[0]
+
+    def record_many(self, candidate_ids: Sequence[str], decision: str, decider: str,
+                    reason: str = "") -> list[dict[str, Any]]:
+        """One decision for several candidates in one append: a bulk action is logged whole or not at all."""
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
-        entry = {"candidate": candidate_id, "decision": decision, "decider": decider, "reason": reason,
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        append_jsonl(self.path, entry)
-        return entry
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entries = [{"candidate": candidate_id, "decision": decision, "decider": decider, "reason": reason, "at": at}
+                   for candidate_id in candidate_ids]
+        append_jsonl(self.path, *entries)
+        return entries
 
     def history(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path)
