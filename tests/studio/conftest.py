@@ -3,7 +3,6 @@ and the studio served on a free loopback port."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import sys
 from collections.abc import Iterator
@@ -73,7 +72,3 @@ def served_episode(episode_storage) -> Iterator[Served]:
     config = StudioConfig(storage_root=root, configs_dir=configs)
     with serve_in_thread(config) as url:
         yield Served(url, config)
-
-
-def with_config(served: Served, **changes) -> StudioConfig:
-    return dataclasses.replace(served.config, **changes)
