@@ -3,7 +3,6 @@ and the studio served on a free loopback port."""
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,10 +16,8 @@ from anime_pipeline.studio.app import StudioConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from studio_data import make_candidates, render_episode, serve_in_thread  # noqa: E402
+from studio_data import CSRF, HOSHI, make_candidates, render_episode, serve_in_thread  # noqa: E402
 
-HOSHI = "lantern-post/hoshi"
-CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
 
 
 @dataclass

@@ -3,6 +3,7 @@ and the studio served in a thread on a free port."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.studio.app import StudioConfig, create_app
 
+HOSHI = "lantern-post/hoshi"  # the sample show's non-human character: every candidate waits for a person
+CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "project_configs" / "lantern_post.yaml"
 START_DEADLINE_S = 20

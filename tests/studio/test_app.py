@@ -18,8 +18,7 @@ from anime_pipeline.studio.models import BatchSummary, GuardState, Replenishment
 from anime_pipeline.studio.security import Secret
 from anime_pipeline.studio.urls import PAGES, studio_url
 
-from conftest import CSRF, HOSHI
-from studio_data import serve_in_thread
+from studio_data import CSRF, HOSHI, serve_in_thread
 
 TOKEN = "a-long-random-studio-token-42"
 API = f"/api/decisions/{HOSHI}"

@@ -7,7 +7,7 @@ from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.dataset import DecisionLog, dataset_state
 from anime_pipeline.studio.queue import DecisionRejected, build_queue, parse_decision, record_decision
 
-from conftest import HOSHI
+from studio_data import HOSHI
 
 
 @pytest.fixture
