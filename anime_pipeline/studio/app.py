@@ -82,7 +82,7 @@ class ProjectSource:
             return self._project
 
 
-class Frame:
+class HostGuard:
     """ASGI middleware: refuses requests for a host the studio does not answer to, adds security headers."""
 
     def __init__(self, app: ASGIApp, guard: Guard):
@@ -137,6 +137,12 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+async def _read_form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (the sign-in forms), first value per field."""
+    fields = parse_qs((await _read_body(request)).decode("utf-8", "replace"))
+    return {name: values[0] for name, values in fields.items()}
+
+
 class Studio:
     def __init__(self, config: StudioConfig):
         self.config = config
@@ -187,7 +193,7 @@ class Studio:
             raise HttpError(400, f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
         ref = self._character_ref(await run_in_threadpool(self.project), key)
         queue = await run_in_threadpool(build_queue, ref, self.paths)
-        state, state_error = self._replenishment(key)
+        state, state_error = await run_in_threadpool(self._replenishment, key)
         return self.render(request, "character.html", title=f"review {ref.character.name}", ref=ref, queue=queue,
                            view=view, views=VIEWS, cards=queue.showing(view), replenishment=state,
                            replenishment_error=state_error, configured=self.config.replenishment is not None)
@@ -253,6 +259,11 @@ class Studio:
 
     # --- writing ---------------------------------------------------------------------------------
 
+    def _same_origin(self, request: Request) -> bool:
+        headers = request.headers
+        return self.guard.same_origin(headers.get("host", ""), request.url.scheme, headers.get("origin"),
+                                      headers.get("sec-fetch-site"), headers.get("referer"))
+
     def authorize_write(self, request: Request, offered_csrf: str | None) -> None:
         """Token holders (Authorization: Bearer) may write from anywhere; browsers from the studio's own
         pages only, with the session's CSRF token, and signed in when a token is configured."""
@@ -260,9 +271,7 @@ class Studio:
             if self.guard.bearer_ok(request.headers["authorization"]):
                 return
             raise HttpError(401, "the Authorization header does not carry the studio token")
-        headers = request.headers
-        if not self.guard.same_origin(headers.get("host", ""), request.url.scheme, headers.get("origin"),
-                                      headers.get("sec-fetch-site"), headers.get("referer")):
+        if not self._same_origin(request):
             raise HttpError(403, "refused: writing requests must come from the studio's own pages")
         session = request.cookies.get(SESSION_COOKIE)
         if not self.guard.csrf_ok(session, offered_csrf):
@@ -291,7 +300,7 @@ class Studio:
                            failed=False)
 
     async def login(self, request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs((await _read_body(request)).decode("utf-8", "replace")).items()}
+        form = await _read_form(request)
         self.authorize_form(request, form)
         target = _safe_next(form.get("next"))
         if self.guard.token is None or not self.guard.token.matches(form.get("token", "")):
@@ -302,18 +311,14 @@ class Studio:
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs((await _read_body(request)).decode("utf-8", "replace")).items()}
-        self.authorize_form(request, form)
+        self.authorize_form(request, await _read_form(request))
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(AUTH_COOKIE)
         return response
 
     def authorize_form(self, request: Request, form: dict[str, str]) -> None:
         """Sign-in and sign-out forms: same origin and the session's CSRF token (no sign-in needed)."""
-        headers = request.headers
-        if not self.guard.same_origin(headers.get("host", ""), request.url.scheme, headers.get("origin"),
-                                      headers.get("sec-fetch-site"), headers.get("referer")) \
-                or not self.guard.csrf_ok(request.cookies.get(SESSION_COOKIE), form.get("csrf")):
+        if not self._same_origin(request) or not self.guard.csrf_ok(request.cookies.get(SESSION_COOKIE), form.get("csrf")):
             raise HttpError(403, "refused: the form must be sent from the studio's own page (reload it)")
 
     # --- errors ----------------------------------------------------------------------------------
@@ -350,5 +355,5 @@ def create_app(config: StudioConfig) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HttpError: studio.on_error})
-    app.add_middleware(Frame, guard=studio.guard)
+    app.add_middleware(HostGuard, guard=studio.guard)
     return app
