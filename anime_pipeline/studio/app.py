@@ -35,6 +35,8 @@ from anime_pipeline.studio.security import Guard, PathRefused, Secret, is_loopba
 from anime_pipeline.studio.subtitles import placed_cues
 from anime_pipeline.studio.urls import KEY_PART, studio_path
 
+# Lax, not Strict: a link from the Dagster UI (another site when it has another host name) must not
+# start a new session and lose the sign-in; writes are guarded by CSRF tokens and the origin check.
 SESSION_COOKIE = "ap_studio_session"
 AUTH_COOKIE = "ap_studio_auth"
 CSRF_HEADER = "x-csrf-token"
@@ -165,7 +167,7 @@ class Studio:
             here=request.url.path + (f"?{request.url.query}" if request.url.query else ""), **context)
         response = HTMLResponse(html, status_code=status)
         if new:
-            response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict")
+            response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax")
         return response
 
     def project(self) -> Project:
@@ -307,7 +309,7 @@ class Studio:
             return self.render(request, "login.html", status=401, title="sign in", next=target, failed=True)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(AUTH_COOKIE, self.guard.signed_in_mark(request.cookies[SESSION_COOKIE]), httponly=True,
-                            samesite="strict")
+                            samesite="lax")
         return response
 
     async def logout(self, request: Request) -> Response:
