@@ -15,6 +15,7 @@ from pathlib import Path
 from anime_pipeline.config import ConfigError, Project, load_show
 from anime_pipeline.config.loader import show_files
 from anime_pipeline.paths import StoragePaths
+from anime_pipeline.studio import cli as studio_cli
 from anime_pipeline.settings import Settings, dagster_ui_url, debug, default_dagster_home, use_dagster_home, user_name
 
 EMBEDDED_INSTANCE_YAML = """\
@@ -272,12 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="which metric weights are installed, where, and which fallback is active")
     backfill = sub.add_parser("backfill", help="build everything one or more episodes need, in order")
     backfill.add_argument("episodes", nargs="+", help="episode keys, e.g. lantern-post/ep01")
+    studio_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backfill": cmd_backfill,
             "status": cmd_status, "review": cmd_review, "dev": cmd_dev, "reproduce": cmd_reproduce,
-            "models": cmd_models}
+            "models": cmd_models, "studio": studio_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

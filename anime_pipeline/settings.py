@@ -40,6 +40,7 @@ class Settings:
     echo_brain_url: str = ""
     comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
     models: ModelStore = field(default_factory=lambda: ModelStore.from_env({}))  # metric weights and their device
+    studio_url: str = ""  # where Dagster metadata links to the studio pages (empty: the studio's default)
     # service settings that came from these environment variables: resources read them through
     # dg.EnvVar, so URLs with credentials never appear in the resource config Dagster shows
     from_environment: frozenset[str] = frozenset()
@@ -49,6 +50,7 @@ class Settings:
         storage = Path(_env("ANIME_PIPELINE_STORAGE", "storage")).absolute()
         return cls(
             from_environment=frozenset(name for name in SERVICE_VARIABLES.values() if _env(name, "")),
+            studio_url=_env("ANIME_PIPELINE_STUDIO_URL", ""),
             configs_dir=Path(_env("ANIME_PIPELINE_CONFIGS", "project_configs")).absolute(),
             storage_root=storage,
             library_root=Path(_env("ANIME_PIPELINE_LIBRARY", str(storage / "library"))).absolute(),
@@ -92,6 +94,11 @@ def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:
 
 def format_gpu_urls(pairs: tuple[tuple[str, str], ...]) -> str:
     return ",".join(f"{gpu}={url}" for gpu, url in pairs)
+
+
+def environment() -> dict[str, str]:
+    """The process environment, for the modules that validate their own variables (the studio's)."""
+    return dict(os.environ)
 
 
 def dagster_ui_url() -> str:

@@ -6,6 +6,7 @@ target's own folder (same filesystem) and is renamed into place.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -64,19 +65,25 @@ def read_json(path: Path | str) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def append_jsonl(target: Path | str, record: dict[str, Any]) -> None:
-    """Append one record durably (fsync) — used for audit trails that must survive a crash."""
+def append_jsonl(target: Path | str, *records: dict[str, Any]) -> None:
+    """Append records durably (fsync) — used for audit trails that must survive a crash.
+
+    All records go out in one write under an exclusive lock, so concurrent writers (two reviewers,
+    two processes) never interleave, and a process killed mid-request has written all of them or none.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    with open(target, "a+b") as fh:
-        # After a crash mid-append the last line is torn; start on a fresh line so this record survives.
+    payload = "".join(json.dumps(record, sort_keys=True, default=str) + "\n" for record in records).encode("utf-8")
+    with open(target, "a+b", buffering=0) as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        # After a crash mid-append the last line is torn; start on a fresh line so these records survive.
         if fh.seek(0, os.SEEK_END) > 0:
             fh.seek(-1, os.SEEK_END)
             if fh.read(1) != b"\n":
-                line = "\n" + line
-        fh.write(line.encode("utf-8"))
-        fh.flush()
+                payload = b"\n" + payload
+        view = memoryview(payload)
+        while view:
+            view = view[fh.write(view):]
         os.fsync(fh.fileno())
 
 

@@ -1,5 +1,8 @@
+import json
+import multiprocessing
 import os
 import stat
+import threading
 
 import pytest
 
@@ -33,3 +36,36 @@ def test_torn_last_line_does_not_swallow_the_next_record(tmp_path):
         fh.write('{"n": 2, "torn')
     append_jsonl(log, {"n": 3})
     assert read_jsonl(log) == [{"n": 1}, {"n": 3}]
+
+
+def _append_groups(log, writer: str, groups: int) -> None:
+    """Append `groups` groups of five records, each group in one call (a bulk decision)."""
+    for group in range(groups):
+        append_jsonl(log, *({"writer": writer, "group": group, "item": i, "pad": "x" * 2000} for i in range(5)))
+
+
+def _process_writer(log, name: str, groups: int) -> None:
+    threads = [threading.Thread(target=_append_groups, args=(log, f"{name}-t{t}", groups)) for t in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_concurrent_writers_never_interleave_or_lose_a_record(tmp_path):
+    log, groups = tmp_path / "decisions.jsonl", 60
+    processes = [multiprocessing.get_context("fork").Process(target=_process_writer, args=(log, f"p{p}", groups))
+                 for p in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+    lines = log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line whole
+    assert len(records) == 2 * 2 * groups * 5
+    for start in range(0, len(records), 5):  # each group's five records together, in order
+        group = records[start:start + 5]
+        assert [r["item"] for r in group] == list(range(5))
+        assert len({(r["writer"], r["group"]) for r in group}) == 1
+    assert len({(r["writer"], r["group"]) for r in records}) == 4 * groups

@@ -23,6 +23,7 @@ from anime_pipeline.production.phases import PHASE_BEFORE
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, run_step
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import sha256_file
+from anime_pipeline.studio.urls import studio_base, studio_url
 
 RESOURCES = {"project", "storage", "renderer", "reviewer", "director", "metrics"}
 # Declarative automation of the production assets: eager (runs when missing or an upstream changed),
@@ -61,6 +62,7 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
     if phase is not None:
         deps.append(phase_key(show, phase))
     version = step.code_version(ref)
+    studio = dg.MetadataValue.url(studio_url(step.artifact, ref.key, studio_base(settings.studio_url)))
     specs = [dg.AssetCheckSpec(g.name, asset=key, blocking=True,
                                description=f"{g.description} Threshold: {g.threshold_source}.") for g in step.gates]
 
@@ -84,7 +86,8 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
             raise dg.Failure(f"{ref.key} {step.artifact}: {exc}") from exc
         manifest = produced.manifest
         results = step.gates.evaluate(step.gate_subject(manifest), current.config.quality)
-        metadata = {**to_dagster(step.metadata(manifest, produced.folder)), "kept_unchanged": produced.kept}
+        metadata = {**to_dagster(step.metadata(manifest, produced.folder)), "kept_unchanged": produced.kept,
+                    "studio": studio}
         yield dg.MaterializeResult(metadata=metadata,
                                    data_version=content_version(step.outputs(manifest, produced.folder)))
         for result in results:

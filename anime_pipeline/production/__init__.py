@@ -18,6 +18,9 @@ from anime_pipeline.production.scene_video import SceneVideo
 from anime_pipeline.production.shot_clip import ShotClip
 from anime_pipeline.production.step import Level, Step
 
+__all__ = ["BY_ARTIFACT", "CHARACTER_ARTIFACTS", "STEPS", "ApprovedDataset", "CharacterEmbedding", "CharacterLora",
+           "CharacterReference", "EpisodeVideo", "JellyfinPublish", "SceneVideo", "ShotClip", "refs"]
+
 STEPS: tuple[Step, ...] = (CharacterReference(), CharacterEmbedding(), ApprovedDataset(), CharacterLora(),
                            ShotClip(), SceneVideo(), EpisodeVideo(), JellyfinPublish())
 BY_ARTIFACT: dict[str, Step] = {step.artifact: step for step in STEPS}

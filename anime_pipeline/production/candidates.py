@@ -8,6 +8,7 @@ change their mind, with every step kept).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -76,12 +77,17 @@ class DecisionLog:
         self.path = path
 
     def record(self, candidate_id: str, decision: DecisionKind, decider: str, reason: str = "") -> Decision:
+        return self.record_many([candidate_id], decision, decider, reason)[0]
+
+    def record_many(self, candidate_ids: Sequence[str], decision: DecisionKind, decider: str,
+                    reason: str = "") -> list[Decision]:
+        """One decision for several candidates in one append: a bulk action is logged whole or not at all."""
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
-        entry = Decision(candidate=candidate_id, decision=decision, decider=decider, reason=reason,
-                         at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        append_jsonl(self.path, entry.model_dump())
-        return entry
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entries = [Decision(candidate=c, decision=decision, decider=decider, reason=reason, at=at) for c in candidate_ids]
+        append_jsonl(self.path, *(e.model_dump() for e in entries))
+        return entries
 
     def history(self) -> list[Decision]:
         out = []
@@ -96,17 +102,25 @@ class DecisionLog:
         return {entry.candidate: entry for entry in self.history()}
 
 
-def list_candidates(candidates_dir: Path) -> list[Candidate]:
-    out = []
+def read_candidates(candidates_dir: Path) -> tuple[list[Candidate], list[str]]:
+    """The candidates this version can judge, and one problem line per record it cannot read."""
+    found, problems = [], []
     for record_path in sorted(candidates_dir.glob("c*.json")):
         image_path = record_path.with_suffix(".png")
         if not image_path.exists():
             continue
         try:
-            out.append(Candidate(record_path.stem, image_path, CandidateRecord.model_validate(read_json(record_path))))
-        except (ValidationError, ValueError):
-            continue  # written by an older version or damaged: not a candidate this version can judge
-    return out
+            found.append(Candidate(record_path.stem, image_path, CandidateRecord.model_validate(read_json(record_path))))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            problems.append(f"{record_path}: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        except ValueError as exc:
+            problems.append(f"{record_path}: not valid JSON ({exc})")
+    return found, problems
+
+
+def list_candidates(candidates_dir: Path) -> list[Candidate]:
+    return read_candidates(candidates_dir)[0]
 
 
 @dataclass(frozen=True)
