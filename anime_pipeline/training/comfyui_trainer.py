@@ -154,7 +154,7 @@ class ComfyUITrainer:
                        for i, value in enumerate(epoch_losses)]
             previous = checkpoint.server_lora_name or NONE_LORA
         total = time.monotonic() - started
-        settings_used = {"steps_per_epoch": str(reporter.per_epoch), "alpha": str(COMFYUI_ALPHA),
+        settings_used = {"steps_per_epoch": str(reporter.per_epoch), "alpha": f"{COMFYUI_ALPHA:g}",
                          "training_dtype": dtype, "dataset_folder": folder,
                          **{f"server_default.{k}": str(v) for k, v in defaults.items()}}
         return TrainingOutcome(
