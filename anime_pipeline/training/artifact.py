@@ -12,7 +12,7 @@ kohya's own where kohya trained it, the same-meaning ones filled in for ComfyUI'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,19 +94,21 @@ def write_lora_artifact(outcome: TrainingOutcome, job: TrainingJob, selection: E
                         out_dir: Path | str) -> LoraArtifact:
     """Check, stamp and store every epoch and the chosen one; the folder is replaced as a whole."""
     out_dir = Path(out_dir)
-    reports = dict(zip((c.epoch for c in outcome.epochs), check_epoch_keys(outcome, job.base)))
-    report = reports[selection.chosen.epoch]
+    headers = {c.epoch: read_header(c.path) for c in outcome.epochs}
+    reports = {c.epoch: require_lora_keys(c.path, job.base, headers[c.epoch]) for c in outcome.epochs}
+    chosen = selection.chosen.epoch
     dataset_sha256 = job.dataset.sha256()
     name = f"{job.character}.safetensors"
     with staged_dir(out_dir) as staging:
-        stamped = {}
+        stamped: dict[int, tuple[Path, dict[str, str]]] = {}
         for checkpoint in outcome.epochs:
-            metadata = lora_metadata(outcome, job, checkpoint, read_header(checkpoint.path).metadata, dataset_sha256)
+            header = headers[checkpoint.epoch]
+            metadata = lora_metadata(outcome, job, checkpoint, header.metadata, dataset_sha256)
             target = staging / EPOCHS_DIR / f"{job.character}-e{checkpoint.epoch:03d}.safetensors"
-            stamped[checkpoint.epoch] = (write_with_metadata(checkpoint.path, target, metadata), metadata)
-        chosen_path, chosen_metadata = stamped[selection.chosen.epoch]
-        final = write_with_metadata(chosen_path, staging / name, {**chosen_metadata, "ap_chosen_by": selection.rule})
-        _verify(final, chosen_path)
+            stamped[checkpoint.epoch] = (write_with_metadata(checkpoint.path, target, metadata, header), metadata)
+        final = write_with_metadata(selection.chosen.path, staging / name,
+                                    {**stamped[chosen][1], "ap_chosen_by": selection.rule}, headers[chosen])
+        final_metadata = _verify(final, headers[chosen].tensors)
         epochs = tuple(StoredEpoch(c.epoch, c.steps, out_dir / EPOCHS_DIR / stamped[c.epoch][0].name,
                                    sha256_file(stamped[c.epoch][0]), selection.score(c.epoch).mean)
                        for c in outcome.epochs)
@@ -115,17 +117,17 @@ def write_lora_artifact(outcome: TrainingOutcome, job: TrainingJob, selection: E
         write_json(staging / CAPTIONS_FILE, {"dataset_sha256": dataset_sha256, "captions": job.dataset.captions})
         write_json(staging / SELECTION_FILE, _selection_json(selection))
         digest = sha256_file(final)
-        final_metadata = read_header(final).metadata
-    return LoraArtifact(job.character, out_dir / name, digest, selection.chosen.epoch, epochs, final_metadata,
-                        report, out_dir / LOSS_FILE, out_dir / PLOT_FILE, out_dir / CAPTIONS_FILE,
-                        out_dir / SELECTION_FILE)
+    return LoraArtifact(job.character, out_dir / name, digest, chosen, epochs, final_metadata, reports[chosen],
+                        out_dir / LOSS_FILE, out_dir / PLOT_FILE, out_dir / CAPTIONS_FILE, out_dir / SELECTION_FILE)
 
 
-def _verify(final: Path, source: Path) -> None:
-    """The stored file loads with the safetensors library and holds exactly the trained tensors."""
+def _verify(final: Path, trained: Mapping[str, object]) -> dict[str, str]:
+    """The stored file loads with the safetensors library and holds exactly the trained tensors;
+    its metadata as the library reads it."""
     keys, metadata = verify_loadable(final)
-    if sorted(keys) != sorted(read_header(source).tensors) or "ap_trainer" not in metadata:
+    if sorted(keys) != sorted(trained) or "ap_trainer" not in metadata:
         raise LoraFileError(final, "the stored copy does not hold the trained tensors and our metadata")
+    return metadata
 
 
 def _loss_json(outcome: TrainingOutcome) -> dict:

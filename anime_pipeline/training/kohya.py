@@ -11,6 +11,7 @@ SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -91,7 +92,7 @@ def kohya_command(install: KohyaInstall, job: TrainingJob, dataset_config: Path,
     launcher = ([str(install.python), "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "1"]
                 if install.launcher == "accelerate" else [str(install.python)])
     args = [
-        f"--pretrained_model_name_or_path={job.base.path}", f"--dataset_config={dataset_config}",
+        f"--pretrained_model_name_or_path={Path(job.base.path or '').absolute()}", f"--dataset_config={dataset_config}",
         f"--output_dir={output_dir}", f"--output_name={job.character}", "--save_model_as=safetensors",
         "--network_module=networks.lora", f"--network_dim={settings.rank}",
         f"--network_alpha={settings.alpha if settings.alpha is not None else KOHYA_ALPHA:g}",
@@ -111,7 +112,10 @@ def kohya_command(install: KohyaInstall, job: TrainingJob, dataset_config: Path,
 
 class KohyaTrainer:
     def __init__(self, install: KohyaInstall, log: Callable[[str], None] | None = None) -> None:
-        self.install = install
+        # kohya runs in its checkout, so every path it is given must be absolute (not resolved:
+        # a virtualenv's python is a symlink that must stay one)
+        self.install = dataclasses.replace(install, sd_scripts=install.sd_scripts.absolute(),
+                                           python=install.python.absolute())
         self._log = log or (lambda message: None)
 
     @property
@@ -126,7 +130,7 @@ class KohyaTrainer:
         cancel = cancel or CancelToken()
         started = time.monotonic()
         self._check(job)
-        work_dir = Path(work_dir)
+        work_dir = Path(work_dir).absolute()
         output_dir = work_dir / "output"
         image_dir = job.dataset.export(work_dir / "dataset" / "images")
         resolution = job.settings.resolution or (1024 if job.base.architecture == "sdxl" else 512)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from anime_pipeline.storage import sha256_file
 from anime_pipeline.training.errors import LoraFileError, LoraKeyMismatch
-from anime_pipeline.training.safetensors_io import read_header
+from anime_pipeline.training.safetensors_io import SafetensorsHeader, read_header
 
 UNET_PREFIX = "model.diffusion_model."
 _UNET_ONLY_ROOTS = ("input_blocks.", "middle_block.", "output_blocks.", "time_embed.", "label_emb.", "out.")
@@ -236,9 +236,10 @@ class KeyReport:
         return tuple(key for key, _ in self.problems)
 
 
-def check_lora_keys(lora: Path | str, base: BaseModel) -> KeyReport:
-    """Which keys of the LoRA file would load onto `base`, and which would be dropped and why."""
-    header = read_header(lora)
+def check_lora_keys(lora: Path | str, base: BaseModel, header: SafetensorsHeader | None = None) -> KeyReport:
+    """Which keys of the LoRA file would load onto `base`, and which would be dropped and why
+    (`header`: the file's, when the caller has read it already)."""
+    header = header if header is not None else read_header(lora)
     targets = base.lora_targets
     problems: list[tuple[str, str]] = []
     landed: set[str] = set()
@@ -259,9 +260,9 @@ def check_lora_keys(lora: Path | str, base: BaseModel) -> KeyReport:
     return KeyReport(Path(lora), base.name, len(header.tensors), len(landed), tuple(problems))
 
 
-def require_lora_keys(lora: Path | str, base: BaseModel) -> KeyReport:
+def require_lora_keys(lora: Path | str, base: BaseModel, header: SafetensorsHeader | None = None) -> KeyReport:
     """check_lora_keys, raising LoraKeyMismatch (naming every dropped key) unless all keys load."""
-    report = check_lora_keys(lora, base)
+    report = check_lora_keys(lora, base, header)
     if not report.ok:
         raise LoraKeyMismatch(lora, f"{base.name} ({base.source})", report.problems)
     return report

@@ -98,10 +98,11 @@ def _tensor(path: Path, name: str, entry: object, data_bytes: int) -> TensorInfo
     return TensorInfo(dtype, tuple(shape), (offsets[0], offsets[1]))
 
 
-def write_with_metadata(source: Path | str, target: Path | str, metadata: Mapping[str, str]) -> Path:
+def write_with_metadata(source: Path | str, target: Path | str, metadata: Mapping[str, str],
+                        header: SafetensorsHeader | None = None) -> Path:
     """Copy `source` to `target` (atomically) with `__metadata__` replaced by `metadata`; the
-    tensor bytes are copied unchanged."""
-    header = read_header(source)
+    tensor bytes are copied unchanged. `header`: source's, when the caller has read it already."""
+    header = header if header is not None else read_header(source)
     entries: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
     entries.update({name: {"dtype": info.dtype, "shape": list(info.shape), "data_offsets": list(info.offsets)}
                     for name, info in header.tensors.items()})

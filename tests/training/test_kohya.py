@@ -79,6 +79,15 @@ def test_trains_every_epoch_with_samples_progress_and_kohya_keys(dataset: Traini
     assert outcome.timings.trainer_s > 0 and outcome.loss_kind.startswith("avr_loss")
 
 
+def test_relative_paths_are_made_absolute_for_the_checkout(dataset: TrainingDataset, sd15: BaseModel, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    install = KohyaInstall(Path(os.path.relpath(SD_SCRIPTS, tmp_path)), Path(sys.executable), "python", "cpu")
+    relative_base = dataclasses.replace(sd15, path=Path(os.path.relpath(sd15.path, tmp_path)))
+    outcome = KohyaTrainer(install).train(make_job(dataset, relative_base, epochs=1), Path("work"))
+    assert outcome.epochs[0].path == tmp_path / "work" / "output" / "mio.safetensors"
+
+
 def test_a_crash_is_a_failure_with_kohyas_last_lines(dataset: TrainingDataset, sd15: BaseModel, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FAKE_KOHYA_FAIL_AT_STEP", "11")
