@@ -6,7 +6,8 @@
     outcome.loss          # the loss history as the trainer reported it
 
 A trainer writes only under `work_dir`; turning the outcome into the stored artifact (metadata,
-the chosen epoch, plot, key check) is `artifact.write_lora_artifact`.
+the chosen epoch, plot, key check) is `artifact.write_lora_artifact`. `progress` may be called from
+another thread (kohya's output readers); if it raises, the training stops and fails.
 """
 
 from __future__ import annotations

@@ -143,6 +143,9 @@ class KohyaTrainer:
         prepared = time.monotonic()
         returncode, stopped = self._run(argv, console, cancel)
         ran = time.monotonic()
+        if console.failure is not None:
+            raise TrainingFailed(f"kohya training of {job.character} was stopped: the progress callback raised "
+                                 f"{console.failure!r}") from console.failure
         if stopped == "cancelled":
             raise TrainingCancelled(f"kohya training of {job.character} was cancelled (process group stopped)")
         if stopped == "timeout":
@@ -180,6 +183,7 @@ class KohyaTrainer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.install.gpu != "cpu":
             env["CUDA_VISIBLE_DEVICES"] = self.install.gpu
+        cancel.raise_if_cancelled("kohya training")
         self._log(f"kohya: {' '.join(argv)}")
         process = subprocess.Popen(argv, cwd=self.install.sd_scripts, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -194,6 +198,7 @@ class KohyaTrainer:
             stopped.append(reason)
             threading.Thread(target=_stop_group, args=(process,), daemon=True, name="kohya-stop").start()
 
+        console.on_failure = lambda: stop("progress callback failed")
         unregister = cancel.on_cancel(lambda: stop("cancelled"))
         try:
             try:
@@ -204,6 +209,7 @@ class KohyaTrainer:
         finally:
             unregister()
             _kill_group(process.pid)  # whatever the training process left running
+            process.wait()  # reaped, also when the step itself was interrupted
             for reader in readers:
                 reader.join(timeout=10)
         return returncode, (stopped[0] if stopped else None)

@@ -38,6 +38,7 @@ class KohyaLog:
     step drawn, and keeps the header figures, the epochs begun, the saves and the last lines."""
 
     on_step: Callable[[StepReport], None] = lambda report: None
+    on_failure: Callable[[], None] = lambda: None  # on_step raised: the run should stop
     tail_lines: int = 60
     total_steps: int | None = None
     epochs: int | None = None
@@ -50,6 +51,7 @@ class KohyaLog:
         self._pending: dict[str, str] = {}
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         self._lock = threading.Lock()
+        self.failure: Exception | None = None  # what on_step raised; it is not called again
 
     def feed(self, stream: str, chunk: bytes) -> None:
         decoder = self._decoders.setdefault(stream, codecs.getincrementaldecoder("utf-8")(errors="replace"))
@@ -65,7 +67,13 @@ class KohyaLog:
             self._pending[stream] = pieces.pop()
             reports = [report for piece in pieces if (report := self._line(piece.strip())) is not None]
         for report in reports:  # outside the lock: the callback may take its time
-            self.on_step(report)
+            if self.failure is not None:
+                return
+            try:
+                self.on_step(report)
+            except Exception as exc:  # the reader must go on draining the pipe, or the trainer blocks
+                self.failure = exc
+                self.on_failure()
 
     def _line(self, line: str) -> StepReport | None:
         if not line:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
 import os
 import sys
@@ -143,6 +144,35 @@ def test_cancel_ends_the_whole_process_group(dataset: TrainingDataset, sd15: Bas
     child = int(pidfile.read_text())
     assert not alive(child)  # the worker it started went with it
     assert not (tmp_path / "w" / "output" / "mio.safetensors").exists()
+
+
+def test_a_failing_progress_callback_stops_the_run(dataset: TrainingDataset, sd15: BaseModel, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FAKE_KOHYA_STEP_SECONDS", "0.2")
+
+    def progress(event: TrainingProgress) -> None:
+        raise RuntimeError("the log is gone")
+
+    with pytest.raises(TrainingFailed, match="progress callback raised RuntimeError") as caught:
+        KohyaTrainer(INSTALL).train(make_job(dataset, sd15), tmp_path, progress=progress)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert not (tmp_path / "output" / "mio.safetensors").exists()  # stopped long before the end
+
+
+def test_an_interrupt_of_the_step_kills_the_group_too(dataset: TrainingDataset, sd15: BaseModel, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """A terminated Dagster run interrupts the step's thread (KeyboardInterrupt-like), without a cancel."""
+    pidfile = tmp_path / "child.pid"
+    monkeypatch.setenv("FAKE_KOHYA_STEP_SECONDS", "0.2")
+    monkeypatch.setenv("FAKE_KOHYA_CHILD_PIDFILE", str(pidfile))
+
+    def progress(event: TrainingProgress) -> None:
+        if event.step == 2:
+            _thread.interrupt_main()
+
+    with pytest.raises(KeyboardInterrupt):
+        KohyaTrainer(INSTALL).train(make_job(dataset, sd15), tmp_path / "w", progress=progress)
+    assert not alive(int(pidfile.read_text()))
 
 
 def test_a_run_past_its_timeout_is_stopped(dataset: TrainingDataset, sd15: BaseModel, tmp_path: Path,
