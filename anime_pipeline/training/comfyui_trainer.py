@@ -141,6 +141,7 @@ class ComfyUITrainer:
             values = _values(job, folder, dtype, reporter.per_epoch, epoch, previous,
                              f"loras/{LORA_SUBFOLDER}/{job.character}-{run_id}-e{epoch:03d}")
             built = build_training_graph(client.object_info(), values)
+            reporter.node = built.trainer_node
             defaults.update(built.defaults_used)
             result = client.run(built.graph, work_dir / "runs" / f"epoch-{epoch:03d}", timeout=self.run_timeout_s)
             graphs.append(graph_sha256(built.graph))
@@ -184,9 +185,10 @@ class _Reporter:
         self.epochs = epochs
         self.per_epoch = per_epoch
         self.epoch = 1
+        self.node = ""  # TrainLoraNode's id in the epoch's graph
 
     def on_event(self, event: ProgressEvent) -> None:
-        if self.sink is None or event.node != "4" or event.max <= 0:
+        if self.sink is None or event.node != self.node or event.max <= 0:
             return
         done = (self.epoch - 1) * self.per_epoch + min(event.value, self.per_epoch)
         self.sink(TrainingProgress(self.epoch, self.epochs, done, self.epochs * self.per_epoch))

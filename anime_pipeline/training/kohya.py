@@ -12,7 +12,6 @@ SIGKILL after a grace period.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import signal
@@ -70,7 +69,10 @@ def dataset_toml(image_dir: Path, job: TrainingJob, resolution: int) -> str:
 
 
 def _toml_string(text: str) -> str:
-    return json.dumps(text)  # JSON's escapes (\" \\ \n \uXXXX) are TOML basic-string escapes
+    """A TOML basic string: quote, backslash and control characters (DEL too) escaped."""
+    escaped = "".join(f"\\{ch}" if ch in '"\\' else ch if ch == "\t" or (ord(ch) >= 0x20 and ord(ch) != 0x7F)
+                      else f"\\u{ord(ch):04X}" for ch in text)
+    return f'"{escaped}"'
 
 
 def sample_prompts(prompts: Sequence[ValidationPrompt]) -> str:

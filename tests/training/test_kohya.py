@@ -49,10 +49,11 @@ def test_command_uses_the_documented_flags_and_accelerate(dataset: TrainingDatas
 
 
 def test_dataset_toml_and_sample_prompts_in_kohya_formats(dataset: TrainingDataset, sd15: BaseModel, tmp_path: Path):
-    config = tomllib.loads(dataset_toml(tmp_path / 'img "x"', make_job(dataset, sd15), 512))
+    odd = tmp_path / 'img "x" \\ 😀\x7f\tend'  # quotes, a backslash, non-BMP, DEL, a tab: all survive
+    config = tomllib.loads(dataset_toml(odd, make_job(dataset, sd15), 512))
     assert config["general"] == {"shuffle_caption": True, "caption_extension": ".txt", "keep_tokens": 1}
     assert config["datasets"][0]["resolution"] == 512 and config["datasets"][0]["batch_size"] == 1
-    assert config["datasets"][0]["subsets"] == [{"image_dir": str(tmp_path / 'img "x"'), "num_repeats": 2,
+    assert config["datasets"][0]["subsets"] == [{"image_dir": str(odd), "num_repeats": 2,
                                                  "class_tokens": "mio"}]
     assert sample_prompts(PROMPTS) == "mio, portrait, smiling expression --n lowres -bad --w 64 --h 96 --d 5 --l 6.5 --s 20\n"
 
