@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,3 +112,25 @@ def sha256_file(path: Path | str) -> str:
 
 def sha256_json(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def staged_dir(target: Path | str) -> Iterator[Path]:
+    """Yield an empty folder beside `target`; when the block succeeds it replaces `target` whole,
+    so a reader sees the old set of files or the new one, never a mix. On error nothing changes."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_UMASK)
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.retired-", dir=target.parent))
+            os.replace(target, retired / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
