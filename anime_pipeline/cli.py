@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from anime_pipeline.config import ConfigError, Project, load_show
+from anime_pipeline.config import ConfigError, Project, check_files
 from anime_pipeline.config.loader import show_files
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.settings import Settings, default_dagster_home
@@ -54,20 +54,16 @@ def cmd_validate(args, settings: Settings) -> int:
     files = [Path(f) for f in args.files] or show_files(settings.configs_dir)
     if not files:
         raise CliError(f"no show files in {settings.configs_dir}", "add a .yaml show file (see project_configs/)")
-    failed = 0
-    for path in files:
-        try:
-            config = load_show(path)
-        except ConfigError as exc:
-            failed += 1
-            print(exc.render(), file=sys.stderr)
+    checks = check_files(files, None if args.files else settings.configs_dir / "music")
+    for check in checks:  # every file is checked and reported; show slugs are also unique across them
+        if check.error is not None:
+            print(check.error.render(), file=sys.stderr)
             continue
+        config = check.config
         shots = sum(len(s.shots) for e in config.episodes for s in e.scenes)
-        print(f"{path}: ok — {config.show.title!r}: {len(config.characters)} characters, "
+        print(f"{check.path}: ok — {config.show.title!r}: {len(config.characters)} characters, "
               f"{len(config.episodes)} episodes, {shots} shots")
-    if not args.files and not failed:
-        _project(settings)  # show slugs must also be unique across files
-    return 1 if failed else 0
+    return 1 if any(check.error for check in checks) else 0
 
 
 def cmd_sync(args, settings: Settings) -> int:

@@ -17,6 +17,7 @@ from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import read_manifest
 from anime_pipeline.production.shots import request_from_record
 from anime_pipeline.render.base import Renderer
+from anime_pipeline.storage import outputs
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def reproduce_shot(ref: ShotRef, shot_dir: Path, renderer: Renderer) -> Reproduc
     attempt = manifest["attempts"][manifest["chosen_attempt"] - 1]
     request = request_from_record(attempt["request"], ref.characters(), shot_dir)
     clip = renderer.render_clip(request)
-    saved = [load_png(p) for p in sorted((shot_dir / "frames").glob("*.png"))]
+    saved = [load_png(p) for p in outputs(shot_dir / "frames", "*.png")]
     if len(saved) != len(clip.frames):
         raise ValueError(f"{ref.key}: recorded {len(saved)} frames, the reproduction made {len(clip.frames)}")
     differences = [int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(saved, clip.frames)]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from anime_pipeline.config.loader import ConfigError, ConfigProblem, load_show, show_files
+from anime_pipeline.config.loader import check_files, show_files
 from anime_pipeline.config.schema import Character, Episode, Scene, Shot, ShowConfig
 from anime_pipeline.storage import sha256_json
 
@@ -76,24 +76,29 @@ class CharacterRef:
 
 
 class Project:
-    """Every show in a folder, validated together (show slugs must be unique across files)."""
+    """Every show in a folder, validated together (show slugs must be unique across files).
 
-    def __init__(self, shows: dict[str, ShowConfig], files: dict[str, Path]):
+    Scenes' music files live in `music_dir` (by default `<config_dir>/music`), each named by a
+    path relative to it; the loader has checked that none leads outside."""
+
+    def __init__(self, shows: dict[str, ShowConfig], files: dict[str, Path], music_dir: Path):
         self.shows = shows
         self.files = files
+        self.music_dir = music_dir
 
     @classmethod
-    def load(cls, config_dir: Path | str) -> Project:
-        shows: dict[str, ShowConfig] = {}
-        files: dict[str, Path] = {}
-        for path in show_files(config_dir):
-            config = load_show(path)
-            slug = config.show.slug
-            if slug in shows:
-                raise ConfigError(path, [ConfigProblem("show.slug", f"show slug {slug!r} is already used by {files[slug]}")])
-            shows[slug] = config
-            files[slug] = path
-        return cls(shows, files)
+    def load(cls, config_dir: Path | str, music_dir: Path | str | None = None) -> Project:
+        """Raise the first bad file's ConfigError; `check_files` reports every file."""
+        music = Path(music_dir) if music_dir is not None else Path(config_dir) / "music"
+        checks = check_files(show_files(config_dir), music)
+        for check in checks:
+            if check.error is not None:
+                raise check.error
+        return cls({c.config.show.slug: c.config for c in checks}, {c.config.show.slug: c.path for c in checks}, music)
+
+    def music_file(self, scene: Scene) -> Path | None:
+        """The scene's music bed, inside the music folder; None when the scene has none."""
+        return self.music_dir / scene.music if scene.music is not None else None
 
     @cached_property
     def characters(self) -> dict[str, CharacterRef]:

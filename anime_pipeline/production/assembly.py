@@ -15,7 +15,7 @@ from anime_pipeline.media import (Cue, MediaInfo, assemble_scene, concat_videos,
                                   thumbnail, write_srt)
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.metrics.suite import MetricSuite
-from anime_pipeline.storage import write_json
+from anime_pipeline.storage import outputs, write_json
 
 OVERLAP_SECONDS = 0.3  # SPEC §7 crossfade
 
@@ -52,7 +52,7 @@ def dialogue_cues(ref: SceneRef, shot_frames: list[int], fps: int) -> list[Cue]:
 
 def continuity(shot_dirs: list[Path]):
     """Scene continuity across every cut, from each shot's saved last and first frames."""
-    frames = [sorted((d / "frames").glob("*.png")) for d in shot_dirs]
+    frames = [outputs(d / "frames", "*.png") for d in shot_dirs]
     return weightfree.scene_continuity([load_png(f[-1]) for f in frames[:-1]], [load_png(f[0]) for f in frames[1:]])
 
 

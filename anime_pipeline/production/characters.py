@@ -177,8 +177,8 @@ def compute_embedding(ref: CharacterRef, sheet_dir: Path, faces: dict[str, list[
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a name
+        np.save(fh, array)
 
 
 def load_anchor(embedding_dir: Path) -> Anchor:

@@ -25,7 +25,7 @@ from anime_pipeline.metrics import weightfree
 from anime_pipeline.metrics.suite import Anchor, MetricSuite, image_identity
 from anime_pipeline.prompts import caption, negative_prompt, still_prompt
 from anime_pipeline.render.base import Renderer, StillRequest
-from anime_pipeline.storage import append_jsonl, read_json, read_jsonl, write_json, write_text
+from anime_pipeline.storage import append_jsonl, outputs, read_json, read_jsonl, write_json, write_text
 
 DECISIONS = ("approve", "reject", "human_review")
 
@@ -65,7 +65,7 @@ class DecisionLog:
 
 def list_candidates(candidates_dir: Path) -> list[Candidate]:
     out = []
-    for record_path in sorted(candidates_dir.glob("*.json")):
+    for record_path in outputs(candidates_dir, "*.json"):
         image_path = record_path.with_suffix(".png")
         if image_path.exists():
             out.append(Candidate(record_path.stem, image_path, read_json(record_path)))

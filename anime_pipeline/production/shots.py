@@ -19,6 +19,7 @@ from anime_pipeline.metrics.identity import FaceModel
 from anime_pipeline.metrics.suite import Anchor, MetricSuite, clip_identity
 from anime_pipeline.prompts import negative_prompt, shot_prompt
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
+from anime_pipeline.storage import outputs
 
 FIRST_FRAME = "first_frame.png"
 STEPS_PER_RETRY = 8
@@ -137,7 +138,7 @@ def render_shot(ref: ShotRef, renderer: Renderer, director, anchors: dict[str, A
         frame_dir = out_dir / "frames"
         for index, frame in enumerate(clip.frames):
             save_png(frame_dir / f"{index:04d}.png", frame)
-        for stale in sorted(frame_dir.glob("*.png"))[len(clip.frames):]:
+        for stale in outputs(frame_dir, "*.png")[len(clip.frames):]:
             stale.unlink()
     with timings.phase("encode"):
         info = encode_clip(clip.frames, video.fps, out_dir / "clip.mp4")
@@ -176,5 +177,5 @@ def request_from_record(record: dict[str, Any], characters: list[Character], sho
 
 
 def last_frame(shot_dir: Path) -> Path | None:
-    frames = sorted((shot_dir / "frames").glob("*.png"))
+    frames = outputs(shot_dir / "frames", "*.png")
     return frames[-1] if frames else None
