@@ -101,11 +101,11 @@ def character_problems(text: str) -> list[ConfigProblem]:
     """Control characters (NUL, ESC, other C0/C1 but tab and line breaks) and non-characters, by line."""
     problems = []
     for match in _BAD_IN_TEXT.finditer(text):
-        if len(problems) == _MAX_REPORTED_CHARACTERS:
-            problems.append(ConfigProblem("", "more control characters follow; remove them all"))
-            break
         position = match.start()
         line = text.count("\n", 0, position) + 1
+        if len(problems) == _MAX_REPORTED_CHARACTERS:
+            problems.append(ConfigProblem("", "more control characters follow from here; remove them all", line))
+            break
         column = position - (text.rfind("\n", 0, position) + 1) + 1
         problems.append(ConfigProblem("", f"{_character(match.group())} at column {column} is not allowed "
                                           "in a show file", line))
@@ -122,7 +122,7 @@ def _line(mark: yaml.Mark | None) -> int | None:
 
 def _yaml_problem(exc: yaml.YAMLError) -> ConfigProblem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    reason = getattr(exc, "problem", None) or str(exc).partition("\n")[0] or type(exc).__name__
     return ConfigProblem("", f"not valid YAML: {reason}", _line(mark))
 
 
