@@ -33,7 +33,7 @@ def test_validate_checks_and_reports_every_file(configs_dir, sample_text, monkey
     err = captured.err.strip().splitlines()
     assert len(err) == 3 and "Traceback" not in captured.err
     assert err[0].startswith(f"{configs_dir / 'a_latin1.yaml'}:5: <file>: byte 0xf6 at column 19 is not UTF-8")
-    assert err[1].startswith(f"{configs_dir / 'b_deep.yaml'}:1: <file>: ")
+    assert err[1].startswith(f"{configs_dir / 'b_deep.yaml'}:1: ") and "nest" in err[1]
     assert err[2] == (f"{configs_dir / 'lantern_post.yaml'}:4: show.slug: show slug 'lantern-post' is already used by "
                       f"{configs_dir / 'c_copy.yaml'}")
     assert captured.out == f"{configs_dir / 'c_copy.yaml'}: ok — 'Lantern Post': 2 characters, 1 episodes, 5 shots\n"
