@@ -13,7 +13,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from anime_pipeline.config.schema import Episode, Show
-from anime_pipeline.storage import atomic_path, write_text
+from anime_pipeline.storage import atomic_path, outputs, write_text
 
 RESERVED = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 SEASON = 1
@@ -99,6 +99,6 @@ def publish_episode(library_root: Path, show: Show, episode: Episode, video: Pat
 def _remove_renamed(paths: LibraryPaths, episode: Episode) -> None:
     """A retitled episode must not show up twice: drop this episode number's files under an old title."""
     keep = {paths.video, paths.nfo, paths.thumb}
-    for old in paths.season_dir.glob(f"* S{SEASON:02d}E{episode.number:02d} - *"):
+    for old in outputs(paths.season_dir, f"* S{SEASON:02d}E{episode.number:02d} - *"):
         if old not in keep:
             old.unlink()
