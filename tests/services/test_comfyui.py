@@ -105,7 +105,7 @@ def seen() -> SimpleNamespace:
 
 @pytest.fixture
 def client(fake: FakeComfyUI, seen: SimpleNamespace) -> Iterator[ComfyUIClient]:
-    with ComfyUIClient(fake.url, timeout=2.0, retries=3, backoff=0.02, poll_interval=0.02,
+    with ComfyUIClient(fake.url, timeout=2.0, reconnect_window=2.0, backoff=0.02, poll_interval=0.02,
                        log=seen.lines.append, progress=seen.events.append) as comfy:
         yield comfy
 
