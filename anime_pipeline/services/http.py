@@ -263,6 +263,7 @@ class _Call:
         self._expired = False
         self._socket: socket.socket | None = None
         self._connection: http.client.HTTPConnection | None = None
+        self._answer: http.client.HTTPResponse | None = None
         self._watchdog = threading.Timer(timeout.total, self._expire)
         self._watchdog.daemon = True
 
@@ -277,7 +278,8 @@ class _Call:
             self._socket = connection.sock
         connection.sock.settimeout(self.timeout.total + _SOCKET_SLACK_S)
         self.guard(lambda: connection.request(self.method, self._path, body=body, headers=dict(headers)))
-        return self.guard(connection.getresponse)
+        self._answer = self.guard(connection.getresponse)
+        return self._answer
 
     def guard(self, action: Any) -> Any:
         """Run one blocking step; any failure becomes the TransportError that explains it."""
@@ -311,7 +313,11 @@ class _Call:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """Hang up now: the answer holds the socket open too, and a server still sending to an open
+        socket nobody reads would block on it."""
         self._watchdog.cancel()
+        if self._answer is not None:
+            self._answer.close()
         if self._connection is not None:
             self._connection.close()
 

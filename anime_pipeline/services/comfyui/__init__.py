@@ -24,12 +24,12 @@ Modules: errors (the ComfyUIError family), wire (typed answers and results), gra
 against /object_info, no I/O), watch (the WebSocket and the run watcher), client (ComfyUIClient).
 """
 
-from anime_pipeline.services.comfyui.client import ComfyUIClient, ResponseLimits, safe_target
+from anime_pipeline.services.comfyui.client import ComfyUIClient, ResponseLimits
 from anime_pipeline.services.comfyui.errors import (ComfyUIBadResponse, ComfyUIError, ComfyUIRequestTimeout,
                                                     ComfyUIResponseTooLarge, ComfyUITimeout, ComfyUIUnavailable,
                                                     ExecutionFailed, Interrupted, PromptLost, PromptRejected,
                                                     UnsafeOutputPath, WorkflowValidationError)
-from anime_pipeline.services.comfyui.graph import ValidationProblem, catalogue_problem, check_workflow
+from anime_pipeline.services.comfyui.graph import ValidationProblem, check_workflow
 from anime_pipeline.services.comfyui.wire import (Device, HistoryEntry, OutputFile, ProgressEvent, QueueState,
                                                   RunResult, SystemStats, Timings, UploadedImage)
 
@@ -38,5 +38,5 @@ __all__ = [
     "ComfyUITimeout", "ComfyUIUnavailable", "Device", "ExecutionFailed", "HistoryEntry", "Interrupted",
     "OutputFile", "ProgressEvent", "PromptLost", "PromptRejected", "QueueState", "ResponseLimits", "RunResult",
     "SystemStats", "Timings", "UnsafeOutputPath", "UploadedImage", "ValidationProblem", "WorkflowValidationError",
-    "catalogue_problem", "check_workflow", "safe_target",
+    "check_workflow",
 ]

@@ -275,7 +275,7 @@ class ComfyUIClient:
         if len(wanted) < len(files):
             self._log(f"[{entry.prompt_id[:8]}] skipping {len(files) - len(wanted)} temp preview file(s)")
         # every name is checked before anything is written
-        targets = {safe_target(root, file): file for file in wanted}
+        targets = {_safe_target(root, file): file for file in wanted}
         _refuse_nesting(root, targets)
         for target, file in targets.items():
             self._download(file, target)
@@ -408,7 +408,7 @@ def _json_or_none(response: Response) -> Any:
         return None
 
 
-def safe_target(root: Path, file: OutputFile) -> Path:
+def _safe_target(root: Path, file: OutputFile) -> Path:
     """The local path for a server-reported file, refusing anything that could leave root or that the
     file system cannot hold."""
     name, subfolder = file.filename, file.subfolder

@@ -10,6 +10,7 @@ with the same prompt_id; a second loss raises PromptLost.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,17 @@ TRANSIENT_STATUS = frozenset({502, 503, 504})  # a proxy in front of a (re)start
 MAX_PAUSE_S = 5.0  # retries back off up to this, so a restarted server is noticed within seconds
 _SAFETY_CHECK_TICKS = 20  # even with a live socket, ask /queue + /history every 20 poll intervals
 _WS_EVENT = "WebSocket /ws"
+
+
+class _NoCredentials(logging.Filter):
+    """websockets logs the handshake's headers at DEBUG, Authorization (the URL's user:password) too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "authorization" not in record.getMessage().lower()
+
+
+_WS_LOGGER = logging.getLogger(f"{__name__}.websocket")
+_WS_LOGGER.addFilter(_NoCredentials())
 
 
 def pauses(first: float, until: float) -> Iterator[float]:
@@ -90,7 +102,8 @@ class EventSocket:
         try:
             # entered as a context manager, the form every websockets release from 13 on supports
             self._ws = self._closing.enter_context(connect(self.url, open_timeout=timeout, close_timeout=1,
-                                                           max_size=self.max_size, proxy=None, compression=None))
+                                                           max_size=self.max_size, proxy=None, compression=None,
+                                                           logger=_WS_LOGGER))
         except InvalidStatus as exc:
             status = exc.response.status_code
             self.failure, self.refused = f"HTTP {status}", status not in TRANSIENT_STATUS

@@ -192,7 +192,7 @@ class ProgressEvent:
 
     @classmethod
     def from_event(cls, data: Mapping[str, Any]) -> ProgressEvent:
-        with reading("WebSocket 'progress' event"):
+        with reading("WebSocket /ws 'progress' event"):
             value, maximum = field(data, "value", _NUMBER, default=0), field(data, "max", _NUMBER, default=0)
             return cls(node=str(data.get("node")), value=value, max=maximum,
                        percent=100.0 * value / maximum if maximum else 0.0)
