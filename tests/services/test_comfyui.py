@@ -21,6 +21,7 @@ from anime_pipeline.services.comfyui import (
     ComfyUITimeout,
     ComfyUIUnavailable,
     ExecutionFailed,
+    HistoryEntry,
     Interrupted,
     PromptLost,
     PromptRejected,
@@ -28,6 +29,8 @@ from anime_pipeline.services.comfyui import (
     UploadedImage,
     WorkflowValidationError,
 )
+from anime_pipeline.services.comfyui.graph import catalogue_problem
+from anime_pipeline.services.comfyui.watch import EventSocket, RunWatch, ServerCalls
 
 VHS_VIDEO_COMBINE = {  # protocols.md §1.9; the pack is not in the recorded catalogue
     "input": {
@@ -138,6 +141,40 @@ def test_recorded_data_is_in_the_repo() -> None:
     assert len(json.loads((DATA / "object_info.json").read_text())) == 472
     assert "execution_success" in (DATA / "session1.log").read_text()
     assert "execution_error" in (DATA / "session2.log").read_text()
+
+
+RECORDED_080 = DATA / "0.8.0"  # a real 0.8.0 server's answers (reference/comfyui/0.8.0)
+
+
+def test_the_recorded_catalogues_and_history_are_read_as_they_are() -> None:
+    for folder, classes in ((DATA, 472), (RECORDED_080, 545)):
+        catalogue = json.loads((folder / "object_info.json").read_text())
+        assert len(catalogue) == classes and catalogue_problem(catalogue) is None
+    ((prompt_id, data),) = json.loads((RECORDED_080 / "history_success.json").read_text()).items()
+    entry = HistoryEntry.from_json(prompt_id, data)
+    assert (entry.status, entry.completed, entry.server_seconds() is not None) == ("success", True, True)
+    assert [(f.node_id, f.subfolder, f.filename, f.type) for f in entry.files()] == [
+        ("5", "", "ComfyUI_temp_snoqb_00001_.png", "temp"), ("4", "proto", "client_test_00001_.png", "output")]
+
+
+@pytest.mark.parametrize(("recording", "ending"), [
+    ("raw_ws_success.json", None), ("raw_ws_execution_error.json", ExecutionFailed),
+    ("raw_ws_interrupt_ksampler.json", Interrupted)])
+def test_the_recorded_websocket_sessions_are_followed_to_their_end(recording: str, ending: type | None) -> None:
+    messages = json.loads((RECORDED_080 / recording).read_text())
+    prompt_id = next(m["data"]["prompt_id"] for m in messages if m["type"] == "execution_start")
+    lines: list[str] = []
+    calls = ServerCalls(history=lambda _: None, locate=lambda _: "queued", submit=lambda *_: None,
+                        abandon=lambda _: None, log=lines.append, progress=lambda _: None, cancel=threading.Event(),
+                        poll_interval=1, backoff=1, reconnect_window=1, connect_timeout=1)
+    watch = RunWatch(calls, {}, prompt_id, EventSocket("ws://127.0.0.1:9/ws", 1 << 20), None, None)
+    if ending is None:
+        assert [watch.handle(message) for message in messages][-1] is True
+        assert watch.started_at is not None and any("execution succeeded" in line for line in lines)
+    else:
+        with pytest.raises(ending):
+            for message in messages:
+                watch.handle(message)
 
 
 def test_run_downloads_outputs_reports_progress_and_logs(fake: FakeComfyUI, client: ComfyUIClient,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import socket
+import threading
 import tracemalloc
 from collections.abc import Iterator
 
@@ -59,7 +61,8 @@ def transport(server: Server, total: float = 5.0) -> HTTPTransport:
 
 def test_json_round_trip_with_query_and_body(server: Server) -> None:
     answer = transport(server).request("POST", "/echo", params={"a": "1 2"}, json={"x": [1, 2]})
-    assert answer.status == 200 and answer.json() == {"method": "POST", "query": {"a": "1 2"}, "bytes": len(b'{"x":[1,2]}')}
+    sent = len(b'{"x":[1,2]}')
+    assert answer.status == 200 and answer.json() == {"method": "POST", "query": {"a": "1 2"}, "bytes": sent}
 
 
 def test_credentials_in_the_url_become_basic_auth_and_are_shown_nowhere(server: Server) -> None:
@@ -119,6 +122,33 @@ def test_connection_refused_and_a_body_cut_short_are_connection_failures(server:
         HTTPTransport(unused_url(), Timeout(total=5)).request("GET", "/")
     with pytest.raises(ConnectionFailed, match="closed"):
         transport(server).request("GET", "/cut")
+
+
+def raw_server(answer: bytes) -> str:
+    """A socket that reads one request and answers these bytes, whatever they are."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_once() -> None:
+        with listener, listener.accept()[0] as connection:
+            connection.recv(65536)
+            connection.sendall(answer)
+
+    threading.Thread(target=answer_once, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (b"garbage\r\n\r\n", MalformedResponse),
+    (b"\xff\xfe\x00\x01" * 10, MalformedResponse),
+    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n", MalformedResponse),  # too many headers
+    (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", MalformedResponse),  # a header line too long
+    (b"HTTP/9.9 200 OK\r\n\r\n{}", MalformedResponse),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ConnectionFailed),
+    (b"", ConnectionFailed),
+])
+def test_an_answer_that_is_not_http_is_a_transport_error(answer: bytes, error: type) -> None:
+    with pytest.raises(error):
+        HTTPTransport(raw_server(answer), Timeout(total=5)).request("GET", "/")
 
 
 def test_html_where_json_was_expected_is_malformed(server: Server) -> None:

@@ -174,7 +174,7 @@ class RunWatch:
         message = self.socket.receive(self._tick())
         if message is DROPPED:
             return self._recover()
-        if isinstance(message, dict) and self._handle(message):
+        if isinstance(message, dict) and self.handle(message):
             entry = self.calls.history(self.prompt_id)
             if entry is None:  # not how 0.3.64 behaves, but never wait on a socket that is done
                 self.socket.close()
@@ -246,7 +246,7 @@ class RunWatch:
         raise ComfyUIBadResponse(f"GET /history/{self.prompt_id}",
                                  f"the prompt ended with status {entry.status[:40]!r} and no error message")
 
-    def _handle(self, message: Mapping[str, Any]) -> bool:
+    def handle(self, message: Mapping[str, Any]) -> bool:
         """Log and report one event; True when it says our prompt is done."""
         with reading(_WS_EVENT):
             kind = field(message, "type", str, "event")
