@@ -45,7 +45,8 @@ def check_workflow(workflow: Mapping[str, Any], catalogue: Mapping[str, Any],
     for node_id, node in sorted(workflow.items(), key=lambda item: node_key(item[0])):
         problems += _check_node(str(node_id), node, workflow, catalogue, required_packs)
     classes = [node.get("class_type") for node in workflow.values() if isinstance(node, Mapping)]
-    if all(isinstance(c, str) and c in catalogue for c in classes) and not any(catalogue[c].get("output_node") for c in classes):
+    known = all(isinstance(c, str) and c in catalogue for c in classes)
+    if known and not any(catalogue[c].get("output_node") for c in classes):
         problems.append(ValidationProblem(None, None, None, "there is no output node (SaveImage, SaveVideo, "
                                           "PreviewImage, ...), so ComfyUI would refuse it"))
     return problems
