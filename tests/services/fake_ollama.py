@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from hostile import Hostile, middleware
 
 BUSY_TEXT = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's ErrMaxQueue
 STREAM_CHUNKS = 3
@@ -82,6 +83,7 @@ class FakeOllama:
     - `busy`: the next N chat requests get 503 queue-full; -1 means every one;
     - `server_error`: every chat request gets HTTP 500 with this text;
     - `stream_error`: streamed answers send one chunk, then this as a final {"error"} line;
+    - `hostile[path]`: a hostile.py mode answered instead of the real answer;
     - `requests`: every request received, in order."""
 
     def __init__(self, models: tuple[str, ...] = ("gemma3:latest",), delay: float = 0.0) -> None:
@@ -93,7 +95,8 @@ class FakeOllama:
         self.server_error: str | None = None
         self.stream_error: str | None = None
         self.requests: list[Received] = []
-        app = web.Application(client_max_size=MAX_BODY)
+        self.hostile: dict[str, Hostile] = {}
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[middleware(self.hostile)])
         app.router.add_get("/", self._root)
         app.router.add_get("/api/version", self._version)
         app.router.add_get("/api/tags", self._tags)
