@@ -15,12 +15,29 @@ from fake_echo_brain import LEARN, REFINE, FakeEchoBrain
 from fake_ollama import FakeOllama
 from hostile import HTML, Body, Endless, Huge, Trickle, deep_json
 
-from anime_pipeline.services.comfyui import (ComfyUIBadResponse, ComfyUIClient, ComfyUIError, ComfyUIRequestTimeout,
-                                             ComfyUIResponseTooLarge, ComfyUIUnavailable, ResponseLimits,
-                                             UnsafeOutputPath)
-from anime_pipeline.services.echo_brain import Director, EchoBrainBadResponse, EchoBrainClient, EchoBrainUnavailable
-from anime_pipeline.services.ollama import (InvalidModelOutput, OllamaBadResponse, OllamaClient, OllamaError,
-                                            OllamaTimeout)
+from anime_pipeline.planning.director import DirectorChain
+from anime_pipeline.services.comfyui import (
+    ComfyUIBadResponse,
+    ComfyUIClient,
+    ComfyUIError,
+    ComfyUIRequestTimeout,
+    ComfyUIResponseTooLarge,
+    ComfyUIUnavailable,
+    ResponseLimits,
+    UnsafeOutputPath,
+)
+from anime_pipeline.services.echo_brain import (
+    EchoBrainBadResponse,
+    EchoBrainClient,
+    EchoBrainUnavailable,
+)
+from anime_pipeline.services.ollama import (
+    InvalidModelOutput,
+    OllamaBadResponse,
+    OllamaClient,
+    OllamaError,
+    OllamaTimeout,
+)
 
 MiB = 1 << 20
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
@@ -310,7 +327,7 @@ def test_a_trickling_echo_brain_is_unavailable_at_the_deadline(echo: FakeEchoBra
 
 def test_the_director_falls_back_and_feedback_never_raises_on_a_hostile_echo_brain(echo: FakeEchoBrain) -> None:
     echo.hostile[REFINE], echo.hostile[LEARN] = deep_json(100_000), HTML
-    director = Director(EchoBrainClient(echo.url, retries=0), None)
+    director = DirectorChain(EchoBrainClient(echo.url, retries=0), None)
     refinement = director.refine_prompt("1girl, courier", "night")
     assert refinement.path[0].startswith("echo_brain: EchoBrainBadResponse") and refinement.path[-1] == "local: ok"
     assert director.send_feedback({"clarity": 0.5}) is False
