@@ -150,11 +150,15 @@ def _verified(tmp: Path, out: Path, parts: Sequence[MediaInfo], chapters: Sequen
 _CHAPTER_BLOCK = re.compile(r"\[CHAPTER\]\s*TIMEBASE=(\d+)/(\d+)\s*START=(-?\d+)\s*END=(-?\d+)\s*(?:title=(.*))?")
 
 
+def _metadata(path: Path) -> tuple[str, str]:
+    """ffmpeg's ffmetadata export of the file (stdout) and its stream dump (stderr)."""
+    proc = run_ffmpeg(["-i", str(path), "-f", "ffmetadata", "-"], path, "cannot read the container", loglevel="info")
+    return proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+
 def read_chapters(path: Path | str) -> list[Chapter]:
     """The file's chapters, as ffmpeg reads them back."""
-    path = Path(path)
-    proc = run_ffmpeg(["-i", str(path), "-f", "ffmetadata", "-"], path, "cannot read chapters")
-    text = proc.stdout.decode(errors="replace")
+    text, _ = _metadata(Path(path))
     chapters = []
     for num, den, start, end, title in _CHAPTER_BLOCK.findall(text):
         scale = int(num) / int(den)
@@ -165,5 +169,8 @@ def read_chapters(path: Path | str) -> list[Chapter]:
 def read_subtitles(path: Path | str) -> list[Cue]:
     """The first subtitle track's cues (none when the file has no subtitle track)."""
     path = Path(path)
-    proc = run_ffmpeg(["-i", str(path), "-map", "0:s:0?", "-f", "srt", "-"], path, "cannot read subtitles")
+    _, streams = _metadata(path)
+    if not re.search(r"Stream #0:\d+\S*: Subtitle:", streams):
+        return []
+    proc = run_ffmpeg(["-i", str(path), "-map", "0:s:0", "-f", "srt", "-"], path, "cannot read subtitles")
     return parse_srt(proc.stdout.decode(errors="replace"))

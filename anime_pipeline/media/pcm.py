@@ -68,4 +68,4 @@ def rms_db(samples: np.ndarray) -> float:
     if not samples.size:
         return float("-inf")
     power = float(np.mean(np.square(samples, dtype=np.float64)))
-    return 10 * np.log10(power) if power > 0 else float("-inf")
+    return float(10 * np.log10(power)) if power > 0 else float("-inf")

@@ -129,10 +129,13 @@ def exchange(endpoint: Endpoint, method: str, path: str, *, deadline: Deadline, 
         send_headers["Content-Type"] = "application/json"
     target = endpoint.prefix + path + (f"?{urlencode(params)}" if params else "")
     connection = _connection(endpoint, deadline.remaining())
-    watchdog = threading.Timer(max(0.0, deadline.remaining()), _shut, args=(connection,))
-    watchdog.daemon = True
-    watchdog.start()
+    watchdog: threading.Timer | None = None
     try:
+        connection.connect()
+        # http.client drops its reference to the socket once a closing response is read: keep ours.
+        watchdog = threading.Timer(max(0.0, deadline.remaining()), _shut, args=(connection.sock,))
+        watchdog.daemon = True
+        watchdog.start()
         connection.request(method, target, body=body, headers=send_headers)
         response = connection.getresponse()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
@@ -144,7 +147,8 @@ def exchange(endpoint: Endpoint, method: str, path: str, *, deadline: Deadline, 
             raise DeadlineExceeded(url, f"no complete answer within {deadline.seconds:g} s") from None
         raise Unreachable(url, _problem(exc)) from None
     finally:
-        watchdog.cancel()
+        if watchdog is not None:
+            watchdog.cancel()
         connection.close()
 
 
@@ -155,13 +159,11 @@ def _connection(endpoint: Endpoint, timeout: float) -> http.client.HTTPConnectio
     return http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
 
 
-def _shut(connection: http.client.HTTPConnection) -> None:
-    sock = connection.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed: the exchange ended on its own
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: the exchange ended on its own
 
 
 def _read_body(response: http.client.HTTPResponse, url: str, max_bytes: int, deadline: Deadline) -> bytes:

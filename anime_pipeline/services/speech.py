@@ -96,13 +96,16 @@ def _describe(payload: Any) -> str:
     if "loc" in payload and "msg" in payload:
         where = ".".join(str(part) for part in payload["loc"]) if isinstance(payload["loc"], list) else payload["loc"]
         return f"{where}: {payload['msg']}"
-    for key in ("detail", "error"):  # Kokoro {"detail": {...}}, Orpheus {"detail": str}, OpenAI {"error": {...}}
-        if key in payload and payload[key]:
-            return _describe(payload[key])
-    message = payload.get("message") or payload.get("msg") or ""
-    code = payload.get("code") if isinstance(payload.get("code"), str) else payload.get("type")
-    label = f"{code}: " if isinstance(code, str) and code and code not in str(message) else ""
-    return f"{label}{message}".strip()
+    if payload.get("detail"):  # FastAPI: Kokoro {"detail": {...}}, Orpheus {"detail": str}, 422 [...]
+        return _describe(payload["detail"])
+    if isinstance(payload.get("error"), dict | list):  # OpenAI {"error": {"message", "type", "code"}}
+        return _describe(payload["error"])
+    message = str(payload.get("message") or payload.get("msg") or "")
+    code = next((v for v in (payload.get("error"), payload.get("code"), payload.get("type")) if isinstance(v, str) and v),
+                "")
+    if not message or code in message:
+        return message or code
+    return f"{code}: {message}" if code else message
 
 
 def voice_names(payload: Any) -> frozenset[str]:
