@@ -114,5 +114,6 @@ def music_track_inside(folder: PurePath, track: str) -> PurePath:
     a validator that knows the show file, so the message names the field)."""
     relative = PurePath(track)
     if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        raise ValueError(f"music track {track!r} must be a path inside the music folder {folder} (no '..', not absolute)")
+        raise ValueError(f"music track {track!r} must be a path inside the music folder {folder} "
+                         "(no '..', not absolute)")
     return folder / relative

@@ -1,9 +1,11 @@
 """The episode file: scenes joined by stream copy, with chapters and a soft subtitle track in the MP4.
 
-Scenes come out of `assemble_scene` with identical encoder settings, so the concat demuxer
-can join them without re-encoding (hundreds of times realtime). One ffmpeg run also maps the
-chapters (ffmetadata, one per scene) and the subtitles (SRT → mov_text, tagged with their
-language); the result is read back before it is renamed into place.
+Scenes come out of `assemble_scene` with identical encoder settings, so nothing is
+re-encoded (hundreds of times realtime): the video through the concat demuxer, each scene
+given its exact video duration so no frame moves; the audio packets laid on the episode
+timeline by `aac_splice` so it stays in sync. The same ffmpeg run maps the chapters
+(ffmetadata, one per scene) and the subtitles (SRT → mov_text, tagged with their language);
+the result is read back before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from anime_pipeline.media.aac_splice import PRIMING_PACKETS, SAMPLES_PER_PACKET, splice
 from anime_pipeline.media.ffmpeg import MediaError, MediaInfo, probe_packets, run_ffmpeg
 from anime_pipeline.media.subtitles import Cue, format_srt, parse_srt
 from anime_pipeline.storage import atomic_path
@@ -40,6 +43,7 @@ class EpisodeFile:
     info: MediaInfo  # from the packets: `frames` counts video packets
     chapters: tuple[Chapter, ...]
     subtitles: int  # cues in the soft track
+    sync_error: float  # seconds: the worst distance of a scene's audio start from its video start
 
 
 def chapters_for(titles: Sequence[str], durations: Sequence[float]) -> list[Chapter]:
@@ -74,18 +78,26 @@ def ffmetadata(chapters: Sequence[Chapter], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _concat_list(paths: Sequence[Path]) -> str:
-    # The concat demuxer's quoting: inside '…', a quote is written '\''.
-    return "".join("file '{}'\n".format(str(path.resolve()).replace("'", "'\\''")) for path in paths)
+def _concat_list(infos: Sequence[MediaInfo], durations: Sequence[float]) -> str:
+    """Concat demuxer script for the scenes' video alone. The audio must not take part: its priming
+    packet starts before 0 and would shift every frame by it; `duration` pins each file to its
+    video's length, which the audio (longer by its last packet) would otherwise stretch."""
+    lines = ["ffconcat version 1.0", "stream", f"exact_stream_id {infos[0].video_stream_id}"]
+    for info, duration in zip(infos, durations, strict=True):
+        # The concat demuxer's quoting: inside '…', a quote is written '\''.
+        lines += ["file '{}'".format(str(info.path.resolve()).replace("'", "'\\''")), f"duration {duration:.6f}"]
+    return "\n".join(lines) + "\n"
 
 
 def _signature(info: MediaInfo) -> tuple:
-    return info.video_codec, info.width, info.height, info.fps, info.audio_codec
+    return info.video_codec, info.width, info.height, info.fps, info.audio_codec, info.video_stream_id
 
 
 def _check_joinable(infos: Sequence[MediaInfo]) -> None:
     first = infos[0]
     for info in infos:
+        if info.video_stream_id is None:
+            raise MediaError(info.path, "has no MP4 track id for its video; scenes must be MP4 files")
         if not info.frames:
             raise MediaError(info.path, "has no video")
         if info.audio_codec is None:
@@ -112,39 +124,47 @@ def assemble_episode(scenes: Sequence[Path], out: Path, chapters: Sequence[Chapt
         raise ValueError("an episode needs at least one scene")
     infos = [probe_packets(scene) for scene in scenes]
     _check_joinable(infos)
-    _check_chapters(chapters, sum(info.duration for info in infos))
+    durations = [(info.frames or 0) / (info.fps or 1) for info in infos]
+    _check_chapters(chapters, sum(durations))
+    audio = splice([Path(s) for s in scenes], durations)
     with tempfile.TemporaryDirectory(prefix="episode-") as folder:
         work = Path(folder)
-        (work / "scenes.txt").write_text(_concat_list([Path(s) for s in scenes]), encoding="utf-8")
+        (work / "scenes.txt").write_text(_concat_list(infos, durations), encoding="utf-8")
+        (work / "audio.aac").write_bytes(audio.adts)
         (work / "chapters.txt").write_text(ffmetadata(chapters, title), encoding="utf-8")
-        inputs = ["-f", "concat", "-safe", "0", "-i", str(work / "scenes.txt"), "-i", str(work / "chapters.txt")]
-        maps = ["-map", "0:v:0", "-map", "0:a:0", "-map_metadata", "1", "-map_chapters", "1", "-c:v", "copy",
+        priming = PRIMING_PACKETS * SAMPLES_PER_PACKET / audio.sample_rate
+        inputs = ["-f", "concat", "-safe", "0", "-i", str(work / "scenes.txt"),
+                  # Starting the audio one priming packet early lets the muxer write the edit list that hides it.
+                  "-itsoffset", f"{-priming:.9f}", "-i", str(work / "audio.aac"), "-i", str(work / "chapters.txt")]
+        maps = ["-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "2", "-map_chapters", "2", "-c:v", "copy",
                 "-c:a", "copy"]
         if cues:
             (work / "subtitles.srt").write_text(format_srt(cues), encoding="utf-8")
             inputs += ["-i", str(work / "subtitles.srt")]
-            maps += ["-map", "2:0", "-c:s", "mov_text", "-time_base:s", SUBTITLE_TIME_BASE,
+            maps += ["-map", "3:0", "-c:s", "mov_text", "-time_base:s", SUBTITLE_TIME_BASE,
                      "-metadata:s:s:0", f"language={language}"]
         with atomic_path(out) as tmp:
             run_ffmpeg([*inputs, *maps, "-movflags", "+faststart", "-f", "mp4", "-y", str(tmp)], out,
                        "episode concatenation failed")
-            return _verified(tmp, out, infos, chapters, len(cues))
+            return _verified(tmp, out, infos, chapters, len(cues), audio.worst_offset)
 
 
-def _verified(tmp: Path, out: Path, parts: Sequence[MediaInfo], chapters: Sequence[Chapter], cues: int
-              ) -> EpisodeFile:
+def _verified(tmp: Path, out: Path, parts: Sequence[MediaInfo], chapters: Sequence[Chapter], cues: int,
+              sync_error: float) -> EpisodeFile:
     info = probe_packets(tmp)
     expected = sum(part.frames or 0 for part in parts)
     if info.frames != expected:
         raise MediaError(out, f"joined file has {info.frames} video frames, the scenes have {expected}")
-    written = read_chapters(tmp)
+    metadata, streams = _metadata(tmp)
+    written = _chapters(metadata)
     if [c.title for c in written] != [c.title for c in chapters]:
-        raise MediaError(out, f"chapters read back as {[c.title for c in written]}, wrote {[c.title for c in chapters]}")
-    found = len(read_subtitles(tmp)) if cues else 0
+        titles = [c.title for c in chapters]
+        raise MediaError(out, f"chapters read back as {[c.title for c in written]}, wrote {titles}")
+    found = len(_subtitles(tmp, streams))
     if found != cues:
         raise MediaError(out, f"the subtitle track holds {found} cues, wrote {cues}")
     return EpisodeFile(MediaInfo(out, info.duration, info.video_codec, info.audio_codec, info.width, info.height,
-                                 info.fps, info.frames), tuple(written), found)
+                                 info.fps, info.frames), tuple(written), found, sync_error)
 
 
 _CHAPTER_BLOCK = re.compile(r"\[CHAPTER\]\s*TIMEBASE=(\d+)/(\d+)\s*START=(-?\d+)\s*END=(-?\d+)\s*(?:title=(.*))?")
@@ -156,21 +176,27 @@ def _metadata(path: Path) -> tuple[str, str]:
     return proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
-def read_chapters(path: Path | str) -> list[Chapter]:
-    """The file's chapters, as ffmpeg reads them back."""
-    text, _ = _metadata(Path(path))
+def _chapters(metadata: str) -> list[Chapter]:
     chapters = []
-    for num, den, start, end, title in _CHAPTER_BLOCK.findall(text):
+    for num, den, start, end, title in _CHAPTER_BLOCK.findall(metadata):
         scale = int(num) / int(den)
         chapters.append(Chapter(int(start) * scale, int(end) * scale, re.sub(r"\\(.)", r"\1", title.strip())))
     return chapters
 
 
-def read_subtitles(path: Path | str) -> list[Cue]:
-    """The first subtitle track's cues (none when the file has no subtitle track)."""
-    path = Path(path)
-    _, streams = _metadata(path)
+def _subtitles(path: Path, streams: str) -> list[Cue]:
     if not re.search(r"Stream #0:\d+\S*: Subtitle:", streams):
         return []
     proc = run_ffmpeg(["-i", str(path), "-map", "0:s:0", "-f", "srt", "-"], path, "cannot read subtitles")
     return parse_srt(proc.stdout.decode(errors="replace"))
+
+
+def read_chapters(path: Path | str) -> list[Chapter]:
+    """The file's chapters, as ffmpeg reads them back."""
+    return _chapters(_metadata(Path(path))[0])
+
+
+def read_subtitles(path: Path | str) -> list[Cue]:
+    """The first subtitle track's cues (none when the file has no subtitle track)."""
+    path = Path(path)
+    return _subtitles(path, _metadata(path)[1])

@@ -68,6 +68,7 @@ class MediaInfo:
     height: int | None
     fps: float | None
     frames: int | None
+    video_stream_id: str | None = None  # the container's id of the video stream (an MP4 track id: "0x1")
 
 
 @cache
@@ -99,6 +100,7 @@ def _require_file(path: Path) -> None:
 # --- reading --------------------------------------------------------------------------
 
 _STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (\w+)")
+_STREAM_ID = re.compile(r"^\s*Stream #\d+:\d+\[(0x[0-9a-f]+)\]")
 _SIZE = re.compile(r", (\d+)x(\d+)")
 _FPS = re.compile(r", (\d+(?:\.\d+)?) (?:fps|tbr)")
 
@@ -165,7 +167,13 @@ def _probe(path: Path, codec: list[str]) -> MediaInfo:
         height=height,
         fps=fps,
         frames=int(progress["frame"]) if video else None,
+        video_stream_id=_stream_id(video) if video else None,
     )
+
+
+def _stream_id(line: str) -> str | None:
+    found = _STREAM_ID.match(line)
+    return found.group(1) if found else None
 
 
 def decode_check(path: Path | str) -> None:

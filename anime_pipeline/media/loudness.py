@@ -77,7 +77,8 @@ def loudness_verdict(measured: Loudness, target: LoudnessTarget, what: str) -> L
         problems.append(f"integrated {measured.integrated_lufs:.1f} LUFS is {off:+.1f} LU from the "
                         f"{target.integrated_lufs:g} LUFS target (±{target.tolerance_lu:g} LU allowed)")
     if measured.true_peak_dbtp > target.true_peak_dbtp:
-        problems.append(f"true peak {measured.true_peak_dbtp:.1f} dBTP is above the {target.true_peak_dbtp:g} dBTP limit")
+        problems.append(f"true peak {measured.true_peak_dbtp:.1f} dBTP is above the {target.true_peak_dbtp:g} dBTP "
+                        "limit")
     summary = (f"{what}: {measured.integrated_lufs:.1f} LUFS integrated, true peak {measured.true_peak_dbtp:.1f} dBTP, "
                f"LRA {measured.range_lu:.1f} LU")
     return LoudnessVerdict(not problems, measured, target, summary + ("; " + "; ".join(problems) if problems else ""))
@@ -125,8 +126,8 @@ def audibility(speech: np.ndarray, music: np.ndarray, segments: Sequence[tuple[f
     if worst is None:
         message = "no dialogue in this mix"
     elif low:
-        message = f"{len(low)} of {len(measured)} lines stand less than {required_db:g} dB above the music: " + ", ".join(
-            f"{s.start:.2f}-{s.end:.2f} s at {s.margin_db:.1f} dB" for s in low[:5])
+        where = ", ".join(f"{s.start:.2f}-{s.end:.2f} s at {s.margin_db:.1f} dB" for s in low[:5])
+        message = f"{len(low)} of {len(measured)} lines stand less than {required_db:g} dB above the music: {where}"
     else:
         message = f"every line stands at least {worst.margin_db:.1f} dB above the music (required {required_db:g} dB)"
     return AudibilityVerdict(not low, required_db, tuple(measured), message)

@@ -28,6 +28,9 @@ from anime_pipeline.storage import atomic_path
 # AAC's own overshoot: aim this far below the true-peak limit so the encoded file stays under it.
 PEAK_MARGIN_DB = 0.5
 LIMITER_MARGIN_DB = 1.0  # a sample-peak limiter lets peaks between samples through; they stay below this
+# Every scene mix starts and ends with this fade, so the episode's stream-copied joins (aac_splice)
+# fall on silence: longer than the 1.5 AAC packets a join may add or drop.
+EDGE_FADE = 0.05
 STEREO = f"aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo"
 
 
@@ -114,8 +117,11 @@ def normalize(premix: Path, measured: Loudness, settings: Audio, work: Path) -> 
 
 
 def _encode(source: Path, out: Path, duration: float, chain: str) -> None:
+    fade_out = max(0.0, duration - EDGE_FADE)
+    edges = f"afade=t=in:d={EDGE_FADE}:curve=hsin,afade=t=out:st={fade_out:.6f}:d={EDGE_FADE}:curve=hsin"
     with atomic_path(out) as tmp:
-        args = ["-i", str(source), "-map", "0:a:0", "-af", f"{chain},{STEREO},atrim=end_sample={_samples(duration)}"]
+        args = ["-i", str(source), "-map", "0:a:0", "-af",
+                f"{chain},{STEREO},atrim=end_sample={_samples(duration)},{edges}"]
         run_ffmpeg([*args, *mp4_output_args(tmp)], out, "loudness normalisation failed")
         checked_output(tmp, out, None)
 

@@ -22,8 +22,8 @@ def decode(path: Path | str, channels: int = 1, rate: int = SAMPLE_RATE) -> np.n
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "no such file")
-    proc = run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"],
-                path, "cannot decode audio")
+    args = ["-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", str(channels), "-ar", str(rate), "pipe:1"]
+    proc = run_ffmpeg(args, path, "cannot decode audio")
     samples = np.frombuffer(proc.stdout, dtype="<f4")
     if not samples.size:
         raise MediaError(path, "has no audio samples")

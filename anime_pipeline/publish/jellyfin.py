@@ -125,7 +125,8 @@ class JellyfinPublisher:
         if not matches:
             return None, f"the series lists no S{SEASON:02d}E{number:02d} yet"
         if len(matches) > 1:
-            return None, f"{len(matches)} items for S{SEASON:02d}E{number:02d} ({', '.join(str(m.path) for m in matches)})"
+            listed = ", ".join(str(m.path) for m in matches)
+            return None, f"{len(matches)} items for S{SEASON:02d}E{number:02d} ({listed})"
         if matches[0].path != expected:
             return None, f"S{SEASON:02d}E{number:02d} is still listed at {matches[0].path}"
         return matches[0], ""

@@ -119,7 +119,8 @@ def _detail(reply: Reply) -> str:
     except (ValueError, AttributeError):
         return reply.excerpt() or "no error text"
     if isinstance(detail, list):  # pydantic validation: [{loc, msg}]
-        return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict))
+        fields = [d for d in detail if isinstance(d, dict)]
+        return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in fields)
     return str(detail) if detail else reply.excerpt()
 
 

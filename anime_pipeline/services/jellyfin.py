@@ -69,7 +69,7 @@ class Item:
 
     @classmethod
     def from_api(cls, entry: Any) -> Item:
-        if not isinstance(entry, dict) or not isinstance(entry.get("Id"), str) or not isinstance(entry.get("Type"), str):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("Id", "Type")):
             raise ValueError(f"an item without Id and Type: {str(entry)[:120]!r}")
         return cls(entry["Id"], str(entry.get("Name") or ""), entry["Type"], entry.get("Path"),
                    _int(entry.get("IndexNumber")), _int(entry.get("ParentIndexNumber")), entry.get("SeriesId"))

@@ -101,8 +101,8 @@ def _describe(payload: Any) -> str:
     if isinstance(payload.get("error"), dict | list):  # OpenAI {"error": {"message", "type", "code"}}
         return _describe(payload["error"])
     message = str(payload.get("message") or payload.get("msg") or "")
-    code = next((v for v in (payload.get("error"), payload.get("code"), payload.get("type")) if isinstance(v, str) and v),
-                "")
+    labels = (payload.get("error"), payload.get("code"), payload.get("type"))
+    code = next((v for v in labels if isinstance(v, str) and v), "")
     if not message or code in message:
         return message or code
     return f"{code}: {message}" if code else message
@@ -176,7 +176,8 @@ class OpenAISpeechClient:
         kind = sniff_audio(reply.body)
         if kind is None:
             raise BadSpeechAudio(f"speech server {self.url} answered voice {voice!r} with {len(reply.body)} bytes of "
-                                 f"{reply.content_type or 'unlabelled data'} that are not audio: {reply.excerpt()[:80]!r}")
+                                 f"{reply.content_type or 'unlabelled data'} that are not audio: "
+                                 f"{reply.excerpt()[:80]!r}")
         return SpeechAudio(reply.body, kind, reply.content_type)
 
     def _fetch_voices(self) -> frozenset[str] | None:

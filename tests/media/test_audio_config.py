@@ -17,7 +17,8 @@ def test_defaults_are_the_spec_numbers() -> None:
 
 
 def test_voice_per_backend() -> None:
-    voice = CharacterVoice.model_validate({"espeak": {"voice": "en+f3", "pitch": 70}, "openai_tts": {"voice": "af_heart"}})
+    voice = CharacterVoice.model_validate({"espeak": {"voice": "en+f3", "pitch": 70},
+                                           "openai_tts": {"voice": "af_heart"}})
     assert voice.espeak.rate == 170 and voice.openai_tts.speed == 1.0
 
 

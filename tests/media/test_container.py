@@ -10,7 +10,7 @@ import pytest
 from anime_pipeline.media.container import (Chapter, assemble_episode, chapters_for, ffmetadata, read_chapters,
                                             read_subtitles, shift_cues)
 from anime_pipeline.media.ffmpeg import MediaError, decode_check, encode_clip, probe
-from anime_pipeline.media.pcm import write_wav
+from anime_pipeline.media.pcm import decode, write_wav
 from anime_pipeline.media.subtitles import Cue
 
 FPS = 24
@@ -75,3 +75,27 @@ def test_odd_chapter_titles_survive_the_round_trip(scenes, tmp_path: Path) -> No
     chapters = [Chapter(0, 1.0, "Scène = one; #1"), Chapter(1.0, 2.0, "Two")]
     result = assemble_episode(scenes[:1], tmp_path / "e.mp4", chapters, [], "E")
     assert [c.title for c in result.chapters] == ["Scène = one; #1", "Two"]
+
+
+def test_audio_stays_on_each_scenes_video_start(tmp_path: Path) -> None:
+    # Naive stream copy lets every join add 20-40 ms; the splice keeps each scene within half an AAC packet.
+    counts, clips, click_at = [53, 77, 41, 66, 59, 47], [], 0.1
+    for index, frames in enumerate(counts):
+        t = np.arange(round(frames / FPS * 48_000)) / 48_000
+        audio = (0.1 * np.sin(2 * np.pi * (300 + 40 * index) * t)).astype(np.float32)
+        edge = np.linspace(0, 1, 2400, dtype=np.float32)  # the 50 ms edge fades every scene mix has
+        audio[:2400] *= edge
+        audio[-2400:] *= edge[::-1]
+        audio[round(click_at * 48_000): round(click_at * 48_000) + 480] = 0.8
+        wav = write_wav(tmp_path / f"a{index}.wav", audio)
+        image = [np.zeros((48, 64, 3), dtype=np.uint8)] * frames
+        clips.append(encode_clip(image, FPS, tmp_path / f"s{index}.mp4", audio=wav).path)
+    result = assemble_episode(clips, tmp_path / "episode.mp4", [], [], "E")
+    samples = decode(result.info.path)
+    loud = np.flatnonzero(np.abs(samples) > 0.6)
+    clicks = [loud[0]] + [b for a, b in zip(loud, loud[1:]) if b - a > 4800]
+    starts = np.cumsum([0, *counts[:-1]]) / FPS
+    assert len(clicks) == len(counts)
+    assert np.abs(np.array(clicks) / 48_000 - click_at - starts).max() <= 0.0107
+    assert abs(len(samples) / 48_000 - sum(counts) / FPS) <= 0.0107
+    assert result.sync_error <= 0.0107
