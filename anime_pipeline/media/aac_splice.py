@@ -64,9 +64,8 @@ class Splice:
     worst_offset: float  # seconds: the largest gap between a scene's audio start and its video start
 
 
-def splice(scenes: Sequence[Path], durations: Sequence[float]) -> Splice:
-    """Scene audio on the episode timeline; `durations` are the scenes' video durations."""
-    tracks = [aac_track(scene) for scene in scenes]
+def splice(scenes: Sequence[Path], tracks: Sequence[AacTrack], durations: Sequence[float]) -> Splice:
+    """The scenes' audio (`aac_track` of each) on the episode timeline; `durations` are their videos'."""
     rate, channels = tracks[0].sample_rate, tracks[0].channels
     for scene, track in zip(scenes, tracks, strict=True):
         if (track.sample_rate, track.channels) != (rate, channels):

@@ -25,7 +25,7 @@ def test_a_scene_has_its_priming_packet_and_whole_packets(tmp_path: Path) -> Non
 
 def test_each_scene_gets_the_packets_that_keep_it_on_time(tmp_path: Path) -> None:
     scenes = [clip(tmp_path, f"s{i}", n) for i, n in enumerate([53, 77, 41])]
-    joined = splice(scenes, [53 / 24, 77 / 24, 41 / 24])
+    joined = splice(scenes, [aac_track(s) for s in scenes], [53 / 24, 77 / 24, 41 / 24])
     packets = parse_adts(joined.adts, tmp_path / "joined.aac").packets
     total = (53 + 77 + 41) * 2000
     assert abs((len(packets) - 1) * SAMPLES_PER_PACKET - total) <= SAMPLES_PER_PACKET / 2
@@ -38,7 +38,7 @@ def test_mismatched_audio_is_named(tmp_path: Path) -> None:
     run_ffmpeg(["-i", str(first), "-map", "0:v", "-map", "0:a", "-c:v", "copy", "-c:a", "aac", "-ac", "1", "-y",
                 str(other)], other, "test clip")
     with pytest.raises(MediaError, match="mono.mp4: audio is 48000 Hz × 1, the first scene's is 48000 Hz × 2"):
-        splice([first, other], [1.0, 1.0])
+        splice([first, other], [aac_track(first), aac_track(other)], [1.0, 1.0])
 
 
 def test_not_adts_is_an_error(tmp_path: Path) -> None:
