@@ -6,16 +6,17 @@ Errors print as one line with the fix, never a traceback (set ANIME_PIPELINE_DEB
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from anime_pipeline.config import ConfigError, Project, load_show
+from anime_pipeline.config import ConfigError, Project, check_files
 from anime_pipeline.config.loader import show_files
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.settings import Settings, default_dagster_home
+from anime_pipeline.studio import cli as studio_cli
+from anime_pipeline.settings import Settings, dagster_ui_url, debug, default_dagster_home, use_dagster_home, user_name
 
 EMBEDDED_INSTANCE_YAML = """\
 # Embedded instance for `anime-pipeline demo` and `dev`: SQLite in this folder, no services needed.
@@ -23,6 +24,10 @@ EMBEDDED_INSTANCE_YAML = """\
 concurrency:
   pools:
     default_limit: 1   # one step per GPU pool at a time
+run_monitoring:        # `dev`'s daemon fails runs whose process died and frees their pool slots
+  enabled: true
+  poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 0
 telemetry:
   enabled: false
 """
@@ -42,7 +47,7 @@ def _instance():
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(EMBEDDED_INSTANCE_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
+    use_dagster_home(home)
     return dg.DagsterInstance.get()
 
 
@@ -54,51 +59,44 @@ def cmd_validate(args, settings: Settings) -> int:
     files = [Path(f) for f in args.files] or show_files(settings.configs_dir)
     if not files:
         raise CliError(f"no show files in {settings.configs_dir}", "add a .yaml show file (see project_configs/)")
-    failed = 0
-    for path in files:
-        try:
-            config = load_show(path)
-        except ConfigError as exc:
-            failed += 1
-            print(exc.render(), file=sys.stderr)
+    checks = check_files(files, None if args.files else settings.configs_dir / "music")
+    for check in checks:  # every file is checked and reported; show slugs are also unique across them
+        if check.error is not None:
+            print(check.error.render(), file=sys.stderr)
             continue
+        config = check.config
         shots = sum(len(s.shots) for e in config.episodes for s in e.scenes)
-        print(f"{path}: ok — {config.show.title!r}: {len(config.characters)} characters, "
+        print(f"{check.path}: ok — {config.show.title!r}: {len(config.characters)} characters, "
               f"{len(config.episodes)} episodes, {shots} shots")
-    if not args.files and not failed:
-        _project(settings)  # show slugs must also be unique across files
-    return 1 if failed else 0
+    return 1 if any(check.error for check in checks) else 0
 
 
 def cmd_sync(args, settings: Settings) -> int:
-    from anime_pipeline.sensors.sync import sync_instance
+    from anime_pipeline.sensors.sync import reload_dagster_ui
 
-    plan = sync_instance(_instance(), settings.configs_dir)
-    print(f"synced partitions with {settings.configs_dir}: {plan.summary()}")
+    project = _project(settings)
+    counts = {"characters": len(project.characters), "shots": len(project.shots), "scenes": len(project.scenes),
+              "episodes": len(project.episodes)}
+    print(f"{settings.configs_dir}: valid — {', '.join(f'{n} {k}' for k, n in counts.items())} "
+          f"in {len(project.shows)} show(s)")
+    print(reload_dagster_ui(args.dagster_url))
     return 0
 
 
 def cmd_demo(args, settings: Settings) -> int:
-    from anime_pipeline.definitions import build_definitions
-    from anime_pipeline.runner import Runner, plan_for
-    from anime_pipeline.sensors.sync import sync_instance
-
     start = time.perf_counter()
-    instance = _instance()
     project = _project(settings)
-    sync_instance(instance, settings.configs_dir)
     episodes = [k for k in project.episodes if not args.show or k.startswith(f"{args.show}/")]
     if not episodes:
         raise CliError(f"no show {args.show!r} in {settings.configs_dir}", f"choose one of {sorted(project.shows)}")
-    plan = plan_for(project, episodes)
     backends = {f"{k}: {v}" for cfg in project.shows.values() for k, v in cfg.backends.model_dump().items()
                 if k in ("renderer", "reviewer", "director", "trainer", "publisher")}
+    instance = _instance()
     print(f"rendering {len(episodes)} episode(s) with {', '.join(sorted(backends))} — Dagster home {instance.root_directory}")
-    runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root))
-    ok = runner.run_plan(plan, project, approve_as="demo")
-    print(f"finished in {time.perf_counter() - start:.1f} s" if ok else "stopped: a gate failed (see above)")
-    if not ok:
+    if not _run_episodes(settings, project, instance, episodes, approve_as="demo"):
+        print("stopped: a gate failed (see above)")
         return 1
+    print(f"finished in {time.perf_counter() - start:.1f} s")
     paths = StoragePaths(settings.storage_root)
     for key in episodes:
         print(f"episode: {paths.episode(key) / 'episode.mp4'}")
@@ -107,32 +105,49 @@ def cmd_demo(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_backfill(args, settings: Settings) -> int:
+def _run_episodes(settings: Settings, project: Project, instance, episodes: list[str],
+                  approve_as: str | None = None) -> bool:
     from anime_pipeline.definitions import build_definitions
+    from anime_pipeline.recovery import clean_dead_runs
+    from anime_pipeline.storage import clean_leftovers
     from anime_pipeline.runner import Runner, plan_for
-    from anime_pipeline.sensors.sync import sync_instance
 
-    instance = _instance()
-    project = _project(settings)
-    sync_instance(instance, settings.configs_dir)
+    for dead in clean_dead_runs(instance):
+        print(f"cleaned up {dead.describe()}")
+    for leftover in clean_leftovers(settings.storage_root, recursive=True):
+        print(f"cleaned up {leftover}: a temporary file of a write that never finished")
+
     try:
-        plan = plan_for(project, args.episodes)
+        stages = plan_for(project, episodes)
     except KeyError as exc:
         raise CliError(str(exc.args[0]), "episode keys look like show/episode, e.g. lantern-post/ep01") from None
-    runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root))
-    return 0 if runner.run_plan(plan, project) else 1
+    runner = Runner(build_definitions(settings, project), instance, StoragePaths(settings.storage_root))
+    return runner.run_plan(stages, project, approve_as=approve_as)
+
+
+def cmd_backfill(args, settings: Settings) -> int:
+    project = _project(settings)
+    return 0 if _run_episodes(settings, project, _instance(), args.episodes) else 1
 
 
 def cmd_status(args, settings: Settings) -> int:
-    from anime_pipeline.status import collect_status
+    from anime_pipeline.definitions import build_definitions
+    from anime_pipeline.status import collect_status, render_status
 
-    for line in collect_status(_instance(), _project(settings), args.show):
+    project = _project(settings)
+    if args.show and args.show not in project.shows:
+        raise CliError(f"no show {args.show!r} in {settings.configs_dir}", f"choose one of {sorted(project.shows)}")
+    statuses = collect_status(_instance(), build_definitions(settings, project), args.show)
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in statuses], indent=2))
+        return 0
+    for line in render_status(statuses):
         print(line)
     return 0
 
 
 def cmd_review(args, settings: Settings) -> int:
-    from anime_pipeline.production.dataset import DecisionLog, dataset_state
+    from anime_pipeline.production.candidates import DecisionLog, dataset_state
 
     project = _project(settings)
     if args.character not in project.characters:
@@ -144,8 +159,8 @@ def cmd_review(args, settings: Settings) -> int:
         for title, group in (("awaiting review", state.pending), ("approved", state.approved), ("rejected", state.rejected)):
             print(f"{title}: {len(group)}")
             for c in group:
-                verdict = c.record["verdict"]
-                print(f"  {c.id}  score {verdict['score']:.2f}  {c.image_path}  {'; '.join(verdict['reasons'])}")
+                verdict = c.record.verdict
+                print(f"  {c.id}  score {verdict.score:.2f}  {c.image_path}  {'; '.join(verdict.reasons)}")
         return 0
     known = {c.id for c in [*state.pending, *state.approved, *state.rejected]}
     ids = [c.id for c in state.pending] if args.all_pending else args.ids
@@ -161,23 +176,24 @@ def cmd_review(args, settings: Settings) -> int:
 
 
 def cmd_reproduce(args, settings: Settings) -> int:
-    from anime_pipeline.reproduce import recorded_backend, reproduce_shot
+    from anime_pipeline.production.shot_clip import ShotManifest
+    from anime_pipeline.reproduce import reproduce_shot
 
     if args.asset != "shot_clip":
         raise CliError(f"reproduce supports shot_clip, not {args.asset!r}",
                        "other assets re-render deterministically when re-materialized from their manifests' inputs")
     project = _project(settings)
-    if args.partition not in project.shots:
-        raise CliError(f"unknown shot {args.partition!r}", f"choose one of {sorted(project.shots)}")
-    ref = project.shots[args.partition]
+    if args.key not in project.shots:
+        raise CliError(f"unknown shot {args.key!r}", f"choose one of {sorted(project.shots)}")
+    ref = project.shots[args.key]
     shot_dir = StoragePaths(settings.storage_root).shot(ref.key)
-    if not (shot_dir / "manifest.json").exists():
-        raise CliError(f"{ref.key} has never been rendered: there is nothing to reproduce",
-                       f"materialize shot_clip for it first (anime-pipeline backfill {ref.config.show.slug}/{ref.episode.slug})")
-    manifest = recorded_backend(shot_dir)
+    manifest = ShotManifest.load(shot_dir)
+    if manifest is None:
+        raise CliError(f"{ref.key} has no recorded render: there is nothing to reproduce",
+                       f"materialize its shot_clip first (anime-pipeline backfill {ref.config.show.slug}/{ref.episode.slug})")
     renderer = _renderer_for(manifest, ref, settings)
     try:
-        result = reproduce_shot(ref, shot_dir, renderer)
+        result = reproduce_shot(ref, shot_dir, manifest, renderer)
     finally:
         client = getattr(renderer, "client", None)
         if client is not None:
@@ -186,26 +202,28 @@ def cmd_reproduce(args, settings: Settings) -> int:
     return 0 if result.identical else 1
 
 
-def _renderer_for(manifest: dict, ref, settings: Settings):
+def _renderer_for(manifest, ref, settings: Settings):
     """The backend that made the recording: previz, or the ComfyUI server now configured for its GPU."""
-    from anime_pipeline.assets.common import reference_images
-    from anime_pipeline.render.base import is_previz
+    from anime_pipeline.production.character_reference import front_panel
+    from anime_pipeline.drawings import is_previz
     from anime_pipeline.render.comfyui import ComfyUIRenderer
     from anime_pipeline.render.previz import PrevizRenderer
     from anime_pipeline.services.comfyui import ComfyUIClient
 
-    if is_previz(manifest["backend"]):
+    if is_previz(manifest.backend):
         return PrevizRenderer()
-    params = manifest["attempts"][manifest["chosen_attempt"] - 1]["renderer_params"]
-    url = dict(settings.comfyui_urls).get(manifest["device"], params["server"]["url"])
+    params = manifest.chosen.renderer_params
+    url = dict(settings.comfyui_urls).get(manifest.device, params["server"]["url"])
     backends = ref.config.backends
-    references = reference_images(StoragePaths(settings.storage_root), ref.config.show.slug, ref.shot.characters)
-    return ComfyUIRenderer(ComfyUIClient(url), backends.comfyui_workflows or None, device=manifest["device"],
+    paths = StoragePaths(settings.storage_root)
+    references = {slug: p for slug in ref.shot.characters
+                  for p in [front_panel(paths, f"{ref.config.show.slug}/{slug}")] if p}
+    return ComfyUIRenderer(ComfyUIClient(url), backends.comfyui_workflows or None, device=manifest.device,
                            style=ref.config.show.style, references=references, overrides=backends.comfyui_overrides)
 
 
 def cmd_models(args, settings: Settings) -> int:
-    from anime_pipeline.metrics.models import model_rows
+    from anime_pipeline.metrics.registry import model_rows
 
     store = settings.models
     print(f"models root {store.root} (ANIME_PIPELINE_MODELS), torch home {store.torch_home}, device {store.device}")
@@ -236,28 +254,31 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     validate = sub.add_parser("validate", help="check show files (all of project_configs/ by default)")
     validate.add_argument("files", nargs="*")
-    sub.add_parser("sync", help="make Dagster's partitions follow the show files")
-    status = sub.add_parser("status", help="per character and per shot: materialized, gate results")
+    sync = sub.add_parser("sync", help="validate the show files and reload a running Dagster UI's assets")
+    sync.add_argument("--dagster-url", default=dagster_ui_url())
+    status = sub.add_parser("status", help="every artifact: materialized, stale or not and why, gate results")
     status.add_argument("--show")
+    status.add_argument("--json", action="store_true", help="machine-readable, one object per artifact")
     review = sub.add_parser("review", help="list, approve or reject dataset candidates")
     review.add_argument("action", choices=["list", "approve", "reject"])
     review.add_argument("character", help="character key, e.g. lantern-post/hoshi")
     review.add_argument("ids", nargs="*")
     review.add_argument("--all-pending", action="store_true")
-    review.add_argument("--user", default=os.environ.get("USER", "reviewer"))
+    review.add_argument("--user", default=user_name())
     review.add_argument("--reason", default="")
     reproduce = sub.add_parser("reproduce", help="re-render a recorded output and compare it with the recording")
     reproduce.add_argument("asset", help="shot_clip")
-    reproduce.add_argument("partition", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
+    reproduce.add_argument("key", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
     sub.add_parser("models", help="which metric weights are installed, where, and which fallback is active")
     backfill = sub.add_parser("backfill", help="build everything one or more episodes need, in order")
     backfill.add_argument("episodes", nargs="+", help="episode keys, e.g. lantern-post/ep01")
+    studio_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backfill": cmd_backfill,
             "status": cmd_status, "review": cmd_review, "dev": cmd_dev, "reproduce": cmd_reproduce,
-            "models": cmd_models}
+            "models": cmd_models, "studio": studio_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,13 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `anime-pipeline status | head`
         return 0
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        if os.environ.get("ANIME_PIPELINE_DEBUG"):
+        if debug():
             raise
         print(f"error: {exc}", file=sys.stderr)
         print("fix: run `anime-pipeline validate` and `anime-pipeline sync`; ANIME_PIPELINE_DEBUG=1 shows a traceback",
               file=sys.stderr)
     except Exception as exc:  # a service or database that is down: one line, not a traceback
-        if os.environ.get("ANIME_PIPELINE_DEBUG"):
+        if debug():
             raise
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         print("fix: check that the service or database named above is reachable; "

@@ -1,4 +1,10 @@
-"""Manifests: the full parameters of every generated artifact (SPEC §6), written atomically as JSON."""
+"""Manifests: the full parameters of every generated artifact (SPEC §6), as typed models written atomically.
+
+Each production step declares its manifest as a subclass of `Manifest`; the same type comes back
+whether the step produced the artifact now or kept it because nothing that determines it changed.
+A manifest on disk that does not parse as its model (written by an older version, or edited by
+hand) is not reused: the step produces the artifact again.
+"""
 
 from __future__ import annotations
 
@@ -7,48 +13,78 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from anime_pipeline import __version__
 from anime_pipeline.storage import read_json, sha256_file, write_json
 
 MANIFEST_NAME = "manifest.json"
-FINGERPRINT = "inputs_fingerprint"  # hash of everything that determines an output
 
 
-def base_manifest(kind: str, partition: str, backend: str, device: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "partition": partition,
-        "backend": backend,
-        "device": device,
-        "pipeline_version": __version__,
-        "host": platform.node(),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **fields,
-    }
+class Record(BaseModel):
+    """A typed part of a manifest: unknown keys are errors, values are read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def file_entry(path: Path, relative_to: Path) -> dict[str, Any]:
-    return {"path": str(path.relative_to(relative_to)), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+class FileEntry(Record):
+    path: str
+    sha256: str
+    bytes: int
+
+    @classmethod
+    def of(cls, path: Path, relative_to: Path) -> FileEntry:
+        return cls(path=str(path.relative_to(relative_to)), sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
-    return write_json(folder / MANIFEST_NAME, manifest)
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    path = folder / MANIFEST_NAME
-    return read_json(path) if path.exists() else None
+class Manifest(Record):
+    """What every artifact records: which step made it, for which entity, on which backend and device."""
 
+    kind: str
+    key: str
+    backend: str
+    device: str
+    pipeline_version: str = __version__
+    host: str = Field(default_factory=platform.node)
+    created_at: str = Field(default_factory=_now)
+    inputs_fingerprint: str | None = None  # hash of everything that determines the artifact
+    files: list[FileEntry] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
 
-def unchanged(folder: Path, fingerprint: str, output: str) -> dict[str, Any] | None:
-    """The folder's manifest when its output exists and was made from exactly these inputs, else None:
-    only what changed is made again."""
-    manifest = read_manifest(folder)
-    if manifest and manifest.get(FINGERPRINT) == fingerprint and (folder / output).exists():
+    def write(self, folder: Path) -> Path:
+        return write_json(folder / MANIFEST_NAME, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, folder: Path) -> Self | None:
+        """The folder's manifest, or None when there is none or it is not a valid `cls`."""
+        path = folder / MANIFEST_NAME
+        if not path.exists():
+            return None
+        try:
+            return cls.model_validate(read_json(path))
+        except (ValidationError, ValueError):
+            return None
+
+    @classmethod
+    def require(cls, folder: Path, what: str) -> Self:
+        manifest = cls.load(folder)
+        if manifest is None:
+            raise MissingArtifact(f"{what} has no valid {MANIFEST_NAME} in {folder}: materialize it first")
         return manifest
-    return None
+
+    def kept_if(self, folder: Path, fingerprint: str) -> bool:
+        """Whether this manifest's artifact can be kept: made from exactly these inputs, files intact."""
+        return self.inputs_fingerprint == fingerprint and all((folder / f.path).exists() for f in self.files)
+
+
+class MissingArtifact(FileNotFoundError):
+    """An upstream artifact a step needs is not there (never materialized, or removed)."""
 
 
 class Timings:
@@ -64,3 +100,4 @@ class Timings:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+

@@ -50,6 +50,10 @@ class StoragePaths:
         show, episode = _split(key, 2)
         return self._under_root(show, "episodes", episode)
 
+    def publication(self, key: str) -> Path:
+        """Where the record of an episode's publication lives (the published files are in the library)."""
+        return self.episode(key) / "publication"
+
     def scene(self, key: str) -> Path:
         show, episode, scene = _split(key, 3)
         return self._under_root(show, "episodes", episode, "scenes", scene)

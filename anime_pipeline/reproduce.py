@@ -14,8 +14,7 @@ import numpy as np
 
 from anime_pipeline.config.project import ShotRef
 from anime_pipeline.imaging import load_png
-from anime_pipeline.manifest import read_manifest
-from anime_pipeline.production.shots import request_from_record
+from anime_pipeline.production.shot_clip import ShotManifest, frame_paths
 from anime_pipeline.render.base import Renderer
 
 
@@ -40,21 +39,13 @@ class Reproduction:
         return text
 
 
-def recorded_backend(shot_dir: Path) -> dict:
-    manifest = read_manifest(shot_dir)
-    if manifest is None:
-        raise FileNotFoundError(f"{shot_dir} has no manifest.json: the shot was never rendered")
-    return manifest
-
-
-def reproduce_shot(ref: ShotRef, shot_dir: Path, renderer: Renderer) -> Reproduction:
-    manifest = recorded_backend(shot_dir)
-    attempt = manifest["attempts"][manifest["chosen_attempt"] - 1]
-    request = request_from_record(attempt["request"], ref.characters(), shot_dir)
-    clip = renderer.render_clip(request)
-    saved = [load_png(p) for p in sorted((shot_dir / "frames").glob("*.png"))]
+def reproduce_shot(ref: ShotRef, shot_dir: Path, manifest: ShotManifest, renderer: Renderer) -> Reproduction:
+    """Render the chosen attempt's recorded request again and compare it with the saved frames."""
+    attempt = manifest.chosen
+    clip = renderer.render_clip(attempt.request.request(ref.characters(), shot_dir))
+    saved = [load_png(p) for p in frame_paths(shot_dir)]
     if len(saved) != len(clip.frames):
         raise ValueError(f"{ref.key}: recorded {len(saved)} frames, the reproduction made {len(clip.frames)}")
     differences = [int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(saved, clip.frames)]
     return Reproduction(len(saved), sum(d == 0 for d in differences), max(differences),
-                        attempt["renderer_params"].get("graph_sha256"), clip.params.get("graph_sha256"))
+                        attempt.renderer_params.get("graph_sha256"), clip.params.get("graph_sha256"))

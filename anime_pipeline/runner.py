@@ -1,7 +1,8 @@
-"""Run the production jobs partition by partition, in dependency order, with progress lines.
+"""Run what episodes need, entity by entity, in dependency order, with one progress line per Dagster run.
 
-Used by `anime-pipeline demo` and `anime-pipeline backfill`. Each partition is its own
-Dagster run on the given instance, so the UI shows every run, materialization and check.
+Used by `anime-pipeline demo` and `anime-pipeline backfill`. Each character, shot, scene and
+episode is its own run of its show's job (so the UI shows every run, materialization and
+check), then each phase gate of the show; a run stops at its first failed blocking gate.
 """
 
 from __future__ import annotations
@@ -12,20 +13,24 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from anime_pipeline.assets.phases import PHASES, show_verdicts
+from anime_pipeline.assets.keys import asset_key
+from anime_pipeline.assets.phases import phase_key
 from anime_pipeline.config import Project
-from anime_pipeline.production.dataset import DecisionLog, dataset_state
+from anime_pipeline.definitions import characters_job_name, episode_job_name
 from anime_pipeline.paths import StoragePaths
+from anime_pipeline.production import CHARACTER_ARTIFACTS
+from anime_pipeline.production.candidates import DecisionLog, dataset_state
+from anime_pipeline.production.phases import PHASES
+from anime_pipeline.recovery import owner_tags
 
-
+AFTER_REVIEW = ("approved_dataset", "character_lora")  # what a human decision changes
 # Full logs go to the instance (visible in the UI); the terminal shows one line per run.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
 class StepOutcome:
-    job: str
-    partition: str
+    label: str
     success: bool
     seconds: float
     failed_checks: list[str] = field(default_factory=list)
@@ -34,31 +39,44 @@ class StepOutcome:
 
 
 @dataclass(frozen=True)
-class Plan:
-    characters: list[str]
-    shots: list[str]
-    scenes: list[str]
-    episodes: list[str]
-    shows: list[str]
+class Stage:
+    """One run: a label for the progress line, the job it belongs to, the assets it materializes."""
 
-    @property
-    def total(self) -> int:
-        phase_gates = 3
-        return len(self.characters) + len(self.shots) + len(self.scenes) + len(self.episodes) + phase_gates
+    label: str
+    job: str
+    assets: tuple[dg.AssetKey, ...]
+    is_phase_gate: bool = False
 
 
-def plan_for(project: Project, episode_keys: Iterable[str] | None = None) -> Plan:
+def plan_for(project: Project, episode_keys: Iterable[str] | None = None) -> list[Stage]:
     """Everything the given episodes (default: all) need, in the order it must be built."""
     wanted = list(episode_keys) if episode_keys is not None else list(project.episodes)
     unknown = [k for k in wanted if k not in project.episodes]
     if unknown:
         raise KeyError(f"unknown episode(s) {unknown}; known: {sorted(project.episodes)}")
+    episodes = [project.episodes[k] for k in wanted]
     shots = [k for k, ref in project.shots.items() if f"{ref.config.show.slug}/{ref.episode.slug}" in wanted]
-    chars = sorted({f"{project.shots[k].config.show.slug}/{c}" for k in shots for c in project.shots[k].shot.characters},
-                   key=list(project.characters).index)
+    characters = sorted({f"{project.shots[k].config.show.slug}/{c}" for k in shots for c in project.shots[k].shot.characters},
+                        key=list(project.characters).index)
     scenes = [k for k in project.scenes if any(k == project.shots[s].scene_key for s in shots)]
-    shows = sorted({project.episodes[k].config.show.slug for k in wanted})
-    return Plan(chars, shots, scenes, wanted, shows)
+    shows = sorted({ref.config.show.slug for ref in episodes})
+    job = {ref.config.show.slug: episode_job_name(ref) for ref in episodes}  # any of the show's episode jobs
+
+    def show_of(key: str) -> str:
+        return key.split("/")[0]
+
+    stages = [Stage(f"character {key}", characters_job_name(show_of(key)),
+                    tuple(asset_key(a, key) for a in CHARACTER_ARTIFACTS)) for key in characters]
+    for phase, keys, artifact in zip(PHASES, (shots, scenes, [r.key for r in episodes]),
+                                     ("shot_clip", "scene_video", "episode_video"), strict=True):
+        stages += [Stage(f"{phase.name} {show}", job[show], (phase_key(show, phase),), is_phase_gate=True)
+                   for show in shows]
+        for key in keys:
+            extra = (asset_key("jellyfin_publish", key),) if artifact == "episode_video" else ()
+            episode_job = episode_job_name(project.episodes["/".join(key.split("/")[:2])])
+            stages.append(Stage(f"{artifact.removesuffix('_clip').removesuffix('_video')} {key}", episode_job,
+                                (asset_key(artifact, key), *extra)))
+    return stages
 
 
 class Runner:
@@ -66,58 +84,39 @@ class Runner:
                  report: Callable[[str], None] = print):
         self.defs, self.instance, self.paths, self.report = defs, instance, paths, report
         self.outcomes: list[StepOutcome] = []
-        self._done = 0
 
-    def run(self, job_name: str, partition: str | None, total: int,
-            asset_selection: list[str] | None = None) -> StepOutcome:
-        job = self.defs.resolve_job_def(job_name)
+    def run(self, stage: Stage, position: str = "", force: bool = False) -> StepOutcome:
+        job = self.defs.resolve_job_def(stage.job)
         start = time.perf_counter()
-        selection = [dg.AssetKey(a) for a in asset_selection] if asset_selection else None
-        result = job.execute_in_process(partition_key=partition, instance=self.instance, raise_on_error=False,
-                                        asset_selection=selection, run_config=QUIET_CONSOLE)
+        config: dict = dict(QUIET_CONSOLE)
+        if force:
+            config["ops"] = {k.to_python_identifier(): {"config": {"force": True}} for k in stage.assets}
+        result = job.execute_in_process(instance=self.instance, raise_on_error=False, asset_selection=list(stage.assets),
+                                        run_config=config, tags=owner_tags())
         failed = [f"{e.asset_key.to_user_string()}.{e.check_name}"
                   for e in result.get_asset_check_evaluations() if not e.passed]
-        error = ""
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-                error = event.step_failure_data.error.message.strip().splitlines()[0]
-                break
-        outcome = StepOutcome(job_name, partition or "(all)", result.success, time.perf_counter() - start, failed, error,
-                              result.run_id)
+        error = next((e.step_failure_data.error.message.strip().splitlines()[0] for e in result.all_events
+                      if e.is_step_failure and e.step_failure_data and e.step_failure_data.error), "")
+        outcome = StepOutcome(stage.label, result.success, time.perf_counter() - start, failed, error, result.run_id)
         self.outcomes.append(outcome)
-        self._done += 1
-        status = "ok" if outcome.success else "FAILED"
         detail = f"  failed gates: {', '.join(failed)}" if failed else (f"  {error}" if error and not outcome.success else "")
-        self.report(f"[{self._done}/{total}] {job_name.removesuffix('_job'):<16} {outcome.partition:<32} {status} "
-                    f"({outcome.seconds:.1f} s){detail}")
+        self.report(f"{position}{stage.label:<44} {'ok' if outcome.success else 'FAILED'} ({outcome.seconds:.1f} s){detail}")
         return outcome
 
-    def run_plan(self, plan: Plan, project: Project, approve_as: str | None = None) -> bool:
-        """Run the plan; stop at the first failure. `approve_as` decides pending reviews (the demo's stand-in human)."""
-        total = plan.total
-        for key in plan.characters:
-            outcome = self.run("character_job", key, total)
-            if not outcome.success and approve_as and self._approve_pending(key, project, approve_as):
-                total += 1
-                outcome = self.run("character_job", key, total, ["approved_dataset", "character_lora"])
+    def run_plan(self, stages: list[Stage], project: Project, approve_as: str | None = None) -> bool:
+        """Run every stage; stop at the first failure. `approve_as` decides pending reviews (the demo's
+        stand-in for a human reviewer) and re-runs the character's dataset and adapter."""
+        total = len(stages)
+        for index, stage in enumerate(stages, 1):
+            outcome = self.run(stage, f"[{index}/{total}] ")
+            character = stage.assets[0].path[:-1] if stage.label.startswith("character ") else None
+            if not outcome.success and approve_as and character and self._approve_pending("/".join(character),
+                                                                                          project, approve_as):
+                retry = Stage(f"{stage.label} (after review)", stage.job,
+                              tuple(k for k in stage.assets if k.path[-1] in AFTER_REVIEW))
+                outcome = self.run(retry, f"[{index}/{total}] ")
             if not outcome.success:
                 return False
-        stages = (("phase1_stills_job", [None]), ("shot_job", plan.shots), ("phase2_animation_job", [None]),
-                  ("scene_job", plan.scenes), ("phase3_video_job", [None]), ("episode_job", plan.episodes))
-        for job, keys in stages:
-            for key in keys:
-                if not self.run(job, key, total).success and not self.phase_open_for(job, plan.shows):
-                    return False
-        return True
-
-    def phase_open_for(self, job: str, shows: list[str]) -> bool:
-        """For a phase gate's job: whether the gate is open for every show of the plan (its check
-        is project-wide, so another show's failure fails the job without closing these)."""
-        phase = next((p for p in PHASES if f"{p.name}_job" == job), None)
-        verdicts = show_verdicts(self.instance, phase) if phase else None
-        if not verdicts or not all(verdicts.get(show, {}).get("open") for show in shows):
-            return False
-        self.report(f"      {phase.title} is open for {', '.join(shows)}; another show blocks it, not these")
         return True
 
     def _approve_pending(self, key: str, project: Project, decider: str) -> bool:

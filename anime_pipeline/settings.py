@@ -19,6 +19,11 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+# Settings field → the environment variable it comes from, for the service URLs (which may carry credentials).
+SERVICE_VARIABLES = {"ollama_url": "ANIME_PIPELINE_OLLAMA_URL", "echo_brain_url": "ANIME_PIPELINE_ECHO_BRAIN_URL",
+                     "comfyui_urls": "ANIME_PIPELINE_COMFYUI_URLS"}
+
+
 def pool_for(device: str) -> str:
     """The Dagster pool of a device: one pool per GPU (limit 1 in dagster.yaml), one for CPU previz work."""
     return "cpu" if device == CPU else f"gpu-{device}"
@@ -34,12 +39,18 @@ class Settings:
     ollama_url: str = ""
     echo_brain_url: str = ""
     comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
-    models: ModelStore = field(default_factory=ModelStore.from_env)  # metric weights and their device
+    models: ModelStore = field(default_factory=lambda: ModelStore.from_env({}))  # metric weights and their device
+    studio_url: str = ""  # where Dagster metadata links to the studio pages (empty: the studio's default)
+    # service settings that came from these environment variables: resources read them through
+    # dg.EnvVar, so URLs with credentials never appear in the resource config Dagster shows
+    from_environment: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls) -> Settings:
         storage = Path(_env("ANIME_PIPELINE_STORAGE", "storage")).absolute()
         return cls(
+            from_environment=frozenset(name for name in SERVICE_VARIABLES.values() if _env(name, "")),
+            studio_url=_env("ANIME_PIPELINE_STUDIO_URL", ""),
             configs_dir=Path(_env("ANIME_PIPELINE_CONFIGS", "project_configs")).absolute(),
             storage_root=storage,
             library_root=Path(_env("ANIME_PIPELINE_LIBRARY", str(storage / "library"))).absolute(),
@@ -48,8 +59,14 @@ class Settings:
             ollama_url=_env("ANIME_PIPELINE_OLLAMA_URL", ""),
             echo_brain_url=_env("ANIME_PIPELINE_ECHO_BRAIN_URL", ""),
             comfyui_urls=parse_gpu_urls(_env("ANIME_PIPELINE_COMFYUI_URLS", "")),
-            models=ModelStore.from_env(),
+            models=ModelStore.from_env(os.environ),
         )
+
+    def environment_variable(self, field_name: str) -> str | None:
+        """The environment variable a service setting came from, if it did (resources then read it
+        through dg.EnvVar, so a URL with credentials never shows in the resource config)."""
+        variable = SERVICE_VARIABLES[field_name]
+        return variable if variable in self.from_environment else None
 
     @property
     def renderer_pool(self) -> str | None:
@@ -73,6 +90,35 @@ def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"ANIME_PIPELINE_COMFYUI_URLS: {item!r} should look like 0=http://127.0.0.1:8188")
         pairs.append((gpu.strip(), url.strip()))
     return tuple(pairs)
+
+
+def format_gpu_urls(pairs: tuple[tuple[str, str], ...]) -> str:
+    return ",".join(f"{gpu}={url}" for gpu, url in pairs)
+
+
+def environment() -> dict[str, str]:
+    """The process environment, for the modules that validate their own variables (the studio's)."""
+    return dict(os.environ)
+
+
+def dagster_ui_url() -> str:
+    """The Dagster webserver `anime-pipeline sync` reloads (`anime-pipeline dev` starts one on port 3000)."""
+    return _env("ANIME_PIPELINE_DAGSTER_URL", "http://127.0.0.1:3000")
+
+
+def user_name() -> str:
+    """Who a human decision is recorded as, unless `--user` says otherwise."""
+    return _env("USER", "reviewer")
+
+
+def debug() -> bool:
+    """ANIME_PIPELINE_DEBUG=1: the CLI shows tracebacks instead of one-line errors."""
+    return bool(_env("ANIME_PIPELINE_DEBUG", ""))
+
+
+def use_dagster_home(home: Path) -> None:
+    """Point Dagster (`DagsterInstance.get()`, subprocesses) at the embedded home."""
+    os.environ["DAGSTER_HOME"] = str(home)
 
 
 def default_dagster_home() -> Path:

@@ -1,15 +1,112 @@
-"""Shared fixtures: the sample show, isolated storage and Dagster homes."""
+"""Shared fixtures: the sample show (with overrides), isolated storage and Dagster homes, and produced worlds.
+
+Rendering is the slow part of the suite, so the sample show's characters are rendered once per
+test session (`characters_world`) and its whole episode once (`demo_world`); a test that needs
+them gets its own copy (`characters`, `produced`), so no test sees another's changes and the
+order of tests never matters.
+"""
 
 from __future__ import annotations
 
+import copy
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED_OVERRIDES = {"concurrency": {"pools": {"default_limit": 1}}}
 SAMPLE = REPO / "project_configs" / "lantern_post.yaml"
+SAMPLE_SHOW = "lantern-post"
+EPISODE = "lantern-post/ep01"
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied key by key (nested mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def write_show(configs_dir: Path, overrides: dict | None = None, slug: str | None = None) -> Path:
+    """The sample show, with `overrides` merged in (and another slug, for a second show), as a show file."""
+    data = merged(yaml.safe_load(SAMPLE.read_text()), overrides or {})
+    if slug:
+        data["show"]["slug"] = slug
+    configs_dir.mkdir(parents=True, exist_ok=True)
+    path = configs_dir / f"{data['show']['slug'].replace('-', '_')}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def empty_store(root: Path):
+    """A model store with no weights: every metric runs its weight-free fallback."""
+    from anime_pipeline.metrics.models import ModelStore
+
+    return ModelStore(root=root / "models", torch_home=root / "models" / "torch")
+
+
+@dataclass(frozen=True)
+class World:
+    """A project folder, its storage root and its embedded Dagster home, under one root."""
+
+    root: Path
+
+    @property
+    def configs(self) -> Path:
+        return self.root / "project_configs"
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "storage"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "dagster_home"
+
+    def settings(self, **changes: Any):
+        from anime_pipeline.settings import Settings
+
+        base = Settings(configs_dir=self.configs, storage_root=self.storage, library_root=self.storage / "library",
+                        renderer_gpu="cpu", reviewer_gpu="cpu", models=empty_store(self.root))
+        return replace(base, **changes)
+
+    @contextmanager
+    def instance(self) -> Iterator[Any]:
+        import dagster as dg
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        with dg.instance_for_test(temp_dir=str(self.home), overrides=EMBEDDED_OVERRIDES) as instance:
+            yield instance
+
+    def copy_to(self, root: Path) -> World:
+        shutil.copytree(self.root, root, symlinks=True, dirs_exist_ok=True)
+        return World(root)
+
+    def run(self, instance, episodes: list[str] | None = None, approve_as: str | None = "test",
+            characters_only: bool = False, **settings: Any):
+        """The demo's runner over this world; returns the runner (its outcomes and report lines)."""
+        from anime_pipeline.config import Project
+        from anime_pipeline.definitions import build_definitions
+        from anime_pipeline.paths import StoragePaths
+        from anime_pipeline.runner import Runner, plan_for
+
+        project = Project.load(self.configs)
+        lines: list[str] = []
+        runner = Runner(build_definitions(self.settings(**settings), project), instance, StoragePaths(self.storage),
+                        report=lines.append)
+        runner.lines = lines
+        stages = plan_for(project, episodes)
+        if characters_only:
+            stages = [s for s in stages if s.label.startswith("character ") or s.label.startswith("phase1_stills ")]
+        runner.ok = runner.run_plan(stages, project, approve_as=approve_as)
+        return runner
 
 
 @pytest.fixture
@@ -18,39 +115,75 @@ def sample_text() -> str:
 
 
 @pytest.fixture
-def configs_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "project_configs"
-    folder.mkdir()
-    shutil.copy(SAMPLE, folder / SAMPLE.name)
-    return folder
-
-
-def add_lenient_show(configs_dir: Path, slug: str = "second-show") -> str:
-    """A copy of the sample show under another slug whose phases open at 50 % (mio passes, hoshi
-    waits for a human: exactly half of its characters pass)."""
-    import yaml
-
-    data = yaml.safe_load(SAMPLE.read_text())
-    data["show"]["slug"] = slug
-    data.setdefault("quality", {})["phase_pass_rate"] = 0.5
-    (configs_dir / f"{slug.replace('-', '_')}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return slug
+def world(tmp_path: Path) -> World:
+    """An empty world with the sample show."""
+    fresh = World(tmp_path / "world")
+    write_show(fresh.configs)
+    return fresh
 
 
 @pytest.fixture
-def settings(tmp_path: Path, configs_dir: Path):
-    from anime_pipeline.settings import Settings
+def show_factory(tmp_path: Path) -> Callable[..., World]:
+    """`make(overrides, slug=None, into=None)`: a world whose project holds the sample show with overrides
+    (call again with `into=` the same world and another slug for a second show)."""
+    def make(overrides: dict | None = None, slug: str | None = None, into: World | None = None) -> World:
+        target = into or World(tmp_path / f"world-{len(list(tmp_path.glob('world-*')))}")
+        write_show(target.configs, overrides, slug)
+        return target
+    return make
 
-    storage = tmp_path / "storage"
-    return Settings(configs_dir=configs_dir, storage_root=storage, library_root=storage / "library",
-                    renderer_gpu="cpu", reviewer_gpu="cpu", models=empty_store(tmp_path))
+
+@pytest.fixture
+def configs_dir(world: World) -> Path:
+    return world.configs
 
 
-def empty_store(tmp_path: Path):
-    """A model store with no weights: every metric runs its weight-free fallback."""
-    from anime_pipeline.metrics.models import ModelStore
+@pytest.fixture
+def settings(world: World):
+    return world.settings()
 
-    return ModelStore(root=tmp_path / "models", torch_home=tmp_path / "models" / "torch")
+
+@pytest.fixture
+def instance(world: World):
+    with world.instance() as inst:
+        yield inst
+
+
+def _produce(root: Path, characters_only: bool) -> World:
+    made = World(root)
+    write_show(made.configs)
+    with made.instance() as instance:
+        runner = made.run(instance, characters_only=characters_only)
+        assert runner.ok, "\n".join(runner.lines)
+    return made
+
+
+@pytest.fixture(scope="session")
+def characters_world(tmp_path_factory) -> World:
+    """The sample show's characters (and Phase 1) produced once per session: copy it, never change it."""
+    return _produce(tmp_path_factory.mktemp("characters"), characters_only=True)
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory, characters_world: World) -> World:
+    """The whole sample episode produced once per session (what `anime-pipeline demo` does)."""
+    made = characters_world.copy_to(tmp_path_factory.mktemp("demo"))
+    with made.instance() as instance:
+        runner = made.run(instance)
+        assert runner.ok, "\n".join(runner.lines)
+    return made
+
+
+@pytest.fixture
+def characters(tmp_path: Path, characters_world: World) -> World:
+    """This test's own copy of the produced characters."""
+    return characters_world.copy_to(tmp_path / "characters")
+
+
+@pytest.fixture
+def produced(tmp_path: Path, demo_world: World) -> World:
+    """This test's own copy of the produced sample episode."""
+    return demo_world.copy_to(tmp_path / "produced")
 
 
 @pytest.fixture
@@ -59,13 +192,3 @@ def weight_free(tmp_path: Path):
     from anime_pipeline.metrics.suite import MetricSuite
 
     return MetricSuite(empty_store(tmp_path))
-
-
-@pytest.fixture
-def instance(tmp_path: Path):
-    import dagster as dg
-
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as inst:
-        yield inst

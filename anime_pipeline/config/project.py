@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from anime_pipeline.config.loader import ConfigError, ConfigProblem, load_show, show_files
+from anime_pipeline.config.errors import ConfigError, ConfigProblem
+from anime_pipeline.config.loader import check_files, show_files
 from anime_pipeline.config.schema import Character, Episode, Scene, Shot, ShowConfig
 from anime_pipeline.storage import sha256_json
 
@@ -75,25 +76,47 @@ class CharacterRef:
         return f"{self.config.show.slug}/{self.character.slug}"
 
 
-class Project:
-    """Every show in a folder, validated together (show slugs must be unique across files)."""
+def dagster_name(slug: str) -> str:
+    """A slug as a Dagster group/job name component (letters, digits and '_' only)."""
+    return slug.replace("-", "_")
 
-    def __init__(self, shows: dict[str, ShowConfig], files: dict[str, Path]):
+
+class Project:
+    """Every show in a folder, validated together (show slugs must be unique across files).
+
+    Scenes' music files live in `music_dir` (by default `<config_dir>/music`), each named by a
+    path relative to it; the loader has checked that none leads outside."""
+
+    def __init__(self, shows: dict[str, ShowConfig], files: dict[str, Path], music_dir: Path):
         self.shows = shows
         self.files = files
+        self.music_dir = music_dir
 
     @classmethod
-    def load(cls, config_dir: Path | str) -> Project:
+    def load(cls, config_dir: Path | str, music_dir: Path | str | None = None) -> Project:
+        """Raise the first bad file's ConfigError; `check_files` reports every file."""
+        music = Path(music_dir) if music_dir is not None else Path(config_dir) / "music"
+        checks = check_files(show_files(config_dir), music)
+        for check in checks:
+            if check.error is not None:
+                raise check.error
         shows: dict[str, ShowConfig] = {}
         files: dict[str, Path] = {}
-        for path in show_files(config_dir):
-            config = load_show(path)
-            slug = config.show.slug
+        for check in checks:
+            slug = check.config.show.slug
             if slug in shows:
-                raise ConfigError(path, [ConfigProblem("show.slug", f"show slug {slug!r} is already used by {files[slug]}")])
-            shows[slug] = config
-            files[slug] = path
-        return cls(shows, files)
+                raise ConfigError(check.path, [ConfigProblem("show.slug", f"show slug {slug!r} is already used by {files[slug]}")])
+            clash = next((other for other in shows if dagster_name(other) == dagster_name(slug)), None)
+            if clash is not None:
+                raise ConfigError(check.path, [ConfigProblem(
+                    "show.slug", f"show slug {slug!r} and {clash!r} ({files[clash]}) differ only in '-' vs '_'; "
+                                 "Dagster group and job names could not tell them apart")])
+            shows[slug], files[slug] = check.config, check.path
+        return cls(shows, files, music)
+
+    def music_file(self, scene: Scene) -> Path | None:
+        """The scene's music bed, inside the music folder; None when the scene has none."""
+        return self.music_dir / scene.music if scene.music is not None else None
 
     @cached_property
     def characters(self) -> dict[str, CharacterRef]:
@@ -128,39 +151,38 @@ class Project:
                 previous = None  # continuity chains never cross episodes
         return refs
 
-    def fingerprints(self) -> dict[str, dict[str, str]]:
-        """A content hash of each partition's own spec, by level — the data versions of the config."""
-        return {
-            "character": {k: sha256_json(_character_spec(r)) for k, r in self.characters.items()},
-            "shot": {k: sha256_json(_shot_spec(r)) for k, r in self.shots.items()},
-            "scene": {k: sha256_json(_scene_spec(r)) for k, r in self.scenes.items()},
-            "episode": {k: sha256_json(_episode_spec(r)) for k, r in self.episodes.items()},
-        }
+    def digest(self) -> str:
+        """A hash of every show as parsed: changes exactly when an entity or a setting changes."""
+        return sha256_json({slug: cfg.model_dump(mode="json") for slug, cfg in sorted(self.shows.items())})
 
 
-def _style(cfg: ShowConfig) -> dict:
-    return {"style": cfg.show.style.model_dump(), "video": cfg.show.video.model_dump(),
-            "world": cfg.world.model_dump(), "quality": cfg.quality.model_dump(), "backends": cfg.backends.model_dump()}
+def show_settings(cfg: ShowConfig) -> dict:
+    """The show-wide settings every artifact of the show depends on."""
+    return {"style": cfg.show.style.model_dump(mode="json"), "video": cfg.show.video.model_dump(mode="json"),
+            "world": cfg.world.model_dump(mode="json"), "quality": cfg.quality.model_dump(mode="json"),
+            "backends": cfg.backends.model_dump(mode="json")}
 
 
-def _character_spec(ref: CharacterRef) -> dict:
-    return {"character": ref.character.model_dump(), **_style(ref.config)}
+def character_spec(ref: CharacterRef) -> dict:
+    return {"character": ref.character.model_dump(mode="json"), **show_settings(ref.config)}
 
 
-def _shot_spec(ref: ShotRef) -> dict:
-    return {"shot": ref.shot.model_dump(), "previous": ref.previous_key if ref.shot.continuity else None,
-            **_style(ref.config)}
+def shot_spec(ref: ShotRef) -> dict:
+    """The shot, the scene context its prompt is refined with, its characters' designs."""
+    scene = ref.scene.model_dump(mode="json", include={"slug", "location", "time_of_day", "mood"})
+    return {"shot": ref.shot.model_dump(mode="json"), "scene": scene,
+            "characters": [c.model_dump(mode="json") for c in ref.characters()],
+            "previous": ref.previous_key if ref.shot.continuity else None, **show_settings(ref.config)}
 
 
-def _scene_spec(ref: SceneRef) -> dict:
-    scene = ref.scene.model_dump()
-    scene["shots"] = [{"slug": s.slug, "transition": s.transition, "duration": s.duration,
-                       "dialogue": [{**d.model_dump(), "name": ref.config.character(d.speaker).name} for d in s.dialogue]}
-                      for s in ref.scene.shots]
-    return {"scene": scene, "video": ref.config.show.video.model_dump(), "quality": ref.config.quality.model_dump()}
+def scene_spec(ref: SceneRef) -> dict:
+    """The scene's whole entry in the show file (its shots included) and its speakers' names."""
+    speakers = sorted({line.speaker for shot in ref.scene.shots for line in shot.dialogue})
+    return {"scene": ref.scene.model_dump(mode="json"),
+            "speakers": {slug: ref.config.character(slug).name for slug in speakers}, **show_settings(ref.config)}
 
 
-def _episode_spec(ref: EpisodeRef) -> dict:
-    episode = ref.episode.model_dump(exclude={"scenes"})
-    return {"episode": episode, "scenes": [s.slug for s in ref.episode.scenes],
-            "show": ref.config.show.model_dump(exclude={"style", "video"})}
+def episode_spec(ref: EpisodeRef) -> dict:
+    """The episode's whole entry (scenes and shots included) and the show's library metadata."""
+    show = ref.config.show.model_dump(mode="json", exclude={"style", "video"})
+    return {"episode": ref.episode.model_dump(mode="json"), "show": show, **show_settings(ref.config)}

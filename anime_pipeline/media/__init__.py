@@ -17,7 +17,7 @@ from anime_pipeline.media.ffmpeg import (
     read_frames,
     thumbnail,
 )
-from anime_pipeline.media.subtitles import Cue, format_srt, parse_srt, write_srt
+from anime_pipeline.media.subtitles import Cue, format_srt, format_webvtt, parse_srt, write_srt
 
 __all__ = [
     "XFADE_TRANSITIONS",
@@ -30,6 +30,7 @@ __all__ = [
     "encode_clip",
     "ffmpeg_exe",
     "format_srt",
+    "format_webvtt",
     "mix_audio",
     "parse_srt",
     "probe",

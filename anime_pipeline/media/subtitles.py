@@ -24,12 +24,12 @@ class Cue:
             raise ValueError(f"cue times must satisfy 0 <= start < end, got {self.start} → {self.end}")
 
 
-def _timestamp(seconds: float) -> str:
+def _timestamp(seconds: float, separator: str = ",") -> str:
     millis = round(seconds * 1000)
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
 def _seconds(hours: str, minutes: str, secs: str, millis: str) -> float:
@@ -48,6 +48,17 @@ def format_srt(cues: Iterable[Cue]) -> str:
         for index, cue in enumerate(cues, start=1)
     ]
     return "\n".join(blocks)
+
+
+def format_webvtt(cues: Iterable[Cue]) -> str:
+    """The same cues as WebVTT, the format browsers' <track> reads."""
+    blocks = [f"{_timestamp(cue.start, '.')} --> {_timestamp(cue.end, '.')}\n{_vtt_text(cue.text)}\n" for cue in cues]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def _vtt_text(text: str) -> str:
+    # In WebVTT '&' and '<' start entities and tags, and "-->" would end the cue's timing line.
+    return _lines(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
 def parse_srt(text: str) -> list[Cue]:

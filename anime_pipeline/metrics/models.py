@@ -1,9 +1,9 @@
-"""Where model weights live, which devices the metrics run on, and which backend each metric uses.
+"""Where model weights live, which devices the metrics run on, and what each weight file needs.
 
 Nothing here downloads anything: weights are pre-placed (the README's "Model weights" section
 says how to fetch them on a machine with internet) and every loader reads them from these paths
 or reports the metric unavailable, in which case the caller uses the weight-free fallback named
-in `model_rows`.
+in `registry.model_rows`.
 
 Folder layout under the models root (`ANIME_PIPELINE_MODELS`, default `./models`):
 
@@ -20,7 +20,6 @@ Folder layout under the models root (`ANIME_PIPELINE_MODELS`, default `./models`
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ class ModelStore:
     face_pack: str = DEFAULT_FACE_PACK
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ModelStore:
+    def from_env(cls, environ: Mapping[str, str]) -> ModelStore:
         root = Path(environ.get(MODELS_ENV, "").strip() or "models").absolute()
         torch_home = environ.get("TORCH_HOME", "").strip()
         return cls(root=root, torch_home=Path(torch_home).absolute() if torch_home else root / "torch",
@@ -134,21 +133,7 @@ def onnx_provider_options(providers: list[str], device: str) -> list[dict[str, s
     return [{"device_id": str(cuda_index(device) or 0)} if p == "CUDAExecutionProvider" else {} for p in providers]
 
 
-# --- the registry ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ModelRow:
-    """One weight file of one metric: the backend it enables, where it must be, whether it is
-    there (with its packages importable), and the backend the metric uses now. Weight-free
-    metrics have no path and are always installed."""
-
-    metric: str
-    backend: str
-    path: Path | None
-    installed: bool
-    active: str
-    missing: str = ""  # why it is not installed
-
+# --- weight files ------------------------------------------------------------------------
 
 def missing_requirements(path: Path, packages: tuple[str, ...] = ()) -> str:
     """What keeps a weight file from being usable: the file itself, packages that are not
@@ -156,49 +141,6 @@ def missing_requirements(path: Path, packages: tuple[str, ...] = ()) -> str:
     reasons = [f"{path} not found"] if not path.exists() else []
     reasons += [f"package {name} not installed" for name in packages if importlib.util.find_spec(name) is None]
     return "; ".join(reasons)
-
-
-def _pack_missing(store: ModelStore) -> str:
-    missing = missing_requirements(store.face_pack_dir, ("insightface", "onnxruntime"))
-    if not missing and not any(store.face_pack_dir.glob("*.onnx")):
-        return f"no .onnx files in {store.face_pack_dir}"
-    return missing
-
-
-def _weighted(metric: str, backend: str, path: Path, missing: str, fallback: str, active: str | None = None) -> ModelRow:
-    """A weight file's row; the metric runs `active` (default: `backend`) when nothing is missing, else `fallback`."""
-    return ModelRow(metric, backend, path, not missing, fallback if missing else active or backend, missing)
-
-
-def model_rows(store: ModelStore) -> list[ModelRow]:
-    """Every metric: (metric, backend if installed, path, installed, active backend), one row per
-    weight file; weight-free metrics get one row without a path. The active backend is the one
-    the gates run (`suite.MetricSuite`). Checks files and importable packages only; nothing is loaded."""
-    from anime_pipeline.metrics import perceptual, vbench, weightfree
-
-    face = _pack_missing(store)
-    lpips = missing_requirements(store.alexnet, ("torch", "torchvision", "lpips"))
-    amt = missing_requirements(store.amt_weights, ("torch", "vbench"))
-    dino = "; ".join(filter(None, [missing_requirements(store.dino_weights, ("torch", "torchvision")),
-                                   missing_requirements(store.dino_repo / "hubconf.py")]))
-    clip = missing_requirements(store.clip_weights, ("torch", "open_clip"))
-    head = missing_requirements(store.aesthetic_head, ("torch",))
-    # the LAION score needs both files: with either missing, both rows show the proxy active
-    aesthetic = weightfree.AESTHETIC_PROXY_BACKEND if clip or head else vbench.AESTHETIC_BACKEND
-    arcface = identity_backend(store.face_pack)
-    weight_free = [("temporal_flickering", weightfree.FLICKER_BACKEND), ("dynamic_degree", weightfree.PIXEL_BACKEND),
-                   ("style_adherence", weightfree.STYLE_BACKEND), ("scene_continuity", weightfree.CONTINUITY_BACKEND)]
-    return [
-        _weighted("identity", arcface, store.face_pack_dir, face, weightfree.PALETTE_BACKEND,
-                  f"{arcface} on rendered frames; {weightfree.PALETTE_BACKEND} on previz drawings"),
-        _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips, weightfree.TEMPORAL_SSIM_BACKEND),
-        _weighted("motion_smoothness", vbench.AMT_BACKEND, store.amt_weights, amt, weightfree.BLOCK_FLOW.backend),
-        _weighted("subject_consistency", vbench.DINO_BACKEND, store.dino_weights, dino,
-                  weightfree.PALETTE_CONSISTENCY_BACKEND),
-        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.clip_weights, clip, aesthetic, aesthetic),
-        _weighted("aesthetic", vbench.AESTHETIC_BACKEND, store.aesthetic_head, head, aesthetic, aesthetic),
-        *(ModelRow(metric, backend, None, True, backend) for metric, backend in weight_free),
-    ]
 
 
 def identity_backend(pack: str) -> str:

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from anime_pipeline.drawings import is_previz
+from anime_pipeline.imaging import Box
 from anime_pipeline.metrics import identity, perceptual, vbench, weightfree
 from anime_pipeline.metrics.models import ModelStore, ModelUnavailable
 from anime_pipeline.metrics.scores import Score
-from anime_pipeline.render.base import Box, is_previz
 
 LOADERS: dict[str, Callable[[ModelStore], Any]] = {
     "identity": identity.load_face_model,

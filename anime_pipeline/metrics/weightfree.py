@@ -17,12 +17,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from anime_pipeline.imaging import hex_to_rgb
+from anime_pipeline.imaging import COLOR_TOLERANCE, Box, ColorLike, as_rgb, color_mask
 from anime_pipeline.metrics import flow
 from anime_pipeline.metrics.scores import Score
-from anime_pipeline.render.base import Box
-
-ColorLike = str | Sequence[int]  # "#rrggbb" or (r, g, b)
 
 PALETTE_BACKEND = "weight-free: palette signature"
 PIXEL_BACKEND = "weight-free: pixel statistics"
@@ -37,24 +34,14 @@ PALETTE_CONSISTENCY_BACKEND = "weight-free: VBench subject consistency formula o
 AESTHETIC_PROXY_BACKEND = "weight-free: sharpness/exposure/contrast proxy on a 0-10 scale (not LAION)"
 STYLE_BACKEND = "weight-free: palette shades and blends, flat-colour share"
 
-# Flat cel colours drift by antialiasing and compression; 40 in RGB Euclidean distance keeps a
-# drawn colour together while separating the distinct colours of one character design.
-COLOR_TOLERANCE = 40.0
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # radius int(3.5·1.5 + 0.5) = 5: Wang et al.'s 11×11 window
 SSIM_K1, SSIM_K2, SSIM_L = 0.01, 0.03, 255.0
 SHARPNESS_HALF = 100.0  # Laplacian variance ≈ 100 is the usual blurry/sharp cut-off on 8-bit images
 THUMBNAIL_HEIGHT = 64
-MIN_FACE_SHARE = 0.005
-MIN_EYE_PIXELS = 2  # smaller blobs are antialiasing specks, not eyes
-MAX_EYE_SHARE = 0.1  # an eye is small next to its face region
 
 
 # --- colours and regions ---------------------------------------------------------------
-
-def _rgb(color: ColorLike) -> tuple[int, int, int]:
-    return hex_to_rgb(color) if isinstance(color, str) else (int(color[0]), int(color[1]), int(color[2]))
-
 
 def crop(image: np.ndarray, box: Box | None) -> np.ndarray:
     """The pixels of `box` = (x0, y0, x1, y1), end-exclusive, clipped to the image; None = all."""
@@ -63,24 +50,6 @@ def crop(image: np.ndarray, box: Box | None) -> np.ndarray:
     height, width = image.shape[:2]
     x0, y0, x1, y1 = (int(v) for v in box)
     return image[max(y0, 0):min(y1, height), max(x0, 0):min(x1, width)]
-
-
-def _min_distance_sq(image: np.ndarray, colors: Sequence[ColorLike]) -> np.ndarray:
-    """Per pixel, the squared RGB distance to the nearest of `colors`."""
-    # Channel planes rather than an H×W×3 array: reductions over a length-3 axis are several
-    # times slower in numpy. Integers below 2²⁴ are exact in float32.
-    planes = [image[..., i].astype(np.float32) for i in range(3)]
-    nearest = None
-    for color in colors:
-        r, g, b = (float(v) for v in _rgb(color))
-        distance = (planes[0] - r) ** 2 + (planes[1] - g) ** 2 + (planes[2] - b) ** 2
-        nearest = distance if nearest is None else np.minimum(nearest, distance)
-    return nearest
-
-
-def color_mask(image: np.ndarray, colors: Sequence[ColorLike], tolerance: float = COLOR_TOLERANCE) -> np.ndarray:
-    """H×W bool: pixels within RGB Euclidean distance `tolerance` of any of `colors`."""
-    return _min_distance_sq(image, colors) <= tolerance**2
 
 
 def palette_match(image: np.ndarray, colors: Sequence[ColorLike], tolerance: float = COLOR_TOLERANCE) -> float:
@@ -371,7 +340,7 @@ def palette_adherence(image: np.ndarray, colors: Sequence[ColorLike], tolerance:
     pair (their blends: gradients, antialiased edges between fills)."""
     if image.size == 0 or not colors:
         return 0.0
-    rgb = [np.asarray(_rgb(c), dtype=np.float32) for c in colors]
+    rgb = [np.asarray(as_rgb(c), dtype=np.float32) for c in colors]
     black = np.zeros(3, dtype=np.float32)
     segments = [(black, c) for c in rgb] + list(combinations(rgb, 2))
     planes = [image[..., i].astype(np.float32) for i in range(3)]
@@ -404,46 +373,3 @@ def style_adherence(image: np.ndarray, palette: Sequence[ColorLike], style_tags:
     return Score("style_adherence", float(np.mean(list(components.values()))), STYLE_BACKEND, (),
                  {**components, "unmeasured_tags": unmeasured})
 
-
-# --- faces on drawings ------------------------------------------------------------------
-
-def _eye_blobs(image: np.ndarray, eye_rgb: ColorLike, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(pixel counts, y centres, x centres) of the connected blobs of eye-coloured pixels;
-    a blob's centre is the middle of its bounding box."""
-    labels, count = ndimage.label(color_mask(image, [eye_rgb], tolerance))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    slices = ndimage.find_objects(labels)
-    cy = np.array([(rows.start + rows.stop - 1) / 2 for rows, _ in slices])
-    cx = np.array([(cols.start + cols.stop - 1) / 2 for _, cols in slices])
-    return sizes, cy.reshape(-1), cx.reshape(-1)
-
-
-def find_faces(image: np.ndarray, skin_rgb: ColorLike, eye_rgb: ColorLike,
-               tolerance: float = COLOR_TOLERANCE, min_share: float = MIN_FACE_SHARE) -> list[Box]:
-    """Faces of drawn characters, largest first: bounding boxes of connected regions of pixels
-    within `tolerance` of `skin_rgb` that cover ≥ `min_share` of the image and whose box holds
-    the centres of ≥ 2 small blobs (2 px to 10 % of the region) within `tolerance` of `eye_rgb`.
-    Meant for flat-coloured previz drawings, not photos or shaded renders."""
-    skin_labels, n_skin = ndimage.label(color_mask(image, [skin_rgb], tolerance))
-    region_sizes = np.bincount(skin_labels.ravel(), minlength=n_skin + 1)[1:]
-    order = np.argsort(region_sizes, kind="stable")[::-1]
-    candidates = order[region_sizes[order] >= min_share * image.shape[0] * image.shape[1]]
-    if not candidates.size:  # the common case on non-drawings: skip labelling the eye colour
-        return []
-    eye_sizes, eye_y, eye_x = _eye_blobs(image, eye_rgb, tolerance)
-    slices = ndimage.find_objects(skin_labels)
-    faces = []
-    for index in candidates:
-        rows, cols = slices[index]
-        small = (eye_sizes >= MIN_EYE_PIXELS) & (eye_sizes <= MAX_EYE_SHARE * region_sizes[index])
-        inside = (eye_y >= rows.start) & (eye_y < rows.stop) & (eye_x >= cols.start) & (eye_x < cols.stop)
-        if np.count_nonzero(small & inside) >= 2:
-            faces.append((cols.start, rows.start, cols.stop, rows.stop))
-    return faces
-
-
-def find_face(image: np.ndarray, skin_rgb: ColorLike, eye_rgb: ColorLike,
-              tolerance: float = COLOR_TOLERANCE) -> Box | None:
-    """The largest face `find_faces` finds (box x0, y0, x1, y1), or None. For previz drawings only."""
-    faces = find_faces(image, skin_rgb, eye_rgb, tolerance)
-    return faces[0] if faces else None

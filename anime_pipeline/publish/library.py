@@ -14,7 +14,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from anime_pipeline.config.schema import Episode, Show
-from anime_pipeline.storage import atomic_path, write_text
+from anime_pipeline.storage import atomic_path, outputs, write_text
 
 RESERVED = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 SEASON = 1
@@ -104,8 +104,8 @@ def _remove_renamed(paths: LibraryPaths, episode: Episode) -> tuple[Path, ...]:
     """A retitled episode must not show up twice: drop this episode number's files under an old title."""
     keep = {paths.video, paths.nfo, paths.thumb}
     removed = []
-    for old in sorted(paths.season_dir.glob(f"* S{SEASON:02d}E{episode.number:02d} - *")):
-        if old not in keep and not old.name.startswith("."):
+    for old in outputs(paths.season_dir, f"* S{SEASON:02d}E{episode.number:02d} - *"):
+        if old not in keep:
             old.unlink()
             removed.append(old)
     return tuple(removed)

@@ -1,4 +1,5 @@
-"""The renderer interface shared by every backend (previz now, ComfyUI later).
+"""The renderer interface shared by every backend: the embedded previz drawings
+(`render.previz`) and ComfyUI (`render.comfyui`).
 
 Requests carry everything that determines the output, so a recorded request (in a
 manifest) reproduces the render.
@@ -12,8 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from anime_pipeline.config.schema import Character
-
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels
+from anime_pipeline.imaging import Box
 
 REFERENCE_POSES = (
     "front", "three-quarter left", "profile left", "back",
@@ -73,12 +73,6 @@ class ClipResult:
     frames: list[np.ndarray]
     face_boxes: list[dict[str, Box]]  # per frame
     params: dict[str, Any]
-
-
-def is_previz(backend: str) -> bool:
-    """Whether a renderer's backend string, live or recorded in a manifest, is the previz
-    renderer's: flat drawings, which metrics trained on rendered images (ArcFace) do not apply to."""
-    return backend.startswith("previz")
 
 
 class Renderer(Protocol):

@@ -7,7 +7,7 @@ the resource holds where it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,21 +15,23 @@ import dagster as dg
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
-from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore, model_rows
+from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore
+from anime_pipeline.metrics.registry import model_rows
 from anime_pipeline.metrics.suite import MetricSuite, suite_for
 from anime_pipeline.paths import StoragePaths
+from anime_pipeline.planning.director import Director, DirectorChain
 from anime_pipeline.planning.local import LocalPlanner
-from anime_pipeline.planning.story import StoryPlanner
 from anime_pipeline.render.base import Renderer
 from anime_pipeline.render.comfyui import ComfyUIRenderer
 from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.resources.gpu import GpuLease
+from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.review.vision import OllamaVisionReviewer
 from anime_pipeline.services.comfyui import ComfyUIClient, ProgressEvent
-from anime_pipeline.services.echo_brain import Director, EchoBrainClient
+from anime_pipeline.services.echo_brain import EchoBrainClient
 from anime_pipeline.services.ollama import OllamaClient
-from anime_pipeline.settings import CPU, pool_for
+from anime_pipeline.settings import CPU, parse_gpu_urls, pool_for
 
 
 class NotConfigured(dg.Failure):
@@ -106,29 +108,34 @@ class EchoBrainResource(dg.ConfigurableResource):
 
 
 class RendererResource(dg.ConfigurableResource):
-    """The previz renderer, or one ComfyUI server per GPU (`comfyui_urls`: GPU id → URL)."""
+    """The previz renderer, or one ComfyUI server per GPU (`comfyui_urls`: "0=http://host:8188,1=…")."""
 
     device: str = CPU
-    comfyui_urls: dict[str, str] = {}
+    comfyui_urls: str = ""
     timeout: float = 1800.0
+
+    @property
+    def servers(self) -> dict[str, str]:
+        return dict(parse_gpu_urls(self.comfyui_urls))
 
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
-                references: dict[str, Path] | None = None) -> Iterator[Renderer]:
+                references: Mapping[str, Path] | None = None) -> Iterator[Renderer]:
         """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step."""
         if config.backends.renderer == "previz":
             yield PrevizRenderer()
             return
-        if not self.comfyui_urls:
+        servers = self.servers
+        if not servers:
             raise NotConfigured(config.show.slug, "renderer", "comfyui", "ANIME_PIPELINE_COMFYUI_URLS")
-        step = f"{context.asset_key.to_user_string()}[{context.partition_key}]"
-        pools = [pool_for(gpu) for gpu in self.comfyui_urls]
+        step = context.asset_key.to_user_string()
+        pools = [pool_for(gpu) for gpu in servers]
         with GpuLease(context.instance, context.run.run_id, step, pools, log=context.log.info) as pool:
-            gpu = next(g for g in self.comfyui_urls if pool_for(g) == pool)
-            client = ComfyUIClient(self.comfyui_urls[gpu], log=context.log.info, progress=_progress_logger(context))
+            gpu = next(g for g in servers if pool_for(g) == pool)
+            client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context))
             with client:
                 yield ComfyUIRenderer(client, config.backends.comfyui_workflows or None, device=gpu,
-                                      style=config.show.style, references=references,
+                                      style=config.show.style, references=dict(references or {}),
                                       overrides=config.backends.comfyui_overrides, timeout=self.timeout)
 
 
@@ -142,7 +149,7 @@ def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[ProgressEve
 class ReviewerResource(dg.ConfigurableResource):
     ollama: OllamaResource
 
-    def for_show(self, config: ShowConfig) -> HeuristicReviewer | OllamaVisionReviewer:
+    def for_show(self, config: ShowConfig) -> Reviewer:
         backends = config.backends
         if backends.reviewer == "heuristic":
             return HeuristicReviewer()
@@ -150,14 +157,15 @@ class ReviewerResource(dg.ConfigurableResource):
         if client is None:
             raise NotConfigured(config.show.slug, "reviewer", "ollama", "ANIME_PIPELINE_OLLAMA_URL")
         client.ensure_model(backends.reviewer_model)
-        return OllamaVisionReviewer(client, backends.reviewer_model)
+        return OllamaVisionReviewer(client, backends.reviewer_model, device=self.ollama.device)
 
 
 class DirectorResource(dg.ConfigurableResource):
     ollama: OllamaResource
     echo_brain: EchoBrainResource
 
-    def for_show(self, config: ShowConfig) -> LocalPlanner | Director:
+    def for_show(self, config: ShowConfig) -> Director:
+        """The show's director, for prompt refinement and scene planning alike."""
         backends = config.backends
         if backends.director == "local":
             return LocalPlanner()
@@ -167,11 +175,4 @@ class DirectorResource(dg.ConfigurableResource):
             raise NotConfigured(config.show.slug, "director", "echo_brain", "ANIME_PIPELINE_ECHO_BRAIN_URL")
         if backends.director == "ollama" and ollama is None:
             raise NotConfigured(config.show.slug, "director", "ollama", "ANIME_PIPELINE_OLLAMA_URL")
-        return Director(echo, ollama, backends.director_model, LocalPlanner())
-
-    def story_planner(self, config: ShowConfig) -> StoryPlanner:
-        """Scene planning follows the same backend choice as prompt refinement."""
-        backends = config.backends
-        echo = self.echo_brain.client() if backends.director == "echo_brain" else None
-        ollama = self.ollama.client() if backends.director != "local" else None
-        return StoryPlanner(echo, ollama, backends.director_model)
+        return DirectorChain(echo, ollama, backends.director_model)

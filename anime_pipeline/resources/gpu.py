@@ -15,6 +15,8 @@ from types import TracebackType
 
 import dagster as dg
 
+from anime_pipeline import dagster_compat
+
 POLL_SECONDS = 0.25
 
 
@@ -25,7 +27,7 @@ class GpuLease:
                  log: Callable[[str], None] = lambda _: None, poll_seconds: float = POLL_SECONDS):
         if not pools:
             raise ValueError("a GPU lease needs at least one pool")
-        self.storage = instance.event_log_storage
+        self.instance = instance
         self.run_id, self.step_key, self.pools = run_id, step_key, list(pools)
         self.log, self.poll_seconds = log, poll_seconds
         self.held: str | None = None
@@ -34,8 +36,7 @@ class GpuLease:
         return f"{self.step_key}@{pool}"
 
     def _limited(self, pool: str) -> bool:
-        self.storage.initialize_concurrency_limit_to_default(pool)
-        return self.storage.get_concurrency_info(pool).limit is not None
+        return dagster_compat.pool_limit(self.instance, pool) is not None
 
     def __enter__(self) -> str:
         unlimited = [p for p in self.pools if not self._limited(p)]
@@ -45,7 +46,7 @@ class GpuLease:
         waited = 0.0
         while True:
             for pool in self.pools:
-                if self.storage.claim_concurrency_slot(pool, self.run_id, self._claim_key(pool)).is_claimed:
+                if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
                     self.held = pool
                     self._withdraw(exclude=pool)
                     self.log(f"claimed {pool}" + (f" after waiting {waited:.1f} s" if waited else ""))
@@ -58,7 +59,7 @@ class GpuLease:
     def _withdraw(self, exclude: str | None = None) -> None:
         for pool in self.pools:
             if pool != exclude:
-                self.storage.free_concurrency_slot_for_step(self.run_id, self._claim_key(pool))
+                dagster_compat.free_slot(self.instance, self.run_id, self._claim_key(pool))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -7,20 +7,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from anime_pipeline.config.schema import Character, KeyColors, ReviewThresholds
+from anime_pipeline.config.schema import Character, ReviewThresholds
+from anime_pipeline.drawings import find_faces
+from anime_pipeline.imaging import Box
 from anime_pipeline.metrics import weightfree
-from anime_pipeline.render.base import Box
+from anime_pipeline.review.base import combined_score, duplicate_rejection, key_colors
 from anime_pipeline.review.checklist import check_features
 from anime_pipeline.review.verdict import Verdict, decide
 
 PRESENT_SHARE = 5e-5  # ≈ 20 px of 512×768: the eyes of a full-body drawing still count
-WEIGHTS = {"character_match": 0.5, "completeness": 0.3, "clarity": 0.2}
 NOT_SOLO_TRAINING_FACTOR = 0.5  # other figures in a single-character dataset teach the wrong thing
-
-
-def key_colors(colors: KeyColors) -> dict[str, str]:
-    """Role → #rrggbb for the roles the design sets (accent is optional)."""
-    return {role: color for role, color in colors.model_dump().items() if color is not None}
 
 
 def _clip01(value: float) -> float:
@@ -54,6 +50,8 @@ class HeuristicReviewer:
     """Weight-free triage: character match, clarity, completeness, checklist, duplicates → decide()."""
 
     name = "heuristic (embedded, weight-free)"
+    backend = "heuristic"
+    device = "cpu"
 
     def review(self, image: np.ndarray, character: Character, face_box: Box | None, anchor: np.ndarray | None,
                others: Sequence[np.ndarray], thresholds: ReviewThresholds, duplicate_threshold: float) -> Verdict:
@@ -65,7 +63,7 @@ class HeuristicReviewer:
         of `others` (which is rejected whatever its score)."""
         appearance = character.appearance
         roles = key_colors(appearance.key_colors)
-        faces = weightfree.find_faces(image, roles["skin"], roles["eyes"])
+        faces = find_faces(image, roles["skin"], roles["eyes"])
         if face_box is not None and not faces:
             faces = [face_box]
         face = face_box if face_box is not None else (faces[0] if faces else None)
@@ -82,16 +80,12 @@ class HeuristicReviewer:
         species_check = None if appearance.is_human else bool(present["skin"] and face is not None)
 
         checks = checklist.checked + ([species_check] if species_check is not None else [])
-        base = (WEIGHTS["character_match"] * match + WEIGHTS["completeness"] * completeness
-                + WEIGHTS["clarity"] * clarity)
-        score = _clip01(base * (sum(checks) / len(checks) if checks else 1.0))
-        duplicates = weightfree.duplicates_of(image, others, duplicate_threshold)
+        score = combined_score(match, completeness, clarity, checks)
         decision, why = decide(score, solo, appearance.is_human, thresholds)
-        if duplicates:
-            decision = "reject"
-            why = "near-duplicate of " + ", ".join(f"others[{i}] (SSIM {s:.3f} ≥ {duplicate_threshold})"
-                                                   for i, s in duplicates)
-        training_value = 0.0 if duplicates else 10 * score * (1.0 if solo else NOT_SOLO_TRAINING_FACTOR)
+        duplicate = duplicate_rejection(image, others, duplicate_threshold)
+        if duplicate:
+            decision, why = "reject", duplicate
+        training_value = 0.0 if duplicate else 10 * score * (1.0 if solo else NOT_SOLO_TRAINING_FACTOR)
 
         reasons = [
             f"character match {match:.2f} ({match_how})",

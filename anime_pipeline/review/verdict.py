@@ -1,5 +1,6 @@
-"""The review verdict shared by every reviewer (heuristic now, a vision LLM later), and the
-SPEC's decision rule that turns a score into approve / reject / human_review."""
+"""The review verdict shared by every reviewer (the weight-free heuristic in `review.heuristic`,
+the Ollama vision model in `review.vision`), and the one decision rule that turns a score into
+approve / reject / human_review."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class Verdict(BaseModel):
 
 
 def decide(score: float, solo: bool, is_human: bool, thresholds: ReviewThresholds) -> tuple[Decision, str]:
-    """SPEC: score < auto_reject_below → reject; non-human characters never auto-approve
+    """score < auto_reject_below → reject; non-human characters never auto-approve
     (→ human_review, a person checks the species); human, solo and score ≥ auto_approve_at →
     approve; everything else → human_review."""
     if score < thresholds.auto_reject_below:

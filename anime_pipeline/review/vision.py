@@ -17,11 +17,9 @@ import numpy as np
 from PIL import Image
 
 from anime_pipeline.config.schema import Appearance, Character, ReviewThresholds
-from anime_pipeline.imaging import hex_to_rgb
-from anime_pipeline.metrics import weightfree
-from anime_pipeline.render.base import Box
+from anime_pipeline.imaging import Box, hex_to_rgb
+from anime_pipeline.review.base import combined_score, duplicate_rejection, key_colors
 from anime_pipeline.review.checklist import NAMED_COLORS
-from anime_pipeline.review.heuristic import WEIGHTS, key_colors
 from anime_pipeline.review.verdict import Verdict, decide
 from anime_pipeline.services.ollama import OllamaClient
 
@@ -114,13 +112,16 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 class OllamaVisionReviewer:
-    """Same interface and Verdict as HeuristicReviewer; the judgement comes from a vision model
-    asked at temperature 0 with a fixed seed, so a re-review gives the same answer."""
+    """A Reviewer like HeuristicReviewer; the judgement comes from a vision model asked at
+    temperature 0 with a fixed seed, so a re-review gives the same answer. `device` is the GPU
+    the Ollama server runs the model on (the client cannot see it; the deployment says it)."""
+
+    backend = "ollama"
 
     def __init__(self, client: OllamaClient, model: str = "gemma3", seed: int = SEED,
-                 repair_attempts: int = 1) -> None:
+                 repair_attempts: int = 1, device: str = "cpu") -> None:
         self.client, self.model, self.seed, self.repair_attempts = client, model, seed, repair_attempts
-        self.name = f"ollama vision ({model})"
+        self.name, self.device = f"ollama vision ({model})", device
 
     def review(self, image: np.ndarray, character: Character, face_box: Box | None, anchor: np.ndarray | None,
                others: Sequence[np.ndarray], thresholds: ReviewThresholds, duplicate_threshold: float) -> Verdict:
@@ -137,14 +138,11 @@ class OllamaVisionReviewer:
 
         checklist = {item: answer["feature_checklist"][item] for item in items}
         checks = list(checklist.values()) + ([species_check] if species_check is not None else [])
-        base = sum(weight * answer[key] for key, weight in WEIGHTS.items())
-        score = min(1.0, max(0.0, base * sum(checks) / len(checks)))
+        score = combined_score(answer["character_match"], answer["completeness"], answer["clarity"], checks)
         decision, why = decide(score, answer["solo"], appearance.is_human, thresholds)
-        duplicates = weightfree.duplicates_of(image, others, duplicate_threshold)
-        if duplicates:
-            decision = "reject"
-            why = "near-duplicate of " + ", ".join(f"others[{i}] (SSIM {s:.3f} ≥ {duplicate_threshold})"
-                                                   for i, s in duplicates)
+        duplicate = duplicate_rejection(image, others, duplicate_threshold)
+        if duplicate:
+            decision, why = "reject", duplicate
 
         reasons = [f"{self.name}: character match {answer['character_match']:.2f}, clarity {answer['clarity']:.2f}, "
                    f"completeness {answer['completeness']:.2f}, training value {answer['training_value']:.1f}/10",
@@ -157,7 +155,7 @@ class OllamaVisionReviewer:
                            f"{species['reason']}")
         reasons.append(why)
         return Verdict(character_match=answer["character_match"], clarity=answer["clarity"],
-                       training_value=0.0 if duplicates else answer["training_value"], solo=answer["solo"],
+                       training_value=0.0 if duplicate else answer["training_value"], solo=answer["solo"],
                        completeness=answer["completeness"], feature_checklist=checklist, species_check=species_check,
                        score=score, decision=decision, reasons=reasons, reviewer=self.name)
 

@@ -329,15 +329,25 @@ class ComfyUIClient:
 
     # actions
 
-    def upload_image(self, path: str | os.PathLike[str], subfolder: str = "", overwrite: bool = False) -> UploadedImage:
-        """Upload into the server's input folder. Without overwrite, a different file of the same
-        name gets renamed ("x (1).png"); identical bytes reuse the existing name."""
+    def upload_image(self, path: str | os.PathLike[str], subfolder: str = "", overwrite: bool = False,
+                     folder_type: Literal["input", "output"] = "input") -> UploadedImage:
+        """Upload into the server's input folder (or output folder: /upload/image stores any file
+        there, e.g. a LoRA under output/loras/, which ComfyUI lists as a LoRA). Without overwrite, a
+        different file of the same name gets renamed ("x (1).png"); identical bytes reuse the name."""
         path = Path(path)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         files = {"image": (path.name, path.read_bytes(), content_type)}
-        form = {"subfolder": subfolder, "type": "input", "overwrite": "true" if overwrite else "false"}
+        form = {"subfolder": subfolder, "type": folder_type, "overwrite": "true" if overwrite else "false"}
         data = self._json("POST", "/upload/image", files=files, data=form)
-        return UploadedImage(name=data["name"], subfolder=data.get("subfolder", ""), type=data.get("type", "input"))
+        return UploadedImage(name=data["name"], subfolder=data.get("subfolder", ""), type=data.get("type", folder_type))
+
+    def download(self, file: OutputFile, target: str | os.PathLike[str]) -> Path:
+        """Stream one server file from /view to `target` (a temporary name, then renamed): for files
+        that no history entry lists, such as what SaveLoRA writes."""
+        target = Path(target)
+        _safe_target(target.parent.resolve(), file)  # the server-side name must be a plain name too
+        self._download(file, target)
+        return target
 
     def interrupt(self, prompt_id: str | None = None) -> None:
         """Stop the running prompt; with prompt_id, only if that prompt is the one running."""

@@ -1,5 +1,5 @@
-"""Echo Brain, the director service (SPEC §8), and the Director that falls back from it to Ollama
-and then to the embedded local planner, recording in `path` what it tried and why it moved on.
+"""Echo Brain, the director service (SPEC §8). The director role that falls back from it to Ollama
+and then to the local planner is planning.director's DirectorChain.
 
 Echo Brain's schemas are not published beyond a few fields, so the parsing is tolerant: only the
 fields the pipeline uses are validated; everything else is kept in `extra`.
@@ -10,16 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from anime_pipeline.planning.local import LocalPlanner, Refinement
-from anime_pipeline.services import redact_url
-from anime_pipeline.services.ollama import (OllamaClient, OllamaError, OllamaTimeout, OllamaUnavailable,
-                                            connection_problem)
+from anime_pipeline.services.ollama import connection_problem
 
 log = logging.getLogger(__name__)
 
@@ -187,94 +183,3 @@ class EchoBrainClient:
         if not isinstance(data, dict):
             raise EchoBrainBadResponse(path, "<body>", f"expected a JSON object, got {type(data).__name__}")
         return data
-
-
-# --- the fallback director -----------------------------------------------------------------------
-
-OLLAMA_SYSTEM = ("You are the art director of an anime production. You suggest Stable Diffusion XL prompt tags "
-                 "for lighting, mood and style. Answer with JSON only.")
-OLLAMA_REFINE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"style_additions": {"type": "array", "items": {"type": "string", "minLength": 1}},
-                   "negative_additions": {"type": "array", "items": {"type": "string", "minLength": 1}}},
-    "required": ["style_additions", "negative_additions"],
-    "additionalProperties": False,
-}
-
-
-@dataclass(frozen=True)
-class DirectedRefinement(Refinement):
-    """A Refinement (so it drops in wherever the local planner's does) plus the fallback trail."""
-
-    path: list[str] = field(default_factory=list)
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, EchoBrainUnavailable | OllamaUnavailable):
-        return f"unavailable ({exc.reason})"
-    if isinstance(exc, OllamaTimeout):
-        return f"timed out after {exc.timeout:g} s"
-    return f"{type(exc).__name__} ({exc})"
-
-
-class Director:
-    """Refines shot prompts with Echo Brain, else Ollama, else the local planner; never fails
-    because a service is down, and says in `path` which ones were down and why."""
-
-    def __init__(self, echo: EchoBrainClient | None, ollama: OllamaClient | None, ollama_model: str = "gemma3",
-                 local: LocalPlanner | None = None) -> None:
-        self.echo, self.ollama, self.ollama_model = echo, ollama, ollama_model
-        self.local = local or LocalPlanner()
-        self.name = "director (echo brain → ollama → local planner)"
-
-    def refine_prompt(self, prompt: str, time_of_day: str = "", mood: str = "") -> DirectedRefinement:
-        path: list[str] = []
-        for label, client, ask in (("echo_brain", self.echo, self._from_echo),
-                                   ("ollama", self.ollama, self._from_ollama)):
-            if client is None:
-                path.append(f"{label}: not configured")
-                continue
-            try:
-                refinement = ask(prompt, time_of_day, mood)
-            except (EchoBrainError, OllamaError) as exc:
-                log.warning("director: %s failed, falling back: %s", label, exc)
-                path.append(f"{label}: {_why(exc)}")
-                continue
-            return DirectedRefinement(*_fields(refinement), path=[*path, f"{label}: ok"])
-        return DirectedRefinement(*_fields(self.local.refine_prompt(prompt, time_of_day, mood)),
-                                  path=[*path, "local: ok"])
-
-    def send_feedback(self, scores: Mapping[str, Any]) -> bool:
-        """True when Echo Brain took the scores. Never raises: feedback is best-effort and must
-        not fail the run that produced the scores."""
-        if self.echo is None:
-            return False
-        try:
-            self.echo.learn(scores)
-        except Exception:  # noqa: BLE001 - the never-raise contract covers bugs in the answer handling too
-            log.warning("director: feedback to Echo Brain failed", exc_info=True)
-            return False
-        return True
-
-    def _from_echo(self, prompt: str, time_of_day: str, mood: str) -> Refinement:
-        answer = self.echo.refine_prompt(prompt, {"time_of_day": time_of_day, "mood": mood})
-        return Refinement(prompt, answer.refined, answer.style_additions, answer.negative_additions,
-                          f"echo brain ({redact_url(self.echo.base_url)})")
-
-    def _from_ollama(self, prompt: str, time_of_day: str, mood: str) -> Refinement:
-        """Ollama only suggests additions; the prompt is composed here so the character and shot
-        tags can never be dropped or rewritten by the model."""
-        question = (f"Shot prompt: {prompt}\nTime of day: {time_of_day or 'unspecified'}\n"
-                    f"Mood: {mood or 'unspecified'}\n"
-                    "style_additions: up to 4 short tags for lighting and mood that fit this shot; "
-                    "negative_additions: up to 4 short tags for what to avoid.")
-        messages = [{"role": "system", "content": OLLAMA_SYSTEM}, {"role": "user", "content": question}]
-        answer = self.ollama.chat_json(self.ollama_model, messages, OLLAMA_REFINE_SCHEMA)
-        style = [tag.strip() for tag in answer["style_additions"] if tag.strip()]
-        refined = ", ".join([prompt, *style]) if style else prompt
-        return Refinement(prompt, refined, style, answer["negative_additions"], f"ollama ({self.ollama_model})")
-
-
-def _fields(refinement: Refinement) -> tuple[Any, ...]:
-    return (refinement.original, refinement.refined, list(refinement.style_additions),
-            list(refinement.negative_additions), refinement.source)

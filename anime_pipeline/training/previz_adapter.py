@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from anime_pipeline.config.schema import Character
-from anime_pipeline.imaging import hex_to_rgb, rgb_to_hex
-from anime_pipeline.metrics.weightfree import color_mask, crop
-from anime_pipeline.render.base import Box
+from anime_pipeline.imaging import Box, color_mask, hex_to_rgb, rgb_to_hex
+from anime_pipeline.metrics.weightfree import crop
 from anime_pipeline.storage import read_json, write_json
 
 BACKEND = "previz adapter (embedded, weight-free palette fit; not a LoRA)"

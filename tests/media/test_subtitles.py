@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from anime_pipeline.media import Cue, format_srt, parse_srt, write_srt
+from anime_pipeline.media import Cue, format_srt, format_webvtt, parse_srt, write_srt
 
 CUES = [
     Cue(0.0, 1.5, "Hello."),
@@ -56,3 +56,15 @@ def test_write_srt_is_atomic(tmp_path: Path) -> None:
     path = write_srt(CUES, tmp_path / "subs" / "ep01.srt")
     assert path.read_text(encoding="utf-8") == format_srt(CUES)
     assert [p.name for p in path.parent.iterdir()] == ["ep01.srt"]
+
+
+def test_format_webvtt_layout_and_escaping() -> None:
+    cues = [*CUES[:2], Cue(70.0, 71.0, "<b>Kyu</b> & --> \"hi\"")]
+    assert format_webvtt(cues) == (
+        "WEBVTT\n\n"
+        "00:00:00.000 --> 00:00:01.500\nHello.\n"
+        "\n"
+        "00:01:01.250 --> 00:01:03.007\nTwo lines\nof dialogue\n"
+        "\n"
+        "00:01:10.000 --> 00:01:11.000\n&lt;b&gt;Kyu&lt;/b&gt; &amp; --&gt; \"hi\"\n"
+    )

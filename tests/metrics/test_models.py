@@ -1,4 +1,4 @@
-"""The weight registry, device selection and the onnxruntime build."""
+"""The weight store, device selection and the onnxruntime build."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from anime_pipeline.metrics import models, weightfree
+from anime_pipeline.metrics import models
 from anime_pipeline.metrics.models import ModelStore
 
 
@@ -47,7 +47,7 @@ def test_onnx_providers_are_explicit(monkeypatch):
 
 
 def test_the_gpu_onnxruntime_is_the_one_installed():
-    """SPEC §9: insightface must not drag in the CPU onnxruntime over onnxruntime-gpu."""
+    """insightface must not drag in the CPU onnxruntime over onnxruntime-gpu."""
     if importlib.util.find_spec("onnxruntime") is None:
         pytest.skip("onnxruntime is not installed (the metrics extra is not)")
     distributions = {d.metadata["Name"].lower() for d in metadata.distributions()}
@@ -55,43 +55,3 @@ def test_the_gpu_onnxruntime_is_the_one_installed():
     import onnxruntime
 
     assert onnxruntime.get_device() == "GPU"
-
-
-def test_rows_without_weights_name_the_fallbacks(tmp_path):
-    rows = models.model_rows(ModelStore(root=tmp_path, torch_home=tmp_path / "torch"))
-    by_metric = {row.metric: row for row in rows}
-    assert {"identity", "temporal_lpips", "motion_smoothness", "subject_consistency", "aesthetic",
-            "temporal_flickering", "dynamic_degree", "style_adherence", "scene_continuity"} == set(by_metric)
-    identity = by_metric["identity"]
-    assert not identity.installed and identity.active == weightfree.PALETTE_BACKEND
-    assert identity.path == tmp_path / "insightface" / "models" / "buffalo_l" and "not found" in identity.missing
-    assert by_metric["temporal_lpips"].active == weightfree.TEMPORAL_SSIM_BACKEND
-    assert by_metric["motion_smoothness"].active == weightfree.BLOCK_FLOW.backend
-    assert [row.path.name for row in rows if row.metric == "aesthetic"] == ["ViT-L-14.pt", "sa_0_4_vit_l_14_linear.pth"]
-    assert by_metric["style_adherence"].installed and by_metric["style_adherence"].path is None
-
-
-def test_rows_see_placed_weights(tmp_path):
-    pytest.importorskip("lpips")
-    store = ModelStore(root=tmp_path, torch_home=tmp_path / "torch")
-    store.checkpoints.mkdir(parents=True)
-    store.alexnet.write_bytes(b"")
-    store.aesthetic_head.parent.mkdir(parents=True)
-    store.aesthetic_head.write_bytes(b"")
-    rows = models.model_rows(store)
-    lpips_row = next(row for row in rows if row.metric == "temporal_lpips")
-    assert lpips_row.installed and lpips_row.active == lpips_row.backend and lpips_row.missing == ""
-    clip_row, head_row = (row for row in rows if row.metric == "aesthetic")
-    assert head_row.installed and not clip_row.installed
-    assert head_row.active == weightfree.AESTHETIC_PROXY_BACKEND  # the head alone is not enough
-
-
-def test_placed_face_pack_is_active_on_rendered_frames_only(tmp_path):
-    pytest.importorskip("insightface")
-    store = ModelStore(root=tmp_path, torch_home=tmp_path / "torch")
-    store.face_pack_dir.mkdir(parents=True)
-    (store.face_pack_dir / "w600k_r50.onnx").write_bytes(b"")
-    identity = next(row for row in models.model_rows(store) if row.metric == "identity")
-    assert identity.installed
-    assert identity.active == (f"{models.identity_backend('buffalo_l')} on rendered frames; "
-                               f"{weightfree.PALETTE_BACKEND} on previz drawings")

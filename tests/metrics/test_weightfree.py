@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from drawn_images import EYES, SKIN, drawn_face
+
+from anime_pipeline.drawings import find_face
 from anime_pipeline.metrics import weightfree as wf
 from anime_pipeline.metrics.scores import Score
-
-SKIN, EYES, HAIR = (243, 211, 189), (40, 60, 200), (122, 74, 42)
 
 
 def random_image(seed: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-
-
-def drawn_face(size: tuple[int, int] = (240, 320), centre: tuple[int, int] = (160, 100),
-               skin=SKIN, eyes=EYES, background=(30, 30, 60)) -> np.ndarray:
-    """An ellipse face with two eye dots and a hair cap, like a previz drawing."""
-    image = Image.new("RGB", (size[1], size[0]), background)
-    draw = ImageDraw.Draw(image)
-    cx, cy = centre
-    draw.pieslice((cx - 42, cy - 55, cx + 42, cy + 10), 180, 360, fill=HAIR)
-    draw.ellipse((cx - 35, cy - 40, cx + 35, cy + 45), fill=skin)
-    for ex in (cx - 14, cx + 14):
-        draw.ellipse((ex - 4, cy - 5, ex + 4, cy + 5), fill=eyes)
-    return np.array(image)
 
 
 def gradient_pan(n_frames: int, width: int, step: int) -> list[np.ndarray]:
@@ -170,7 +158,7 @@ def test_cosine_equals_numpy():
 
 def test_identity_is_high_for_the_character_and_low_for_a_recoloured_one():
     face = drawn_face()
-    box = wf.find_face(face, SKIN, EYES)
+    box = find_face(face, SKIN, EYES)
     reference = wf.anchor([wf.palette_signature(face, box)])
     same = wf.identity_score([face, face], [box, box], reference)
     assert same.value == pytest.approx(1.0)
@@ -182,26 +170,7 @@ def test_identity_is_high_for_the_character_and_low_for_a_recoloured_one():
     assert changed.backend == "weight-free: palette signature"
 
 
-# --- faces and stills -------------------------------------------------------------------
-
-def test_find_face_finds_a_drawn_face_and_nothing_on_a_blank_image():
-    box = wf.find_face(drawn_face(), SKIN, EYES)
-    assert box is not None
-    x0, y0, x1, y1 = box
-    assert abs((x0 + x1) / 2 - 160) <= 2 and abs(y1 - 145) <= 2  # the skin ellipse, below the hair cap
-    assert wf.find_face(np.zeros((240, 320, 3), np.uint8), SKIN, EYES) is None
-
-
-def test_find_face_needs_eyes():
-    image = drawn_face(eyes=SKIN)  # a skin-coloured blank oval
-    assert wf.find_face(image, SKIN, EYES) is None
-
-
-def test_find_faces_counts_two_characters():
-    image = drawn_face(size=(240, 400), centre=(100, 100))
-    image[:, 200:] = drawn_face(size=(240, 400), centre=(300, 110))[:, 200:]
-    assert len(wf.find_faces(image, "#f3d3bd", EYES)) == 2
-
+# --- stills ------------------------------------------------------------------------------
 
 def test_palette_match_is_the_share_of_matching_pixels():
     image = np.zeros((10, 10, 3), np.uint8)

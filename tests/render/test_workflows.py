@@ -25,10 +25,15 @@ from anime_pipeline.render.workflows import (
     parse_template,
 )
 from anime_pipeline.services.comfyui import check_workflow
+from anime_pipeline.training.comfyui_graph import TrainingValues, build_training_graph
 
-CATALOGUE: dict[str, Any] = json.loads(
-    (Path(__file__).resolve().parents[1] / "data" / "comfyui" / "object_info.json").read_text())
+DATA = Path(__file__).resolve().parents[1] / "data" / "comfyui"
+CATALOGUE: dict[str, Any] = json.loads((DATA / "object_info.json").read_text())  # ComfyUI 0.3.64
+CATALOGUE_080: dict[str, Any] = json.loads((DATA / "0.8.0" / "object_info.json").read_text())
+CATALOGUES = {"0.3.64": CATALOGUE, "0.8.0": CATALOGUE_080}
 TEMPLATES = available_templates()
+# The training nodes changed between the lines: each training template is for one of them
+LINES = {"train_lora": ("0.8.0",), "train_lora_v0_3": ("0.3.64",)}
 
 IPADAPTER = "cubiq/ComfyUI_IPAdapter_plus"
 FRAMEPACK = "kijai/ComfyUI-FramePackWrapper"
@@ -44,7 +49,9 @@ EXPECTED_PACKS = {
     "loop_animatediff": {"ADE_AnimateDiffLoaderGen1": ANIMATEDIFF, "ADE_LoopedUniformContextOptions": ANIMATEDIFF,
                          "VHS_VideoCombine": VHS},
     "train_lora": {},
+    "train_lora_v0_3": {},
 }
+CASES = [(name, line) for name in TEMPLATES for line in LINES.get(name, tuple(CATALOGUES))]
 
 
 def errors(template: Template, catalogue: dict[str, Any] = CATALOGUE) -> list[str]:
@@ -66,42 +73,61 @@ def with_models(template: Template, catalogue: dict[str, Any]) -> dict[str, Any]
             for node, input_name in param.targets:
                 spec = catalogue[template.graph[node]["class_type"]]["input"]
                 config = spec.get("required", {}).get(input_name) or spec["optional"][input_name]
-                config[0].append(param.default)
+                choices = config[1]["options"] if config[0] == "COMBO" else config[0]  # new- or old-style combo
+                if param.default not in choices:
+                    choices.append(param.default)
     return catalogue
 
 
 # -- lint ----------------------------------------------------------------------------------
 
 
-def test_all_seven_templates_are_present():
+def test_all_eight_templates_are_present():
     assert set(TEMPLATES) == set(EXPECTED_PACKS)
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_template_lints_clean_against_the_recorded_catalogue(name):
+@pytest.mark.parametrize("name, line", CASES)
+def test_template_lints_clean_against_the_recorded_catalogue(name, line):
     template = load_template(name)
-    problems = lint(template, CATALOGUE)
-    assert errors(template) == []
-    # the CPU recording has no packs and no model files: those are the only findings
+    problems = lint(template, CATALOGUES[line])
+    assert errors(template, CATALOGUES[line]) == []
+    # the CPU recordings have no packs and no model files: those are the only findings
     assert {p.class_type for p in problems if p.kind == "needs_pack"} == set(EXPECTED_PACKS[name])
     files = {t for p in template.params.values() if p.type == "file" for t in p.targets}
     assert {(p.node_id, p.input_name) for p in problems if p.kind == "deployment"} <= files
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_template_lints_spotless_on_a_provisioned_server(name):
+@pytest.mark.parametrize("name, line", CASES)
+def test_template_lints_spotless_on_a_provisioned_server(name, line):
     template = load_template(name)
-    catalogue = with_models(template, {**custom_node_specs(), **CATALOGUE})
+    catalogue = with_models(template, {**custom_node_specs(), **CATALOGUES[line]})
     assert lint(template, catalogue) == []
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_templates_declare_their_custom_packs_and_record_their_nodes(name):
+@pytest.mark.parametrize("name, line", CASES)
+def test_templates_declare_their_custom_packs_and_record_their_nodes(name, line):
     template = load_template(name)
     assert dict(template.packs) == EXPECTED_PACKS[name]
     classes = {node["class_type"] for node in template.graph.values()}
-    assert {c for c in classes if c not in CATALOGUE} == set(template.packs)
+    assert {c for c in classes if c not in CATALOGUES[line]} == set(template.packs)
     assert set(template.packs) <= set(custom_node_specs())
+
+
+@pytest.mark.parametrize("name, line, other", [("train_lora", "0.8.0", "0.3.64"), ("train_lora_v0_3", "0.3.64", "0.8.0")])
+def test_training_templates_are_what_the_builder_makes_for_their_line(name, line, other):
+    """The trainer builds its graph from /object_info; the templates are that graph for each recorded
+    catalogue, and a graph for one line is refused by the other (as 0.8.0 refuses the 0.3.64 one)."""
+    template = load_template(name)
+    values = {param.name: param.default for param in template.params.values()}
+    built = build_training_graph(CATALOGUES[line], TrainingValues(
+        checkpoint=values["checkpoint"], folder=values["dataset_folder"], steps=values["steps"],
+        learning_rate=values["learning_rate"], rank=values["rank"], seed=values["seed"],
+        prefix=values["lora_prefix"], batch_size=values["batch_size"], optimizer=values["optimizer"],
+        training_dtype=values["training_dtype"], lora_dtype=values["training_dtype"],
+        existing_lora=values["existing_lora"]))
+    assert built.graph == bind(template)
+    assert {built.save_node, built.loss_node, built.steps_node} == set(template.outputs.values())
+    assert any("unknown node class" in problem for problem in errors(template, CATALOGUES[other]))
 
 
 @pytest.mark.parametrize("change, expected", [

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from anime_pipeline.config.schema import Character, ReviewThresholds
+from anime_pipeline.drawings import find_face
 from anime_pipeline.metrics import weightfree as wf
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.review.verdict import Verdict
@@ -51,7 +52,7 @@ def draw(character: Character, centres=((160, 90),), size=(320, 480), eyes: str 
 def anchor_of(character: Character) -> np.ndarray:
     image = draw(character)
     colors = character.appearance.key_colors
-    return wf.anchor([wf.palette_signature(image, wf.find_face(image, colors.skin, colors.eyes))])
+    return wf.anchor([wf.palette_signature(image, find_face(image, colors.skin, colors.eyes))])
 
 
 def review(image, character=MIO, others=(), face_box=None, anchor=None) -> Verdict:
@@ -69,7 +70,7 @@ def test_a_clean_solo_human_drawing_is_approved():
 
 
 def test_checklist_judges_colour_evidence_and_names_what_it_cannot_check():
-    box = wf.find_face(draw(MIO), "#f3d3bd", "#d08a1e")  # the renderer knows where it drew the face
+    box = find_face(draw(MIO), "#f3d3bd", "#d08a1e")  # the renderer knows where it drew the face
     verdict = review(draw(MIO, eyes="#30a040"), face_box=box, anchor=anchor_of(MIO))
     assert set(verdict.feature_checklist) == {"short bob", "satchel", "no green eyes", "no missing satchel"}
     assert verdict.feature_checklist["short bob"] is True  # hair colour present

@@ -1,16 +1,12 @@
-"""The Echo Brain client and the fallback Director against the in-process fakes."""
+"""The Echo Brain client against the in-process fake (the director chain that uses it: tests/planning)."""
 
 from __future__ import annotations
 
 import pytest
 from fake_echo_brain import LEARN, PLAN, REFINE, FakeEchoBrain
-from fake_ollama import FakeOllama, unused_url
+from fake_ollama import unused_url
 
-from anime_pipeline.planning.local import NAME as LOCAL_NAME
-from anime_pipeline.planning.local import Refinement, refine_prompt
-from anime_pipeline.services.echo_brain import (OLLAMA_REFINE_SCHEMA, Director, EchoBrainBadResponse,
-                                                EchoBrainClient, EchoBrainUnavailable)
-from anime_pipeline.services.ollama import OllamaClient
+from anime_pipeline.services.echo_brain import EchoBrainBadResponse, EchoBrainClient, EchoBrainUnavailable
 
 PROMPT = "1girl, courier, lantern-lit street"
 
@@ -26,12 +22,6 @@ def client(echo):
     brain = EchoBrainClient(echo.url, timeout=2, retries=1, backoff=0.01)
     yield brain
     brain.close()
-
-
-@pytest.fixture
-def ollama():
-    with FakeOllama() as server:
-        yield server
 
 
 def down_echo() -> EchoBrainClient:
@@ -114,50 +104,3 @@ def test_down_and_slow_are_unavailable(echo):
     echo.delay = 0.5
     with pytest.raises(EchoBrainUnavailable, match=r"no answer within 0\.1 s"):
         EchoBrainClient(echo.url, timeout=0.1, retries=0).learn({})
-
-
-# --- the director ---------------------------------------------------------------------------------
-
-def test_director_uses_echo_brain_when_it_answers(echo, client):
-    refinement = Director(client, None).refine_prompt(PROMPT, "night", "hushed")
-    assert isinstance(refinement, Refinement) and refinement.path == ["echo_brain: ok"]
-    assert refinement.refined.endswith("soft bloom") and refinement.source == f"echo brain ({echo.url})"
-
-
-def test_director_falls_back_to_ollama_when_echo_brain_is_down(ollama):
-    ollama.answer({"style_additions": ["moonlight", " "], "negative_additions": ["daylight"]})
-    director = Director(down_echo(), OllamaClient(ollama.url, timeout=2), "gemma3")
-    refinement = director.refine_prompt(PROMPT, "night", "hushed")
-    assert refinement.path == ["echo_brain: unavailable (connection refused)", "ollama: ok"]
-    assert refinement.refined == f"{PROMPT}, moonlight" and refinement.negative_additions == ["daylight"]
-    assert refinement.source == "ollama (gemma3)"
-    (body,) = ollama.chats
-    assert body["format"] == OLLAMA_REFINE_SCHEMA and body["options"]["temperature"] == 0.0
-    assert "night" in body["messages"][-1]["content"] and "hushed" in body["messages"][-1]["content"]
-
-
-def test_director_falls_back_to_the_local_planner_when_both_are_down(echo, client):
-    echo.status = 500
-    director = Director(client, OllamaClient(unused_url()), "gemma3")
-    refinement = director.refine_prompt(PROMPT, "night", "hushed")
-    assert refinement.path[0].startswith("echo_brain: unavailable (HTTP 500")
-    assert refinement.path[1:] == ["ollama: unavailable (connection refused)", "local: ok"]
-    assert refinement.refined == refine_prompt(PROMPT, "night", "hushed").refined
-    assert refinement.source == LOCAL_NAME
-
-
-def test_director_records_a_missing_ollama_model_and_unconfigured_services(ollama):
-    refinement = Director(None, OllamaClient(ollama.url), "llava").refine_prompt(PROMPT, "dusk")
-    assert refinement.path[0] == "echo_brain: not configured"
-    assert refinement.path[1].startswith("ollama: ModelMissing") and "ollama pull llava" in refinement.path[1]
-    assert refinement.path[2] == "local: ok"
-    assert Director(None, None).refine_prompt(PROMPT).path == [
-        "echo_brain: not configured", "ollama: not configured", "local: ok"]
-
-
-def test_send_feedback_reports_success_and_never_raises(echo, client):
-    assert Director(client, None).send_feedback({"clarity": 0.7}) is True
-    del echo.answers[LEARN]["patterns"]
-    assert Director(client, None).send_feedback({"clarity": 0.7}) is False
-    assert Director(down_echo(), None).send_feedback({"clarity": 0.7}) is False
-    assert Director(None, None).send_feedback({"clarity": 0.7}) is False

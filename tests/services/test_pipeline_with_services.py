@@ -3,6 +3,7 @@ against in-process servers that behave like Ollama and Echo Brain."""
 
 from __future__ import annotations
 
+import logging
 
 import dagster as dg
 import pytest
@@ -18,6 +19,12 @@ from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
 
 from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
+
+SECRET = "s3cr3t-pa55"  # in every service URL: it must show up nowhere the pipeline writes or logs
+
+
+def with_credentials(url: str) -> str:
+    return url.replace("http://", f"http://studio:{SECRET}@")
 
 
 def _answer(body: dict) -> dict:
@@ -49,7 +56,7 @@ def setup(tmp_path, services):
     (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
     storage = tmp_path / "storage"
     settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path),
-                        ollama_url=ollama.url, echo_brain_url=echo.url)
+                        ollama_url=with_credentials(ollama.url), echo_brain_url=with_credentials(echo.url))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
         sync_instance(instance, configs)
@@ -61,7 +68,8 @@ def _run(defs, instance, job, key, **kwargs):
                                                         **kwargs)
 
 
-def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, services):
+def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, services, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     defs, instance, paths = setup
     ollama, echo = services
     assert _run(defs, instance, "character_job", "lantern-post/mio").success
@@ -99,14 +107,23 @@ def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, servi
 
     # Echo Brain down: the director falls back to Ollama and says so; the failed feedback never fails the asset.
     echo.status = 500
-    assert _run(defs, instance, "shot_job", shot, run_config={"ops": {"shot_clip": {"config": {"force": True}}}}).success
+    result = _run(defs, instance, "shot_job", shot, run_config={"ops": {"shot_clip": {"config": {"force": True}}}})
+    assert result.success
     manifest = read_json(paths.shot(shot) / "manifest.json")
-    assert manifest["director_path"][0].startswith("echo_brain: unavailable")
+    assert manifest["director_path"][0].startswith("echo_brain: EchoBrainUnavailable")
     assert manifest["director_path"][-1] == "ollama: ok"
     assert manifest["prompt"].endswith("moonlit rim light")
     records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("shot_clip"),
                                                                     asset_partitions=[shot]), limit=1).records
-    assert "echo_brain: unavailable" in records[0].asset_materialization.metadata["director_path"].value
+    assert "echo_brain: EchoBrainUnavailable" in records[0].asset_materialization.metadata["director_path"].value
+    assert echo.url in manifest["director_path"][0]  # the server is named, without its credentials
+
+    # storage, the Dagster home (event log, compute logs) and the captured log records
+    written = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert len(written) > 100 and not [f for f in written if SECRET.encode() in f.read_bytes()]
+    events = [str(entry) for run in instance.get_runs() for entry in instance.all_logs(run.run_id)]
+    assert events and not [e for e in events if SECRET in e]
+    assert not [r for r in caplog.records if SECRET in logging.Formatter().format(r)]
 
 
 def test_reviewer_ollama_without_a_url_is_a_clear_failure(tmp_path):

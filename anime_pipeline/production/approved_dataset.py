@@ -1,0 +1,239 @@
+"""approved_dataset: generated candidates → review → automatic or human approval → the approved images
+with caption files and a manifest, scored for identity, aesthetics and style."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from anime_pipeline.config.project import CharacterRef, character_spec
+from anime_pipeline.imaging import load_png, save_png
+from anime_pipeline.manifest import FileEntry, Manifest, Record
+from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.suite import Anchor, MetricSuite, image_identity
+from anime_pipeline.paths import StoragePaths
+from anime_pipeline.production.candidates import (Candidate, DatasetState, Decision, DecisionLog, dataset_state,
+                                                  generate_batch)
+from anime_pipeline.production.character_embedding import load_anchor
+from anime_pipeline.production.character_reference import front_panel
+from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.review.base import Reviewer
+from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
+from anime_pipeline.storage import outputs, write_text
+
+BATCH_SIZE = 3  # SPEC §5
+MAX_BATCHES_PER_RUN = 4
+
+
+class ApprovedImage(Record):
+    id: str
+    image: str
+    caption: str
+    seed: int
+    prompt: str
+    face_box: tuple[int, int, int, int] | None
+    identity: float
+    aesthetic: float  # 0-10
+    style_adherence: float
+    decision: Decision | None
+
+
+class BatchVerdict(Record):
+    id: str
+    decision: str
+    score: float
+    character_match: float
+    solo: bool
+    reasons: list[str]
+
+
+class DatasetManifest(Manifest):
+    target: int
+    reviewer: str
+    renderer: str
+    approved: list[ApprovedImage]
+    pending: list[str]
+    rejected: list[str]
+    duplicates: list[tuple[str, str, float]]
+    near_duplicate_similarity: float
+    identity_backend: str
+    aesthetic_backend: str
+    style_backend: str
+    batches_this_run: int
+    new_verdicts: list[BatchVerdict]
+
+
+def _enough(m: DatasetManifest, _q) -> Measured:
+    hint = f"review with `anime-pipeline review list {m.key}`" if m.pending else ""
+    return Measured(len(m.approved), "count", {"awaiting_review": len(m.pending), "hint": hint}, threshold=m.target)
+
+
+def _identity(m: DatasetManifest, q) -> Measured:
+    values = {a.id: a.identity for a in m.approved}
+    below = [k for k, v in values.items() if v < q.identity]
+    # no approved image: enough_approved fails instead
+    return Measured(min(values.values(), default=1.0), m.identity_backend, {"below": ", ".join(below) or "none"})
+
+
+def _duplicates(m: DatasetManifest, _q) -> Measured:
+    return Measured(len(m.duplicates), f"SSIM ≥ {m.near_duplicate_similarity} on thumbnails",
+                    {"pairs": [list(d) for d in m.duplicates]}, threshold=0)
+
+
+def _aesthetic(m: DatasetManifest, _q) -> Measured:
+    values = {a.id: a.aesthetic for a in m.approved}
+    return Measured(min(values.values(), default=10.0), m.aesthetic_backend, {"per_image": values})
+
+
+def _style(m: DatasetManifest, _q) -> Measured:
+    values = {a.id: a.style_adherence for a in m.approved}
+    return Measured(min(values.values(), default=1.0), m.style_backend, {"per_image": values})
+
+
+GATES: GateSet[DatasetManifest] = GateSet((
+    Gate("enough_approved", "Approved images ≥ the character's dataset_target.", _enough, "at_least"),
+    Gate("identity", "Every approved image matches the identity anchor (≥ identity threshold).", _identity,
+         "at_least", "identity"),
+    Gate("no_near_duplicates", "No two approved images are near-duplicates.", _duplicates, "at_most"),
+    Gate("aesthetic", "Phase 1 stills: every approved image's aesthetic score ≥ quality.aesthetic (0-10).",
+         _aesthetic, "at_least", "aesthetic"),
+    Gate("style_adherence", "Phase 1 stills: every approved image adheres to the show's style ≥ threshold.",
+         _style, "at_least", "style_adherence"),
+))
+
+
+def score_approved(ref: CharacterRef, approved: Sequence[Candidate], anchor: Anchor, suite: MetricSuite,
+                   decisions: dict[str, Decision]) -> tuple[list[ApprovedImage], dict[str, str], dict[str, np.ndarray]]:
+    """Identity (ArcFace on a real renderer's images when a pack is installed), aesthetic and style of each
+    approved image; returns the records, the backend per measure and the images."""
+    images = {c.id: load_png(c.image_path) for c in approved}
+    measured = {c.id: image_identity(images[c.id], c.record.face_box, anchor,
+                                     suite.face_model(c.record.renderer.backend)) for c in approved}
+    aesthetic = {c.id: suite.aesthetic([images[c.id]]) for c in approved}
+    palette = [*ref.config.world.palette, *ref.character.appearance.key_colors.model_dump(exclude_none=True).values()]
+    style = {c.id: weightfree.style_adherence(images[c.id], palette, ref.config.show.style.style_tags) for c in approved}
+    records = [ApprovedImage(id=c.id, image=f"{c.id}.png", caption=c.record.caption, seed=c.record.seed,
+                             prompt=c.record.prompt, face_box=c.record.face_box,
+                             identity=round(measured[c.id][0], 4), aesthetic=round(aesthetic[c.id].value, 3),
+                             style_adherence=round(style[c.id].value, 4), decision=decisions.get(c.id))
+               for c in approved]
+    backends = {"identity": _backend(b for _, b in measured.values()),
+                "aesthetic": _backend(s.backend for s in aesthetic.values()), "style": weightfree.STYLE_BACKEND}
+    return records, backends, images
+
+
+def _backend(used: Iterable[str]) -> str:
+    """The backend(s) that measured a dataset, or what to say when nothing was measured."""
+    return ", ".join(sorted(set(used))) or "none (no approved images)"
+
+
+def replace_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Build a folder beside `target`, then swap it in, so a reader sees the old set or the new one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fill(staging)
+        if target.exists():
+            retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, retired)
+            os.replace(staging, target)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
+    """Candidates are generated in batches of 3 until approved + awaiting review reach the target; the
+    reviewer decides automatically where the rules allow (never for non-human characters), a person
+    decides the rest (`anime-pipeline review`); the approved images are scored and written with captions."""
+
+    artifact = "approved_dataset"
+    level = "character"
+    manifest_type = DatasetManifest
+    gates = GATES
+    device = "renderer"
+
+    def folder(self, ref: CharacterRef, paths: StoragePaths) -> Path:
+        return paths.dataset(ref.key)
+
+    def upstream(self, ref: CharacterRef) -> list[Upstream]:
+        return [Upstream("character_reference", ref.key), Upstream("character_embedding", ref.key)]
+
+    def spec(self, ref: CharacterRef) -> dict:
+        return character_spec(ref)
+
+    def produce(self, ref: CharacterRef, env: StepEnv, fingerprint: str | None) -> DatasetManifest:
+        paths = env.paths
+        anchor = load_anchor(paths.embedding(ref.key))
+        log = DecisionLog(paths.decisions_log(ref.key))
+        reviewer = env.reviewer(ref.config)
+        target = ref.character.dataset_target
+        state = dataset_state(paths.candidates(ref.key), log)
+        references = {ref.character.slug: p for p in [front_panel(paths, ref.key)] if p}
+        batches, verdicts = 0, []
+        with env.open_renderer(ref.config, references) as renderer:
+            while len(state.approved) + len(state.pending) < target and batches < MAX_BATCHES_PER_RUN:
+                made = generate_batch(ref, renderer, reviewer, anchor, paths.candidates(ref.key), log, BATCH_SIZE)
+                batches += 1
+                verdicts += [_verdict(c) for c in made]
+                state = dataset_state(paths.candidates(ref.key), log)
+                env.log(f"batch {batches}: {[(c.id, c.record.verdict.decision) for c in made]}; "
+                        f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
+            renderer_name = renderer.backend
+        return self.assemble(ref, env, state, log, anchor, reviewer, renderer_name, batches, verdicts)
+
+    def assemble(self, ref: CharacterRef, env: StepEnv, state: DatasetState, log: DecisionLog, anchor: Anchor,
+                 reviewer: Reviewer, renderer: str, batches: int, verdicts: list[BatchVerdict]) -> DatasetManifest:
+        """Score the approved images and swap the dataset folder in whole."""
+        approved, backends, images = score_approved(ref, state.approved, anchor, env.metrics, log.latest())
+        ids = [a.id for a in approved]
+        similarity = ref.config.quality.near_duplicate_similarity
+        duplicates = [(ids[i], ids[j], round(s, 4))
+                      for i, j, s in weightfree.near_duplicates([images[i] for i in ids], similarity)]
+        manifest = DatasetManifest(
+            kind=self.artifact, key=ref.key, backend=reviewer.name, device=reviewer.device,
+            target=ref.character.dataset_target, reviewer=reviewer.name, renderer=renderer, approved=approved, pending=[c.id for c in state.pending],
+            rejected=[c.id for c in state.rejected], duplicates=duplicates, near_duplicate_similarity=similarity,
+            identity_backend=backends["identity"], aesthetic_backend=backends["aesthetic"],
+            style_backend=backends["style"], batches_this_run=batches, new_verdicts=verdicts)
+
+        def fill(folder: Path) -> None:
+            for record in approved:
+                save_png(folder / record.image, images[record.id])
+                write_text(folder / f"{record.id}.txt", record.caption + "\n")
+            manifest.model_copy(update={"files": _files(folder)}).write(folder)
+
+        replace_dir(self.folder(ref, env.paths), fill)
+        return DatasetManifest.require(self.folder(ref, env.paths), f"approved_dataset {ref.key}")
+
+    def metadata(self, manifest: DatasetManifest, folder: Path) -> dict[str, MetadataValue]:
+        out: dict[str, MetadataValue] = {
+            "approved": len(manifest.approved), "target": manifest.target, "awaiting_review": len(manifest.pending),
+            "rejected": len(manifest.rejected), "new_batches": manifest.batches_this_run,
+            "reviewer": manifest.reviewer, "renderer": manifest.renderer, "device": manifest.device,
+            "folder": FileLink(folder)}
+        if manifest.new_verdicts:
+            out["new_verdicts"] = Table([v.model_dump() for v in manifest.new_verdicts])
+        if manifest.approved:
+            out["preview"] = Preview(folder / manifest.approved[0].image, "first approved image")
+        if manifest.pending:
+            out["next_step"] = f"anime-pipeline review list {manifest.key}"
+        return out
+
+
+def _files(folder: Path) -> list[FileEntry]:
+    return [FileEntry.of(p, folder) for p in outputs(folder, "*") if p.is_file()]
+
+
+def _verdict(candidate: Candidate) -> BatchVerdict:
+    v = candidate.record.verdict
+    return BatchVerdict(id=candidate.id, decision=v.decision, score=v.score, character_match=v.character_match,
+                        solo=v.solo, reasons=v.reasons[:3])

@@ -1,0 +1,371 @@
+"""shot_clip: one clip per shot, keyframe to video (embedded: the previz renderer animates the shot's motion
+preset), with progressive retries judged by the shot's own blocking gates (SPEC §3).
+
+An attempt is retried exactly when one of its blocking gates fails — the retry loop and the
+Dagster checks evaluate the same `GATES` on the same scores — with a new seed and more steps, up
+to `quality.max_attempts`; the best attempt (most gates passed, ties by the worst margin) is kept
+and every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anime_pipeline.config.project import ShotRef, shot_spec
+from anime_pipeline.config.schema import Character, Quality
+from anime_pipeline.imaging import load_png, save_png
+from anime_pipeline.manifest import FileEntry, Manifest, Record, Timings
+from anime_pipeline.media import encode_clip
+from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.identity import FaceModel
+from anime_pipeline.metrics.suite import Anchor, MetricSuite, clip_identity
+from anime_pipeline.paths import StoragePaths
+from anime_pipeline.production.character_embedding import load_anchor
+from anime_pipeline.production.character_lora import load_adapter_palette
+from anime_pipeline.production.character_reference import front_panel
+from anime_pipeline.production.gates import Gate, GateResult, GateSet, Measured, all_passed, ranking
+from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
+from anime_pipeline.prompts import negative_prompt, shot_prompt
+from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
+from anime_pipeline.storage import outputs, sha256_file, sha256_json
+
+FIRST_FRAME = "first_frame.png"
+STEPS_PER_RETRY = 8
+SEED_STRIDE = 1_000_003
+WORST_FRAMES = 3  # listed per measure in the gates' metadata: the frames to look at first
+
+
+class ClipScores(Record):
+    """Every shot gate's measure on one clip."""
+
+    identity: dict[str, float]  # character slug → min over frames
+    temporal_change: float  # mean temporal LPIPS of consecutive frames (or its weight-free stand-in)
+    motion_smoothness: float
+    temporal_flickering: float
+    mean_motion: float
+    dynamic_degree: float
+    backends: dict[str, str]
+    # per measure, the frames to look at first: frame i for a pair (i, i+1), odd frame 2k+1 for
+    # smoothness; for identity, per character
+    worst_frames: dict[str, Any]
+
+
+def _identity(s: ClipScores, _q) -> Measured:
+    lowest = min(s.identity.values(), default=1.0)
+    return Measured(lowest, s.backends.get("identity", "n/a (no characters in the shot)"),
+                    {"per_character": s.identity, "worst_frames": s.worst_frames.get("identity", {})})
+
+
+def _measure(field: str, backend_key: str, **extra: str):
+    def measure(s: ClipScores, _q) -> Measured:
+        details = {"worst_frames": s.worst_frames.get(field, [])} | {k: getattr(s, v) for k, v in extra.items()}
+        return Measured(getattr(s, field), s.backends[backend_key], details)
+    return measure
+
+
+GATES: GateSet[ClipScores] = GateSet((
+    Gate("identity", "Every character in the shot keeps identity ≥ threshold in every frame.", _identity,
+         "at_least", "identity"),
+    Gate("temporal_stability", "Mean frame-to-frame perceptual change ≤ the temporal LPIPS threshold.",
+         _measure("temporal_change", "temporal_change"), "at_most", "temporal_lpips"),
+    Gate("motion_smoothness", "VBench motion smoothness ≥ threshold.",
+         _measure("motion_smoothness", "motion_smoothness"), "at_least", "motion_smoothness"),
+    Gate("not_a_still", "The clip moves: mean frame difference above the motion floor.",
+         _measure("mean_motion", "dynamic_degree", dynamic_degree="dynamic_degree"), "at_least", "min_motion"),
+    Gate("temporal_flickering", "VBench temporal flickering ≥ threshold: a flashing clip fails.",
+         _measure("temporal_flickering", "temporal_flickering"), "at_least", "temporal_flickering"),
+))
+
+
+class GateRecord(Record):
+    name: str
+    passed: bool
+    value: float | int | str | bool
+    threshold: float | int | str | bool
+    margin: float
+
+    @classmethod
+    def of(cls, result: GateResult) -> GateRecord:
+        return cls(name=result.name, passed=result.passed, value=result.value, threshold=result.threshold,
+                   margin=result.margin)
+
+
+class RequestRecord(Record):
+    """Everything of a ClipRequest but the pixels: characters by slug, the first frame as a file."""
+
+    characters: list[str]
+    shot_type: str
+    prompt: str
+    motion_prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+    fps: int
+    n_frames: int
+    background: tuple[str, ...]
+    steps: int
+    first_frame: str | None
+    palette_overrides: dict[str, dict[str, str]]
+
+    @classmethod
+    def of(cls, request: ClipRequest) -> RequestRecord:
+        values = {f.name: getattr(request, f.name) for f in fields(request) if f.name not in ("characters", "first_frame")}
+        return cls(**values, characters=[c.slug for c in request.characters],
+                   first_frame=FIRST_FRAME if request.first_frame is not None else None)
+
+    def request(self, characters: list[Character], shot_dir: Path) -> ClipRequest:
+        values = self.model_dump(exclude={"characters", "first_frame"})
+        values["background"] = tuple(values["background"])
+        first = load_png(shot_dir / self.first_frame) if self.first_frame else None
+        return ClipRequest(characters=tuple(characters), first_frame=first, **values)
+
+
+class Attempt(Record):
+    attempt: int
+    seed: int
+    steps: int
+    passed: bool  # every blocking gate passed
+    scores: ClipScores
+    gates: list[GateRecord]
+    request: RequestRecord
+    renderer_params: dict[str, Any]
+
+
+class ShotManifest(Manifest):
+    renderer_version: str
+    prompt: str
+    prompt_before_refinement: str
+    director: str
+    director_path: list[str]
+    negative_additions: list[str]
+    negative_prompt: str
+    motion_prompt: str
+    shot_type: str
+    characters: list[str]
+    checkpoint: str
+    checkpoint_hash: str | None
+    sampler: str
+    scheduler: str
+    cfg: float
+    resolution: tuple[int, int]
+    fps: int
+    frames: int
+    duration: float
+    loras: list[dict[str, Any]]
+    ip_adapter: dict[str, Any] | None
+    continuity_from: str | None
+    attempts: list[Attempt]
+    chosen_attempt: int
+    metric_fallbacks: dict[str, str]  # why a model-based metric was not used
+    video_codec: str
+    audio_codec: str | None
+
+    @property
+    def chosen(self) -> Attempt:
+        return self.attempts[self.chosen_attempt - 1]
+
+    @property
+    def scores(self) -> ClipScores:
+        return self.chosen.scores
+
+
+def shot_seed(ref: ShotRef) -> int:
+    """The shot's base seed: the YAML's, or a stable hash of its key."""
+    return ref.shot.seed if ref.shot.seed is not None else zlib.crc32(ref.key.encode())
+
+
+def score_clip(clip: ClipResult, anchors: dict[str, Anchor], suite: MetricSuite, min_motion: float = 0.002,
+               faces: FaceModel | None = None) -> ClipScores:
+    """Every shot gate's measure on one clip: identity per character (ArcFace with `faces`, else the
+    palette signature), temporal LPIPS, VBench motion smoothness and flickering, motion floor."""
+    frames = clip.frames
+    identity = clip_identity(frames, clip.face_boxes, anchors, faces)
+    change = suite.temporal_change(frames)
+    smooth = suite.motion_smoothness(frames)
+    flicker = weightfree.temporal_flickering(frames)
+    dynamic = weightfree.dynamic_degree(frames, min_motion)
+    backends = {"temporal_change": change.backend, "motion_smoothness": smooth.backend,
+                "temporal_flickering": flicker.backend, "dynamic_degree": dynamic.backend}
+    if identity:
+        backends["identity"] = next(iter(identity.values())).backend
+    worst = {"identity": {slug: score.worst_frames(WORST_FRAMES) for slug, score in identity.items()},
+             "temporal_change": change.worst_frames(WORST_FRAMES, higher_is_worse=True),
+             "motion_smoothness": [2 * k + 1 for k in smooth.worst_frames(WORST_FRAMES)],
+             "temporal_flickering": flicker.worst_frames(WORST_FRAMES)}
+    return ClipScores(identity={slug: round(score.value, 4) for slug, score in identity.items()},
+                      temporal_change=round(change.value, 4), motion_smoothness=round(smooth.value, 4),
+                      temporal_flickering=round(flicker.value, 4),
+                      mean_motion=round(float(dynamic.details.get("mean_motion", 0.0)), 5),
+                      dynamic_degree=round(dynamic.value, 4), backends=backends, worst_frames=worst)
+
+
+def render_attempts(ref: ShotRef, renderer: Renderer, base: ClipRequest, anchors: dict[str, Anchor],
+                    suite: MetricSuite, quality: Quality, timings: Timings,
+                    log=lambda _: None) -> tuple[list[Attempt], int, ClipResult]:
+    """Render until every blocking gate passes or the attempts run out; return every attempt, the
+    chosen one's number and its clip."""
+    faces = suite.face_model(renderer.backend)
+    attempts: list[Attempt] = []
+    best: tuple[tuple[int, float], int, ClipResult] | None = None
+    for index in range(quality.max_attempts):
+        seed = shot_seed(ref) + index * SEED_STRIDE
+        request = replace(base, seed=seed, steps=base.steps + index * STEPS_PER_RETRY)
+        with timings.phase("render"):
+            clip = renderer.render_clip(request)
+        with timings.phase("metrics"):
+            scores = score_clip(clip, anchors, suite, quality.min_motion, faces)
+        results = GATES.evaluate(scores, quality)
+        passed = all_passed(results)
+        attempts.append(Attempt(attempt=index + 1, seed=seed, steps=request.steps, passed=passed, scores=scores,
+                                gates=[GateRecord.of(r) for r in results], request=RequestRecord.of(request),
+                                renderer_params=clip.params))
+        log(f"{ref.key} attempt {index + 1}: " + ", ".join(r.describe() for r in results if not r.passed)
+            if not passed else f"{ref.key} attempt {index + 1}: every gate passes")
+        if best is None or ranking(results) > best[0]:
+            best = (ranking(results), index + 1, clip)
+        if passed:
+            break
+    assert best is not None  # max_attempts ≥ 1 (schema)
+    return attempts, best[1], best[2]
+
+
+def write_frames(out_dir: Path, frames: list[np.ndarray], first_frame: np.ndarray | None) -> None:
+    if first_frame is not None:  # kept with the shot, so a reproduction never depends on the previous shot
+        save_png(out_dir / FIRST_FRAME, first_frame)
+    frame_dir = out_dir / "frames"
+    for index, frame in enumerate(frames):
+        save_png(frame_dir / f"{index:04d}.png", frame)
+    for stale in outputs(frame_dir, "*.png")[len(frames):]:
+        stale.unlink()
+
+
+def frame_paths(shot_dir: Path) -> list[Path]:
+    return outputs(shot_dir / "frames", "*.png")
+
+
+def last_frame(shot_dir: Path) -> Path | None:
+    frames = frame_paths(shot_dir)
+    return frames[-1] if frames else None
+
+
+class ShotClip(Step[ShotRef, ShotManifest]):
+    """Keyframe-to-video for one shot (embedded: the previz renderer animates the shot's motion preset),
+    retried with a new seed and more steps while a blocking gate fails; every attempt is recorded."""
+
+    artifact = "shot_clip"
+    level = "shot"
+    manifest_type = ShotManifest
+    gates = GATES
+    device = "renderer"
+
+    def folder(self, ref: ShotRef, paths: StoragePaths) -> Path:
+        return paths.shot(ref.key)
+
+    def upstream(self, ref: ShotRef) -> list[Upstream]:
+        show = ref.config.show.slug
+        deps = [Upstream(artifact, f"{show}/{slug}") for slug in ref.shot.characters
+                for artifact in ("character_reference", "character_embedding", "character_lora")]
+        if ref.shot.continuity and ref.previous_key:
+            deps.append(Upstream("shot_clip", ref.previous_key))
+        return deps
+
+    def spec(self, ref: ShotRef) -> dict:
+        return shot_spec(ref)
+
+    def gate_subject(self, manifest: ShotManifest) -> ClipScores:
+        return manifest.scores
+
+    def _first_frame(self, ref: ShotRef, paths: StoragePaths) -> Path | None:
+        if not ref.shot.continuity:
+            return None
+        first = last_frame(paths.shot(ref.previous_key)) if ref.previous_key else None
+        if first is None:
+            raise FileNotFoundError(f"shot {ref.key} continues from {ref.previous_key}, which has no frames yet: "
+                                    f"materialize its shot_clip first")
+        return first
+
+    def _inputs(self, ref: ShotRef, env: StepEnv) -> tuple[dict[str, Anchor], dict[str, dict[str, str] | None]]:
+        show = ref.config.show.slug
+        anchors = {c.slug: load_anchor(env.paths.embedding(f"{show}/{c.slug}")) for c in ref.characters()}
+        adapters = {c.slug: load_adapter_palette(env.paths.adapter(f"{show}/{c.slug}")) for c in ref.characters()}
+        return anchors, adapters
+
+    def fingerprint(self, ref: ShotRef, env: StepEnv) -> str:
+        anchors, adapters = self._inputs(ref, env)
+        first = self._first_frame(ref, env.paths)
+        return sha256_json({"spec": self.spec(ref), "version": self.version,
+                            "anchors": {s: a.as_lists() for s, a in anchors.items()}, "adapters": adapters,
+                            "first_frame": sha256_file(first) if first else None, "metrics": dict(env.metric_backends)})
+
+    def produce(self, ref: ShotRef, env: StepEnv, fingerprint: str | None) -> ShotManifest:
+        cfg, shot = ref.config, ref.shot
+        style, video = cfg.show.style, cfg.show.video
+        characters = ref.characters()
+        anchors, adapters = self._inputs(ref, env)
+        first_path = self._first_frame(ref, env.paths)
+        first = load_png(first_path) if first_path else None
+        refinement = env.director(cfg).refine_prompt(
+            shot_prompt(style, characters, shot.type, shot.prompt, cfg.world.art_direction),
+            ref.scene.time_of_day, ref.scene.mood)
+        env.log(f"{ref.key}: prompt via {' → '.join(refinement.path)}")
+        negative = ", ".join([negative_prompt(style, characters), *refinement.negative_additions])
+        base = ClipRequest(
+            characters=tuple(characters), shot_type=shot.type, prompt=refinement.refined,
+            motion_prompt=shot.motion_prompt, negative_prompt=negative, seed=shot_seed(ref), width=video.width,
+            height=video.height, fps=video.fps, n_frames=max(3, round(shot.duration * video.fps)),
+            background=tuple(cfg.world.palette), steps=style.steps, first_frame=first,
+            palette_overrides={s: p for s, p in adapters.items() if p},
+        )
+        out_dir = self.folder(ref, env.paths)
+        timings = Timings()
+        references = {slug: p for slug in shot.characters
+                      for p in [front_panel(env.paths, f"{cfg.show.slug}/{slug}")] if p}
+        with env.open_renderer(cfg, references) as renderer:
+            attempts, chosen, clip = render_attempts(ref, renderer, base, anchors, env.metrics, cfg.quality, timings,
+                                                     env.log)
+        with timings.phase("write_frames"):
+            write_frames(out_dir, clip.frames, first)
+        with timings.phase("encode"):
+            info = encode_clip(clip.frames, video.fps, out_dir / "clip.mp4")
+        manifest = ShotManifest(
+            kind=self.artifact, key=ref.key, backend=renderer.backend, device=renderer.device,
+            inputs_fingerprint=fingerprint, renderer_version=renderer.version, prompt=refinement.refined,
+            prompt_before_refinement=refinement.original, director=refinement.source,
+            director_path=list(refinement.path), negative_additions=list(refinement.negative_additions),
+            negative_prompt=negative, motion_prompt=shot.motion_prompt, shot_type=shot.type,
+            characters=list(shot.characters), checkpoint=style.checkpoint, checkpoint_hash=None,
+            sampler=style.sampler, scheduler=style.scheduler, cfg=style.cfg, resolution=(video.width, video.height),
+            fps=video.fps, frames=len(clip.frames), duration=round(len(clip.frames) / video.fps, 4),
+            loras=[{"character": s, "adapter": "previz palette adapter", "palette": p} for s, p in adapters.items() if p],
+            ip_adapter=None, continuity_from=ref.previous_key if first is not None else None, attempts=attempts,
+            chosen_attempt=chosen, metric_fallbacks=dict(env.metrics.unavailable), video_codec=info.video_codec,
+            audio_codec=info.audio_codec, files=[FileEntry.of(out_dir / "clip.mp4", out_dir)], timings=timings.seconds,
+        )
+        manifest.write(out_dir)
+        return manifest
+
+    def metadata(self, manifest: ShotManifest, folder: Path) -> dict[str, MetadataValue]:
+        s = manifest.scores
+        return {"frames": manifest.frames, "duration_s": manifest.duration, "attempts": len(manifest.attempts),
+                "chosen_attempt": manifest.chosen_attempt, "identity": Table(s.identity),
+                "temporal_change": s.temporal_change, "motion_smoothness": s.motion_smoothness,
+                "temporal_flickering": s.temporal_flickering, "backend": manifest.backend, "device": manifest.device,
+                "director": manifest.director, "director_path": " → ".join(manifest.director_path),
+                "metric_fallbacks": Table(manifest.metric_fallbacks),
+                "prompt_before_refinement": manifest.prompt_before_refinement, "prompt": manifest.prompt,
+                "seed": manifest.chosen.seed, "clip": FileLink(folder / "clip.mp4"),
+                "preview": Preview(frame_paths(folder)[0], "first frame")}
+
+    def after_gates(self, ref: ShotRef, manifest: ShotManifest, results: list[GateResult], env: StepEnv) -> None:
+        """The director learns from the shot's scores and gate verdicts (never fails the asset)."""
+        sent = env.director(ref.config).send_feedback({
+            "shot": manifest.key, "metrics": manifest.scores.model_dump(), "prompt": manifest.prompt,
+            "gates": {r.name: r.passed for r in results}, "seed": manifest.chosen.seed})
+        if sent:
+            env.log(f"{manifest.key}: gate results sent to the director")
