@@ -9,10 +9,12 @@ from the environment, never from the show file.
 from __future__ import annotations
 
 import re
-from pathlib import PurePath, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from anime_pipeline.config.schema import StrictModel
 
 SpeechBackendName = Literal["espeak", "openai_tts"]
 MusicBackendName = Literal["procedural", "ace_step", "file"]
@@ -22,11 +24,7 @@ PublisherName = Literal["filesystem", "jellyfin"]
 ESPEAK_VOICE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})*(\+[A-Za-z0-9_]{1,24})?$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EspeakVoice(_Strict):
+class EspeakVoice(StrictModel):
     voice: str = Field("en", description="espeak-ng voice: language plus an optional variant, e.g. en+f3")
     pitch: int = Field(50, ge=0, le=100, description="base pitch, 50 = normal")
     rate: int = Field(170, ge=80, le=450, description="words per minute, 175 = normal")
@@ -39,12 +37,12 @@ class EspeakVoice(_Strict):
         return value
 
 
-class OpenAIVoice(_Strict):
+class OpenAIVoice(StrictModel):
     voice: str = Field(min_length=1, max_length=200, description="the server's voice name, e.g. af_heart (Kokoro)")
     speed: float = Field(1.0, ge=0.25, le=4.0)
 
 
-class CharacterVoice(_Strict):
+class CharacterVoice(StrictModel):
     """`voice:` on a character: one entry per speech backend; a backend without one derives a
     distinct voice from the character's slug."""
 
@@ -52,7 +50,7 @@ class CharacterVoice(_Strict):
     openai_tts: OpenAIVoice | None = None
 
 
-class Ducking(_Strict):
+class Ducking(StrictModel):
     """Sidechain compression of the music bed under the dialogue (ffmpeg sidechaincompress)."""
 
     threshold_db: float = Field(-36.0, ge=-60, le=0, description="dialogue level where ducking starts (dBFS)")
@@ -61,7 +59,7 @@ class Ducking(_Strict):
     release_ms: float = Field(400.0, ge=0.01, le=9000)
 
 
-class LoudnessTarget(_Strict):
+class LoudnessTarget(StrictModel):
     """Default: −16 LUFS integrated, true peak ≤ −1 dBTP (streaming); −23 / −1 is EBU R128 broadcast."""
 
     integrated_lufs: float = Field(-16.0, ge=-36, le=-8)
@@ -69,7 +67,7 @@ class LoudnessTarget(_Strict):
     tolerance_lu: float = Field(1.0, gt=0, le=3, description="the loudness gate's ± window around the target")
 
 
-class Audio(_Strict):
+class Audio(StrictModel):
     music_volume: float = Field(0.3, ge=0, le=1, description="music bed level relative to dialogue at 100 %")
     music_fade: float = Field(1.0, ge=0, le=10, description="music fade-in and fade-out, seconds")
     ducking: Ducking = Ducking()
@@ -77,20 +75,11 @@ class Audio(_Strict):
     dialogue_margin_db: float = Field(
         10.0, ge=0, le=40, description="dialogue_audible gate: speech above the ducked bed in every line, dB")
     line_gap: float = Field(0.25, ge=0, le=5, description="pause between two lines of one shot, seconds")
-    music_folder: str | None = Field(
-        None, description="folder of music tracks (music: file), relative to the show file or absolute")
     music_fallback: bool = Field(
         False, description="when the music service fails, use the embedded procedural bed instead of failing")
 
-    @field_validator("music_folder")
-    @classmethod
-    def _folder_not_empty(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("music_folder must name a folder (or be left out)")
-        return value
 
-
-class Jellyfin(_Strict):
+class Jellyfin(StrictModel):
     """`publisher: jellyfin`. The URL and API key come from the environment (JELLYFIN_URL,
     JELLYFIN_API_KEY), so a show file never holds a secret."""
 
@@ -107,13 +96,3 @@ class Jellyfin(_Strict):
         if not path.is_absolute() or ".." in path.parts:
             raise ValueError(f"{value!r} must be an absolute path on the server, without '..'")
         return str(path)
-
-
-def music_track_inside(folder: PurePath, track: str) -> PurePath:
-    """The track's path below `folder`; a track that leaves it is a validation error (call it from
-    a validator that knows the show file, so the message names the field)."""
-    relative = PurePath(track)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        raise ValueError(f"music track {track!r} must be a path inside the music folder {folder} "
-                         "(no '..', not absolute)")
-    return folder / relative

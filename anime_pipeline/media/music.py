@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from anime_pipeline.media import procedural_music
-from anime_pipeline.media.audio_config import MusicBackendName, music_track_inside
+from anime_pipeline.config.checks import outside_problem
+from anime_pipeline.media.audio_config import MusicBackendName
 from anime_pipeline.media.ffmpeg import MediaError, probe
 from anime_pipeline.media.pcm import write_wav
 from anime_pipeline.services.ace_step import MAX_DURATION, MIN_DURATION, AceStepClient, AceStepError, MusicTask
@@ -123,16 +124,13 @@ class FileMusic:
     def resolve(self, request: MusicRequest) -> Path:
         if not request.track:
             raise MusicError(f"scene {request.scene}: music backend 'file' needs the scene's music: track name")
-        try:
-            candidate = Path(music_track_inside(self.folder, request.track))
-        except ValueError as exc:
-            raise MusicError(f"scene {request.scene}: music: {exc}") from None
-        resolved, root = candidate.resolve(), self.folder.resolve()
-        if not resolved.is_relative_to(root):  # a symlink inside the folder may point out of it
-            raise MusicError(f"scene {request.scene}: music track {request.track!r} resolves to {resolved}, "
-                             f"outside the music folder {root}")
+        # Checked again here, not only when the show was loaded: a link may have changed since.
+        problem = outside_problem(request.track, self.folder)
+        if problem:
+            raise MusicError(f"scene {request.scene}: music track {request.track!r} {problem}")
+        resolved = (self.folder / request.track).resolve()
         if not resolved.is_file():
-            raise MusicError(f"scene {request.scene}: music track {request.track!r} not found in {root}")
+            raise MusicError(f"scene {request.scene}: music track {request.track!r} not found in {self.folder}")
         return resolved
 
     def compose(self, request: MusicRequest, out: Path) -> MusicBed:
