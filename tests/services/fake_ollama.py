@@ -57,6 +57,22 @@ class BackgroundServer:
         self._loop.close()
 
 
+class Served:
+    """A fake whose aiohttp app serves while the fake is used as a context manager; `url` is set then."""
+
+    url = ""
+
+    def serve(self, app: web.Application) -> None:
+        self._server = BackgroundServer(app)
+
+    def __enter__(self):
+        self.url = self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+
 def unused_url() -> str:
     """A loopback URL nothing listens on: connecting to it is refused, like a server that is down."""
     with socket.socket() as sock:
