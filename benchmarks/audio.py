@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anime_pipeline.media.audio_config import Audio
+from anime_pipeline.config.schema import Audio
 from anime_pipeline.media.container import assemble_episode, chapters_for, shift_cues
 from anime_pipeline.media.dialogue import LineRequest, ShotSpan, place_dialogue
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE, probe, run_ffmpeg

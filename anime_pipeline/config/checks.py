@@ -25,7 +25,7 @@ def show_findings(config: ShowConfig, show_dir: Path, music_dir: Path) -> list[F
     """Every problem a valid schema can still hide; reference_images are relative to `show_dir`,
     scenes' music to `music_dir`."""
     return [*_duplicate_slugs(config), *_cast_and_continuity(config), *_size(config),
-            *_files(config, show_dir, music_dir), *_dialogue(config)]
+            *_files(config, show_dir, music_dir), *_dialogue(config), *_backend_sections(config)]
 
 
 def outside_problem(value: str, folder: Path) -> str | None:
@@ -125,3 +125,19 @@ def _files(config: ShowConfig, show_dir: Path, music_dir: Path) -> list[Finding]
 
 def _dialogue(config: ShowConfig) -> list[Finding]:
     return [((*base, "dialogue"), reason) for base, shot in _shots(config) if (reason := dialogue_problem(shot))]
+
+
+def _backend_sections(config: ShowConfig) -> list[Finding]:
+    """What a chosen backend needs from the rest of the file: a jellyfin section, every scene's track."""
+    found: list[Finding] = []
+    if config.backends.publisher == "jellyfin" and config.jellyfin is None:
+        found.append((("jellyfin",), "backends.publisher is 'jellyfin': add a jellyfin: section with at least "
+                                     "server_library_path (the library folder as the server sees it)"))
+    if config.backends.music == "file":
+        for ei, episode in enumerate(config.episodes):
+            for si, scene in enumerate(episode.scenes):
+                if scene.music is None:
+                    found.append((("episodes", ei, "scenes", si, "music"),
+                                  "backends.music is 'file': every scene names its track, a file in the music "
+                                  "folder"))
+    return found

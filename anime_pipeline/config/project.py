@@ -12,7 +12,7 @@ from pathlib import Path
 
 from anime_pipeline.config.errors import ConfigError, ConfigProblem
 from anime_pipeline.config.loader import check_files, show_files
-from anime_pipeline.config.schema import Character, Episode, Scene, Shot, ShowConfig
+from anime_pipeline.config.schema import AUDIO_BACKENDS, Character, Episode, Scene, Shot, ShowConfig
 from anime_pipeline.storage import sha256_json
 
 
@@ -157,32 +157,54 @@ class Project:
 
 
 def show_settings(cfg: ShowConfig) -> dict:
-    """The show-wide settings every artifact of the show depends on."""
+    """The show-wide settings every artifact of the show depends on (the audio and publication
+    backends only matter to scenes and episodes: their specs add them)."""
     return {"style": cfg.show.style.model_dump(mode="json"), "video": cfg.show.video.model_dump(mode="json"),
             "world": cfg.world.model_dump(mode="json"), "quality": cfg.quality.model_dump(mode="json"),
-            "backends": cfg.backends.model_dump(mode="json")}
+            "backends": cfg.backends.model_dump(mode="json", exclude=set(AUDIO_BACKENDS))}
+
+
+def _design(character: Character) -> dict:
+    """What a character looks like: everything but its voice, which only the dialogue hears."""
+    return character.model_dump(mode="json", exclude={"voice"})
+
+
+def _audio_settings(cfg: ShowConfig) -> dict:
+    return {"audio_backends": cfg.backends.model_dump(mode="json", include=set(AUDIO_BACKENDS)),
+            "audio": cfg.audio.model_dump(mode="json")}
 
 
 def character_spec(ref: CharacterRef) -> dict:
-    return {"character": ref.character.model_dump(mode="json"), **show_settings(ref.config)}
+    return {"character": _design(ref.character), **show_settings(ref.config)}
 
 
 def shot_spec(ref: ShotRef) -> dict:
     """The shot, the scene context its prompt is refined with, its characters' designs."""
     scene = ref.scene.model_dump(mode="json", include={"slug", "location", "time_of_day", "mood"})
     return {"shot": ref.shot.model_dump(mode="json"), "scene": scene,
-            "characters": [c.model_dump(mode="json") for c in ref.characters()],
+            "characters": [_design(c) for c in ref.characters()],
             "previous": ref.previous_key if ref.shot.continuity else None, **show_settings(ref.config)}
 
 
 def scene_spec(ref: SceneRef) -> dict:
-    """The scene's whole entry in the show file (its shots included) and its speakers' names."""
+    """The scene's whole entry in the show file (its shots included), its speakers' names and voices
+    (every character's: a derived voice depends on the whole cast), and the audio settings."""
     speakers = sorted({line.speaker for shot in ref.scene.shots for line in shot.dialogue})
+    voices = {c.slug: c.voice.model_dump(mode="json") if c.voice else None for c in ref.config.characters}
     return {"scene": ref.scene.model_dump(mode="json"),
-            "speakers": {slug: ref.config.character(slug).name for slug in speakers}, **show_settings(ref.config)}
+            "speakers": {slug: ref.config.character(slug).name for slug in speakers}, "voices": voices,
+            **show_settings(ref.config), **_audio_settings(ref.config)}
 
 
 def episode_spec(ref: EpisodeRef) -> dict:
-    """The episode's whole entry (scenes and shots included) and the show's library metadata."""
+    """The episode's whole entry (scenes and shots included), the show's library metadata and the
+    loudness target its gate judges."""
     show = ref.config.show.model_dump(mode="json", exclude={"style", "video"})
-    return {"episode": ref.episode.model_dump(mode="json"), "show": show, **show_settings(ref.config)}
+    return {"episode": ref.episode.model_dump(mode="json"), "show": show, **show_settings(ref.config),
+            "loudness": ref.config.audio.loudness.model_dump(mode="json")}
+
+
+def publication_spec(ref: EpisodeRef) -> dict:
+    """The episode's spec and where it is published."""
+    jellyfin = ref.config.jellyfin.model_dump(mode="json") if ref.config.jellyfin else None
+    return {**episode_spec(ref), "publisher": ref.config.backends.publisher, "jellyfin": jellyfin}

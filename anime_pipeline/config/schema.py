@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -19,6 +20,8 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# language[-region][+variant], as espeak_SetVoiceByName takes it: "en", "en-us+f3", "ja".
+ESPEAK_VOICE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*(\+[A-Za-z0-9_]{1,24})?")
 
 MAX_NAME_CHARS = 200  # names, titles, tags, model and file names
 MAX_PROMPT_CHARS = 2_000
@@ -37,6 +40,9 @@ MAX_OVERRIDES = 64
 MOTION_PRESETS = ("establishing", "wide", "medium", "close-up", "extreme_close-up", "action")
 ShotType = Literal["establishing", "wide", "medium", "close-up", "extreme_close-up", "action"]
 Transition = Literal["dissolve", "fade", "wipe"]
+SpeechBackendName = Literal["espeak", "openai_tts"]
+MusicBackendName = Literal["procedural", "ace_step", "file"]
+PublisherName = Literal["filesystem", "jellyfin"]
 
 
 def _check_slug(value: str) -> str:
@@ -168,6 +174,33 @@ class Variations(StrictModel):
     poses: Tags = Field(default_factory=lambda: ["standing"], min_length=1)
 
 
+class EspeakVoice(StrictModel):
+    voice: str = Field("en", max_length=MAX_NAME_CHARS,
+                       description="espeak-ng voice: language plus an optional variant, e.g. en+f3")
+    pitch: int = Field(50, ge=0, le=100, description="base pitch, 50 = normal")
+    rate: int = Field(170, ge=80, le=450, description="words per minute, 175 = normal")
+
+    @field_validator("voice")
+    @classmethod
+    def _voice_shape(cls, value: str) -> str:
+        if not ESPEAK_VOICE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an espeak-ng voice: write language[+variant], e.g. 'en+f3' or 'ja'")
+        return value
+
+
+class OpenAIVoice(StrictModel):
+    voice: Name = Field(description="the server's voice name, e.g. af_heart (Kokoro)")
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+
+
+class CharacterVoice(StrictModel):
+    """`voice:` on a character: one entry per speech backend; a backend without one derives a
+    distinct voice from the character's slug."""
+
+    espeak: EspeakVoice | None = None
+    openai_tts: OpenAIVoice | None = None
+
+
 class Character(StrictModel):
     slug: Slug
     name: Name
@@ -177,6 +210,7 @@ class Character(StrictModel):
         default_factory=list, max_length=MAX_TAGS, description="image files, relative to the show file's folder")
     dataset_target: int = Field(12, ge=1, le=1000)
     variations: Variations = Variations()
+    voice: CharacterVoice | None = Field(None, description="how each speech backend speaks for the character")
 
 
 class DialogueLine(StrictModel):
@@ -239,6 +273,57 @@ class Quality(StrictModel):
     review: ReviewThresholds = ReviewThresholds()
 
 
+class Ducking(StrictModel):
+    """Sidechain compression of the music bed under the dialogue (ffmpeg sidechaincompress)."""
+
+    threshold_db: float = Field(-36.0, ge=-60, le=0, description="dialogue level where ducking starts (dBFS)")
+    ratio: float = Field(8.0, ge=1, le=20)
+    attack_ms: float = Field(20.0, ge=0.01, le=2000)
+    release_ms: float = Field(400.0, ge=0.01, le=9000)
+
+
+class LoudnessTarget(StrictModel):
+    """Default: −16 LUFS integrated, true peak ≤ −1 dBTP (streaming); −23 / −1 is EBU R128 broadcast."""
+
+    integrated_lufs: float = Field(-16.0, ge=-36, le=-8)
+    true_peak_dbtp: float = Field(-1.0, ge=-9, le=0)
+    tolerance_lu: float = Field(1.0, gt=0, le=3, description="the loudness gate's ± window around the target")
+
+
+class Audio(StrictModel):
+    """The scene mix and the loudness gates of scenes and episodes."""
+
+    music_volume: float = Field(0.3, ge=0, le=1, description="music bed level relative to dialogue at 100 %")
+    music_fade: float = Field(1.0, ge=0, le=10, description="music fade-in and fade-out, seconds")
+    ducking: Ducking = Ducking()
+    loudness: LoudnessTarget = LoudnessTarget()
+    dialogue_margin_db: float = Field(
+        10.0, ge=0, le=40, description="dialogue_audible gate: speech above the ducked bed in every line, dB")
+    line_gap: float = Field(0.25, ge=0, le=5, description="pause between two lines of one shot, seconds")
+    music_fallback: bool = Field(
+        False, description="when the music service fails, use the embedded procedural bed instead of failing")
+
+
+class Jellyfin(StrictModel):
+    """`publisher: jellyfin`. The URL and API key come from the environment (JELLYFIN_URL,
+    JELLYFIN_API_KEY), so a show file never holds a secret."""
+
+    server_library_path: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS,
+        description="the library root as the Jellyfin server sees it (its container path), e.g. /media")
+    wait_seconds: float = Field(300.0, gt=0, le=3600,
+                                description="how long server_lists_it waits for the episode to be listed")
+    poll_seconds: float = Field(5.0, gt=0, le=300)
+
+    @field_validator("server_library_path")
+    @classmethod
+    def _absolute_posix(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if not path.is_absolute() or ".." in path.parts or "\\" in value:
+            raise ValueError(f"{value!r} must be an absolute path on the server, without '..'")
+        return str(path)
+
+
 class Backends(StrictModel):
     """Which implementation serves each role. Where a service runs (URL, GPU) is the deployment's
     business: it comes from the environment (README, "Where things run"), not from the show file."""
@@ -253,7 +338,16 @@ class Backends(StrictModel):
     director: Literal["local", "ollama", "echo_brain"] = "local"
     director_model: Name = Field("gemma3", description="Ollama model for director: ollama / fallback")
     trainer: Literal["previz"] = "previz"
-    publisher: Literal["filesystem"] = "filesystem"
+    speech: SpeechBackendName = "espeak"
+    speech_model: Name = Field("tts-1", description="the model an openai_tts server is asked for")
+    music: MusicBackendName = Field(
+        "procedural", description="file: every scene names its track (scenes[].music); a scene's track is used "
+                                  "whatever the backend")
+    publisher: PublisherName = "filesystem"
+
+
+# The backends only the audio and the publication depend on (scene and episode specs carry them).
+AUDIO_BACKENDS = frozenset({"speech", "speech_model", "music", "publisher"})
 
 
 class ShowConfig(StrictModel):
@@ -263,6 +357,8 @@ class ShowConfig(StrictModel):
     episodes: list[Episode] = Field(min_length=1, max_length=MAX_EPISODES)
     quality: Quality = Quality()
     backends: Backends = Backends()
+    audio: Audio = Audio()
+    jellyfin: Jellyfin | None = Field(None, description="the server's view of the library (publisher: jellyfin)")
 
     def character(self, slug: str) -> Character:
         for character in self.characters:

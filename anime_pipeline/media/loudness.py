@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anime_pipeline.media.audio_config import LoudnessTarget
+from anime_pipeline.config.schema import LoudnessTarget
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE, MediaError, run_ffmpeg
 from anime_pipeline.media.pcm import rms_db
 

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from anime_pipeline.media import procedural_music
 from anime_pipeline.config.checks import outside_problem
-from anime_pipeline.media.audio_config import MusicBackendName
+from anime_pipeline.config.schema import MusicBackendName
+from anime_pipeline.media import procedural_music
 from anime_pipeline.media.ffmpeg import MediaError, probe
 from anime_pipeline.media.pcm import write_wav
 from anime_pipeline.services.ace_step import MAX_DURATION, MIN_DURATION, AceStepClient, AceStepError, MusicTask

@@ -20,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from anime_pipeline.config.schema import CharacterVoice, SpeechBackendName
 from anime_pipeline.media import espeak
-from anime_pipeline.media.audio_config import CharacterVoice, SpeechBackendName
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE, MediaError
 from anime_pipeline.media.pcm import decode, read_wav, write_wav
 from anime_pipeline.services.speech import OpenAISpeechClient, SpeechServiceError

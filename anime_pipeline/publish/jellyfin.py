@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from anime_pipeline.config.schema import Episode, Show
 from anime_pipeline.publish.library import SEASON, LibraryPaths, library_paths, publish_episode
-from anime_pipeline.services.bounded_http import Deadline
+from anime_pipeline.services.http import Deadline
 from anime_pipeline.services.jellyfin import Item, JellyfinClient, JellyfinError, JellyfinRejected, VirtualFolder
 
 MISSING_ROUTE = (404, 405)

@@ -1,9 +1,10 @@
-"""Clients for the external services the pipeline drives: ComfyUI, Ollama, Echo Brain.
+"""Clients for the external services the pipeline drives: ComfyUI, Ollama, Echo Brain, speech servers,
+ACE-Step and Jellyfin, all on one transport (services/http.py).
 
-Each client has one root error type (ComfyUIError, OllamaError, EchoBrainError), all three derived
-from ServiceError, which redacts credentials from its message and string attributes when they are
-set: no error of these clients can carry a password or token into a log, a manifest or the Dagster
-event log, whatever text its raiser put in it.
+Each client has one root error type (ComfyUIError, OllamaError, EchoBrainError, SpeechServiceError,
+AceStepError, JellyfinError), all derived from ServiceError, which redacts credentials from its
+message and string attributes when they are set: no error of these clients can carry a password or
+token into a log, a manifest or the Dagster event log, whatever text its raiser put in it.
 """
 
 from __future__ import annotations

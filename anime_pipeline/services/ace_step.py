@@ -4,8 +4,9 @@
 Every answer is an envelope `{"data", "code", "error", "timestamp", "extra"}`; HTTP errors are
 FastAPI's `{"detail": ...}`. A task's status is 0 (queued or running), 1 (succeeded) or 2
 (failed); its `result` is a JSON *string* holding a list of entries with the file's URL path.
-One `total_timeout` bounds the whole generation; each request also has its own. Every failure
-is an `AceStepError`; the API key travels in the Authorization header only.
+One `total_timeout` bounds the whole generation; each request also has its own (services/http.py:
+connect to last byte, with a size cap). Every failure is an `AceStepError`; the API key travels in
+the Authorization header only.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from anime_pipeline.services import ServiceError
 from anime_pipeline.services.audio_bytes import sniff_audio
-from anime_pipeline.services.bounded_http import (Deadline, DeadlineExceeded, Endpoint, Reply, TooLarge,
-                                                  TransportError, exchange)
+from anime_pipeline.services.http import (BadJSON, ConnectionFailed, Deadline, DeadlineExceeded, HTTPTransport,
+                                          Response, Timeout, TransportError, decode_json, excerpt)
 
 MIN_DURATION, MAX_DURATION = 10.0, 600.0
 MAX_AUDIO_BYTES = 256 * 2**20  # 10 min of 48 kHz stereo WAV is 110 MiB
@@ -25,7 +27,7 @@ MAX_JSON_BYTES = 4 * 2**20
 QUEUED, SUCCEEDED, FAILED = 0, 1, 2
 
 
-class AceStepError(RuntimeError):
+class AceStepError(ServiceError):
     """Anything that kept ACE-Step from delivering a track."""
 
 
@@ -100,28 +102,29 @@ class GeneratedTrack:
     metas: dict[str, Any]
 
 
-def envelope_data(reply: Reply, what: str, url: str) -> Any:
+def envelope_data(answer: Response, what: str, url: str) -> Any:
     try:
-        payload = reply.json()
-    except ValueError:
-        raise AceStepProtocolError(f"ACE-Step {url}: {what} answered non-JSON: {reply.excerpt()[:120]!r}") from None
+        payload = decode_json(answer.body)
+    except BadJSON:
+        raise AceStepProtocolError(f"ACE-Step {url}: {what} answered non-JSON: {excerpt(answer.body, 120)}") from None
     if not isinstance(payload, dict) or "data" not in payload:
         raise AceStepProtocolError(f"ACE-Step {url}: {what} answered without the data envelope: "
-                                   f"{reply.excerpt()[:120]!r}")
+                                   f"{excerpt(answer.body, 120)}")
     if payload.get("error"):
         raise AceStepRejected(f"ACE-Step {url}: {what} failed: {payload['error']}")
     return payload["data"]
 
 
-def _detail(reply: Reply) -> str:
+def _detail(answer: Response) -> str:
     try:
-        detail = reply.json().get("detail")
-    except (ValueError, AttributeError):
-        return reply.excerpt() or "no error text"
+        payload = decode_json(answer.body)
+    except BadJSON:
+        return excerpt(answer.body.strip()) if answer.body.strip() else "no error text"
+    detail = payload.get("detail") if isinstance(payload, dict) else None
     if isinstance(detail, list):  # pydantic validation: [{loc, msg}]
         fields = [d for d in detail if isinstance(d, dict)]
         return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in fields)
-    return str(detail) if detail else reply.excerpt()
+    return str(detail) if detail else answer.excerpt()
 
 
 def parse_state(item: Any, url: str) -> TaskState:
@@ -141,14 +144,14 @@ def parse_state(item: Any, url: str) -> TaskState:
 class AceStepClient:
     def __init__(self, url: str, api_key: str | None = None, request_timeout: float = 30.0,
                  total_timeout: float = 1800.0, poll_interval: float = 3.0, max_bytes: int = MAX_AUDIO_BYTES) -> None:
-        self.endpoint = Endpoint.parse(url)
+        self._http = HTTPTransport(url, Timeout(total=request_timeout))
         self.request_timeout, self.total_timeout = request_timeout, total_timeout
         self.poll_interval, self.max_bytes = poll_interval, max_bytes
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     @property
     def url(self) -> str:
-        return self.endpoint.display
+        return self._http.url
 
     def generate(self, task: MusicTask) -> GeneratedTrack:
         deadline = Deadline(self.total_timeout)
@@ -184,42 +187,43 @@ class AceStepClient:
         entry = next((e for e in state.entries if isinstance(e.get("file"), str) and e["file"]), None)
         if entry is None:
             raise AceStepProtocolError(f"ACE-Step {self.url}: task {state.task_id} succeeded without a file")
-        reply = self._send("GET", "/v1/audio", deadline, self.max_bytes, params=_audio_params(entry["file"], self.url))
-        if reply.status != 200:
-            raise self._status_error(reply, f"downloading {entry['file']}")
-        kind = sniff_audio(reply.body)
+        answer = self._send("GET", "/v1/audio", deadline, self.max_bytes, params=_audio_params(entry["file"], self.url))
+        if answer.status != 200:
+            raise self._status_error(answer, f"downloading {entry['file']}")
+        kind = sniff_audio(answer.body)
         if kind is None:
+            labelled = answer.headers.get("content-type", "").split(";")[0].strip() or "unlabelled"
             raise AceStepProtocolError(f"ACE-Step {self.url}: {entry['file']} is not audio "
-                                       f"({reply.content_type or 'unlabelled'}, {len(reply.body)} bytes)")
+                                       f"({labelled}, {len(answer.body)} bytes)")
         metas = entry.get("metas") if isinstance(entry.get("metas"), dict) else {}
-        return GeneratedTrack(reply.body, kind, state.task_id, str(entry.get("seed_value", "")), metas)
+        return GeneratedTrack(answer.body, kind, state.task_id, str(entry.get("seed_value", "")), metas)
 
-    def _json(self, method: str, path: str, deadline: Deadline | None, json_body: Any) -> Reply:
-        reply = self._send(method, path, deadline, MAX_JSON_BYTES, json_body=json_body)
-        if reply.status != 200:
-            raise self._status_error(reply, path.lstrip("/"))
-        return reply
+    def _json(self, method: str, path: str, deadline: Deadline | None, json_body: Any) -> Response:
+        answer = self._send(method, path, deadline, MAX_JSON_BYTES, json=json_body)
+        if answer.status != 200:
+            raise self._status_error(answer, path.lstrip("/"))
+        return answer
 
-    def _send(self, method: str, path: str, deadline: Deadline | None, max_bytes: int, **kwargs: Any) -> Reply:
+    def _send(self, method: str, path: str, deadline: Deadline | None, limit: int, **kwargs: Any) -> Response:
         seconds = self.request_timeout if deadline is None else min(self.request_timeout, deadline.remaining())
         try:
-            return exchange(self.endpoint, method, path, deadline=Deadline(max(seconds, 0.001)), max_bytes=max_bytes,
-                            headers=self._headers, **kwargs)
+            return self._http.request(method, path, timeout=Timeout(total=max(seconds, 0.001)), limit=limit,
+                                      headers=self._headers, **kwargs)
         except DeadlineExceeded:
             raise AceStepTimeout(f"ACE-Step {self.url}: no answer to {method} {path} within {seconds:.3g} s") from None
-        except TooLarge as exc:
-            raise AceStepProtocolError(f"ACE-Step {self.url}: {method} {path}: {exc.reason}") from None
-        except TransportError as exc:
+        except ConnectionFailed as exc:
             raise AceStepUnavailable(f"ACE-Step server {self.url} is unreachable ({exc.reason}); start it with "
                                      "`acestep-api` or point the music backend at the right host:port") from None
+        except TransportError as exc:  # too large, or not HTTP
+            raise AceStepProtocolError(f"ACE-Step {self.url}: {method} {path}: {exc.reason}") from None
 
-    def _status_error(self, reply: Reply, what: str) -> AceStepError:
-        text = f"ACE-Step {self.url}: {what} answered HTTP {reply.status}: {_detail(reply)}"
-        if reply.status in (401, 403):
+    def _status_error(self, answer: Response, what: str) -> AceStepError:
+        text = f"ACE-Step {self.url}: {what} answered HTTP {answer.status}: {_detail(answer)}"
+        if answer.status in (401, 403):
             return AceStepUnauthorized(text + " (check ACESTEP_API_KEY)")
-        if reply.status == 429:
+        if answer.status == 429:
             return AceStepBusy(text)
-        if 400 <= reply.status < 500:
+        if 400 <= answer.status < 500:
             return AceStepRejected(text)
         return AceStepServerError(text)
 

@@ -25,6 +25,7 @@ import math
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -57,6 +58,28 @@ class Timeout:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
                 raise ValueError(f"Timeout.{name} must be a positive number of seconds, got {value!r}")
+
+
+class Deadline:
+    """One point in (monotonic) time shared by the calls and waits of one operation (a poll loop):
+    each call then gets `Timeout(total=deadline.remaining())` or less."""
+
+    def __init__(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
+            raise ValueError(f"a deadline must be a positive number of seconds, got {seconds!r}")
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less when the deadline comes first."""
+        time.sleep(max(0.0, min(seconds, self.remaining())))
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -376,27 +399,29 @@ class HTTPTransport:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
                 body: bytes | None = None, content_type: str | None = None, timeout: Timeout | None = None,
-                limit: int = JSON_LIMIT) -> Response:
+                limit: int = JSON_LIMIT, headers: Mapping[str, str] | None = None) -> Response:
         """The whole answer, read before returning; past `limit` bytes it is ResponseTooLarge."""
         with self.stream(method, path, params=params, json=json, body=body, content_type=content_type,
-                         timeout=timeout, limit=limit) as answer:
+                         timeout=timeout, limit=limit, headers=headers) as answer:
             return Response(method, answer.url, answer.status, answer.headers, answer.read())
 
     @contextmanager
     def stream(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
                body: bytes | None = None, content_type: str | None = None, timeout: Timeout | None = None,
-               limit: int = MEDIA_LIMIT) -> Iterator[Stream]:
+               limit: int = MEDIA_LIMIT, headers: Mapping[str, str] | None = None) -> Iterator[Stream]:
+        """`headers` are the client's own (an API key's Authorization replaces the URL's Basic one)."""
         target = self._target.prefix + path + (f"?{urlencode(params)}" if params else "")
-        headers = {"Connection": "close", "User-Agent": "anime-pipeline", "Accept-Encoding": "identity"}
+        sent = {"Connection": "close", "User-Agent": "anime-pipeline", "Accept-Encoding": "identity"}
         if self._target.authorization:
-            headers["Authorization"] = self._target.authorization
+            sent["Authorization"] = self._target.authorization
+        sent.update(headers or {})
         if json is not None:
             body, content_type = _json_bytes(json), "application/json"
         if content_type:
-            headers["Content-Type"] = content_type
+            sent["Content-Type"] = content_type
         call = _Call(self._target, method, target, timeout or self.timeout)
         try:
-            yield Stream(call, call.open(body, headers), limit)
+            yield Stream(call, call.open(body, sent), limit)
         finally:
             call.close()
 

@@ -2,7 +2,8 @@
 
 Auth is the `Authorization: MediaBrowser … Token="<key>"` header, the one form every version
 accepts (Jellyfin 12 turns the X-Emby-Token and api_key forms off by default). The key is
-never part of a URL, a log line or a message. Every failure is a `JellyfinError`.
+never part of a URL, a log line or a message. Every failure is a `JellyfinError`; every call has a
+total deadline and a size cap (services/http.py).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from anime_pipeline.services.bounded_http import (Deadline, DeadlineExceeded, Endpoint, Reply, TooLarge,
-                                                  TransportError, exchange)
+from anime_pipeline.services import ServiceError
+from anime_pipeline.services.http import (BadJSON, ConnectionFailed, DeadlineExceeded, HTTPTransport, Response,
+                                          Timeout, TransportError, decode_json, excerpt)
 
 CLIENT_NAME = "anime-pipeline"
 MAX_JSON_BYTES = 32 * 2**20  # a large library's /Items page
 UpdateType = Literal["Created", "Modified", "Deleted"]
 
 
-class JellyfinError(RuntimeError):
+class JellyfinError(ServiceError):
     """Anything that kept the Jellyfin server from doing what the publisher asked."""
 
 
@@ -88,7 +90,7 @@ class JellyfinClient:
                  version: str = "1.0") -> None:
         if not api_key:
             raise ValueError("a Jellyfin API key is needed (Dashboard → API Keys); set JELLYFIN_API_KEY")
-        self.endpoint = Endpoint.parse(url)
+        self._http = HTTPTransport(url, Timeout(total=timeout))
         self.timeout = timeout
         self._headers = {"Authorization": (
             f'MediaBrowser Client="{CLIENT_NAME}", Device="{_quoted(device_id)}", DeviceId="{_quoted(device_id)}", '
@@ -96,7 +98,7 @@ class JellyfinClient:
 
     @property
     def url(self) -> str:
-        return self.endpoint.display
+        return self._http.url
 
     def public_info(self) -> dict[str, Any]:
         """GET /System/Info/Public (no auth): server name, version, id."""
@@ -148,35 +150,35 @@ class JellyfinClient:
     # HTTP
 
     def _no_content(self, method: str, path: str, body: Any) -> None:
-        reply = self._send(method, path, json_body=body)
-        if reply.status not in (200, 204):
-            raise self._status_error(reply, f"{method} {path}")
+        answer = self._send(method, path, json=body)
+        if answer.status not in (200, 204):
+            raise self._status_error(answer, f"{method} {path}")
 
     def _json(self, method: str, path: str, auth: bool = True, params: dict[str, Any] | None = None) -> Any:
-        reply = self._send(method, path, auth=auth, params=params)
-        if reply.status != 200:
-            raise self._status_error(reply, f"{method} {path}")
+        answer = self._send(method, path, auth=auth, params=params)
+        if answer.status != 200:
+            raise self._status_error(answer, f"{method} {path}")
         try:
-            return reply.json()
-        except ValueError:
+            return decode_json(answer.body)
+        except BadJSON:
             raise JellyfinProtocolError(f"Jellyfin {self.url}: {method} {path} answered non-JSON: "
-                                        f"{reply.excerpt()[:120]!r}") from None
+                                        f"{excerpt(answer.body.strip(), 120)}") from None
 
-    def _send(self, method: str, path: str, auth: bool = True, **kwargs: Any) -> Reply:
+    def _send(self, method: str, path: str, auth: bool = True, **kwargs: Any) -> Response:
         try:
-            return exchange(self.endpoint, method, path, deadline=Deadline(self.timeout), max_bytes=MAX_JSON_BYTES,
-                            headers=self._headers if auth else {}, **kwargs)
+            return self._http.request(method, path, limit=MAX_JSON_BYTES, headers=self._headers if auth else None,
+                                      **kwargs)
         except DeadlineExceeded:
             raise JellyfinTimeout(f"Jellyfin {self.url}: no answer to {method} {path} within {self.timeout:g} s") \
                 from None
-        except TooLarge as exc:
-            raise JellyfinProtocolError(f"Jellyfin {self.url}: {method} {path}: {exc.reason}") from None
-        except TransportError as exc:
+        except ConnectionFailed as exc:
             raise JellyfinUnavailable(f"Jellyfin server {self.url} is unreachable ({exc.reason}); check JELLYFIN_URL "
                                       "and that the server is running") from None
+        except TransportError as exc:  # too large, or not HTTP
+            raise JellyfinProtocolError(f"Jellyfin {self.url}: {method} {path}: {exc.reason}") from None
 
-    def _status_error(self, reply: Reply, what: str) -> JellyfinError:
-        detail = reply.excerpt() or "no body"
+    def _status_error(self, reply: Response, what: str) -> JellyfinError:
+        detail = reply.excerpt()
         if reply.status == 401:
             return JellyfinUnauthorized(f"Jellyfin {self.url} refused the API key (HTTP 401 on {what}); "
                                         "create one under Dashboard → API Keys and set JELLYFIN_API_KEY")

@@ -5,7 +5,8 @@ not much else: the voice list lives at `/v1/audio/voices` in one of three shapes
 all, errors come in five JSON shapes (or none), and some servers ignore `response_format`.
 So the voice is checked against the list when the server offers one, the answer's format is
 read from its magic bytes, and every failure is a `SpeechServiceError` naming the server, the
-voice and the reason. The API key, when one is set, goes in a header and nowhere else.
+voice and the reason. The API key, when one is set, goes in a header and nowhere else. Calls go
+through the project's transport (services/http.py): a total deadline and a size cap on each.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from anime_pipeline.services import ServiceError
 from anime_pipeline.services.audio_bytes import sniff_audio
-from anime_pipeline.services.bounded_http import (Deadline, DeadlineExceeded, Endpoint, Reply, TooLarge,
-                                                  TransportError, exchange)
+from anime_pipeline.services.http import (BadJSON, ConnectionFailed, DeadlineExceeded, HTTPTransport, Response,
+                                          ResponseTooLarge, Timeout, TransportError, decode_json, excerpt)
 
 DEFAULT_MODEL = "tts-1"
 REQUEST_FORMAT = "wav"
@@ -26,7 +28,7 @@ MAX_INPUT_CHARS = 4096  # AllTalk's limit, the smallest of the servers in the re
 VOICE_WEIGHT = re.compile(r"\(\s*[\d.]+\s*\)$")  # Kokoro's "af_bella(2)+af_sky" mixing syntax
 
 
-class SpeechServiceError(RuntimeError):
+class SpeechServiceError(ServiceError):
     """Anything that kept a speech server from giving a usable clip."""
 
 
@@ -70,6 +72,10 @@ class MalformedVoiceList(SpeechServiceError):
     pass
 
 
+class SpeechBadResponse(SpeechServiceError):
+    """Not a valid HTTP answer."""
+
+
 @dataclass(frozen=True)
 class SpeechAudio:
     data: bytes
@@ -77,13 +83,19 @@ class SpeechAudio:
     content_type: str
 
 
-def error_text(reply: Reply) -> str:
+def content_type(response: Response) -> str:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def error_text(response: Response) -> str:
     """The server's reason, whichever of the known error shapes it used."""
+    if not response.body.strip():
+        return "no error text"
     try:
-        payload = reply.json()
-    except ValueError:
-        return reply.excerpt() or "no error text"
-    return _describe(payload) or reply.excerpt()
+        payload = decode_json(response.body)
+    except BadJSON:
+        return excerpt(response.body.strip())
+    return _describe(payload) or excerpt(response.body.strip())
 
 
 def _describe(payload: Any) -> str:
@@ -136,7 +148,7 @@ class OpenAISpeechClient:
 
     def __init__(self, url: str, model: str = DEFAULT_MODEL, api_key: str | None = None, timeout: float = 120.0,
                  max_bytes: int = MAX_AUDIO_BYTES) -> None:
-        self.endpoint = Endpoint.parse(url)
+        self._http = HTTPTransport(url, Timeout(total=timeout))
         self.model, self.timeout, self.max_bytes = model, timeout, max_bytes
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._voices: frozenset[str] | None = None
@@ -144,7 +156,7 @@ class OpenAISpeechClient:
 
     @property
     def url(self) -> str:
-        return self.endpoint.display
+        return self._http.url
 
     def voices(self) -> frozenset[str] | None:
         """The server's voices, or None when it has no list (openedai-speech); fetched once."""
@@ -170,49 +182,50 @@ class OpenAISpeechClient:
         self.check_voice(voice)
         body = {"model": self.model, "input": text, "voice": voice, "response_format": REQUEST_FORMAT,
                 "speed": speed, "stream": False}
-        reply = self._call("POST", "/v1/audio/speech", voice, json_body=body, max_bytes=self.max_bytes)
-        if reply.status != 200:
-            raise self._status_error(reply, voice)
-        kind = sniff_audio(reply.body)
+        answer = self._call("POST", "/v1/audio/speech", voice, json_body=body, limit=self.max_bytes)
+        if answer.status != 200:
+            raise self._status_error(answer, voice)
+        kind = sniff_audio(answer.body)
         if kind is None:
-            raise BadSpeechAudio(f"speech server {self.url} answered voice {voice!r} with {len(reply.body)} bytes of "
-                                 f"{reply.content_type or 'unlabelled data'} that are not audio: "
-                                 f"{reply.excerpt()[:80]!r}")
-        return SpeechAudio(reply.body, kind, reply.content_type)
+            raise BadSpeechAudio(f"speech server {self.url} answered voice {voice!r} with {len(answer.body)} bytes of "
+                                 f"{content_type(answer) or 'unlabelled data'} that are not audio: "
+                                 f"{excerpt(answer.body, 80)}")
+        return SpeechAudio(answer.body, kind, content_type(answer))
 
     def _fetch_voices(self) -> frozenset[str] | None:
-        reply = self._call("GET", "/v1/audio/voices", None, max_bytes=MAX_JSON_BYTES)
-        if reply.status in (404, 405, 501):
+        answer = self._call("GET", "/v1/audio/voices", None, limit=MAX_JSON_BYTES)
+        if answer.status in (404, 405, 501):
             return None
-        if reply.status != 200:
-            raise self._status_error(reply, None)
+        if answer.status != 200:
+            raise self._status_error(answer, None)
         try:
-            return voice_names(reply.json())
-        except ValueError as exc:
+            return voice_names(decode_json(answer.body))
+        except ValueError as exc:  # BadJSON is one
             raise MalformedVoiceList(f"speech server {self.url}: GET /v1/audio/voices gave an unusable list ({exc}): "
-                                     f"{reply.excerpt()[:120]!r}") from None
+                                     f"{excerpt(answer.body, 120)}") from None
 
-    def _call(self, method: str, path: str, voice: str | None, *, max_bytes: int, json_body: Any = None) -> Reply:
+    def _call(self, method: str, path: str, voice: str | None, *, limit: int, json_body: Any = None) -> Response:
         try:
-            return exchange(self.endpoint, method, path, deadline=Deadline(self.timeout), max_bytes=max_bytes,
-                            json_body=json_body, headers=self._headers)
+            return self._http.request(method, path, json=json_body, limit=limit, headers=self._headers)
         except DeadlineExceeded:
             raise SpeechTimeout(f"speech server {self.url} gave no complete answer{_for(voice)} within "
                                 f"{self.timeout:g} s (model {self.model!r})") from None
-        except TooLarge as exc:
+        except ResponseTooLarge as exc:
             raise SpeechTooLarge(f"speech server {self.url}{_for(voice)}: {exc.reason}") from None
-        except TransportError as exc:
+        except ConnectionFailed as exc:
             raise SpeechUnavailable(f"speech server {self.url} is unreachable ({exc.reason}); start it or point "
                                     "the speech backend at the right host:port") from None
+        except TransportError as exc:
+            raise SpeechBadResponse(f"speech server {self.url}{_for(voice)}: {exc.reason}") from None
 
-    def _status_error(self, reply: Reply, voice: str | None) -> SpeechServiceError:
+    def _status_error(self, answer: Response, voice: str | None) -> SpeechServiceError:
         text = f"speech server {self.url} (model {self.model!r}{_for(voice, ', ')}) "
-        text += f"answered HTTP {reply.status}: {error_text(reply)}"
-        if reply.status in (401, 403):
-            return SpeechRejected(text + " (check the speech server's API key)", reply.status)
-        if 400 <= reply.status < 500:
-            return SpeechRejected(text, reply.status)
-        return SpeechServerError(text, reply.status)
+        text += f"answered HTTP {answer.status}: {error_text(answer)}"
+        if answer.status in (401, 403):
+            return SpeechRejected(text + " (check the speech server's API key)", answer.status)
+        if 400 <= answer.status < 500:
+            return SpeechRejected(text, answer.status)
+        return SpeechServerError(text, answer.status)
 
 
 def _for(voice: str | None, lead: str = " for ") -> str:

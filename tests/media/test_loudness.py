@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_pipeline.media.audio_config import LoudnessTarget
+from anime_pipeline.config.schema import LoudnessTarget
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE, MediaError
 from anime_pipeline.media.loudness import Loudness, audibility, loudness_verdict, measure, parse_summary
 from anime_pipeline.media.pcm import write_wav

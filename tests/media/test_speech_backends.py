@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fake_speech import FakeSpeechServer
 
-from anime_pipeline.media.audio_config import CharacterVoice, EspeakVoice, OpenAIVoice
+from anime_pipeline.config.schema import CharacterVoice, EspeakVoice, OpenAIVoice
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE
 from anime_pipeline.media.pcm import read_wav
 from anime_pipeline.media.speech import (EspeakSpeech, OpenAITTSSpeech, SpeechCache, SpeechError, Voice,

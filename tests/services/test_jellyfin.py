@@ -12,7 +12,7 @@ from aiohttp import web
 from fake_jellyfin import FakeJellyfin
 from fake_ollama import BackgroundServer, unused_url
 
-from anime_pipeline.services.bounded_http import Deadline, Endpoint, exchange
+from anime_pipeline.services.http import Deadline, HTTPTransport, Timeout
 from anime_pipeline.services.jellyfin import (JellyfinClient, JellyfinProtocolError, JellyfinRejected, JellyfinTimeout,
                                               JellyfinUnauthorized, JellyfinUnavailable)
 
@@ -52,8 +52,8 @@ def test_libraries_and_the_mediabrowser_auth_header(media: Path) -> None:
 
 def test_the_legacy_token_header_is_refused_like_jellyfin_12_does(media: Path) -> None:
     with fake(media) as server:
-        reply = exchange(Endpoint.parse(server.url), "GET", "/Library/VirtualFolders", deadline=Deadline(5),
-                         max_bytes=10_000, headers={"X-Emby-Token": KEY})
+        reply = HTTPTransport(server.url, Timeout(total=5)).request("GET", "/Library/VirtualFolders",
+                                                                    headers={"X-Emby-Token": KEY})
     assert reply.status == 401
 
 
