@@ -10,10 +10,11 @@ from anime_pipeline.assets.keys import LEVEL_TAG, SHOW_TAG
 from anime_pipeline.assets.phases import build_phase_gates
 from anime_pipeline.assets.planning import build_story_breakdowns
 from anime_pipeline.config.project import EpisodeRef, Project, dagster_name
-from anime_pipeline.resources import (DirectorResource, EchoBrainResource, MetricsResource, OllamaResource,
-                                      ProjectResource, RendererResource, ReviewerResource, StorageResource)
+from anime_pipeline.resources import (DirectorResource, EchoBrainResource, JellyfinResource, MetricsResource,
+                                      MusicResource, OllamaResource, ProjectResource, RendererResource,
+                                      ReviewerResource, SpeechResource, StorageResource)
 from anime_pipeline.sensors.sync import build_project_sync
-from anime_pipeline.settings import Settings
+from anime_pipeline.settings import Settings, format_gpu_urls
 
 # Off by default: a creator turns it on (Automation tab) to let show edits re-render on their own.
 production_automation = dg.AutomationConditionSensorDefinition(
@@ -46,10 +47,10 @@ def build_jobs(project: Project) -> list[dg.UnresolvedAssetJobDefinition]:
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     def service(field: str) -> object:
+        """A URL or key from the environment is read through dg.EnvVar: never shown in the resource config."""
         variable = settings.environment_variable(field)
         value = getattr(settings, field)
-        return dg.EnvVar(variable) if variable else (value if isinstance(value, str) else
-                                                     ",".join(f"{gpu}={url}" for gpu, url in value))
+        return dg.EnvVar(variable) if variable else (value if isinstance(value, str) else format_gpu_urls(value))
 
     ollama = OllamaResource(base_url=service("ollama_url"), device=settings.reviewer_gpu)
     return {
@@ -60,6 +61,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "director": DirectorResource(ollama=ollama, echo_brain=EchoBrainResource(base_url=service("echo_brain_url"))),
         "metrics": MetricsResource(models_dir=str(settings.models.root), torch_home=str(settings.models.torch_home),
                                    device=settings.models.device, face_pack=settings.models.face_pack),
+        "speech": SpeechResource(urls=service("speech_urls"), api_key=service("speech_api_key")),
+        "music": MusicResource(acestep_urls=service("acestep_urls"), api_key=service("acestep_api_key")),
+        "jellyfin": JellyfinResource(url=service("jellyfin_url"), api_key=service("jellyfin_api_key")),
     }
 
 

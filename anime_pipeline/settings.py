@@ -20,9 +20,13 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
-# Settings field → the environment variable it comes from, for the service URLs (which may carry credentials).
+# Settings field → the environment variable it comes from, for the service URLs (which may carry credentials)
+# and the services' API keys.
 SERVICE_VARIABLES = {"ollama_url": "ANIME_PIPELINE_OLLAMA_URL", "echo_brain_url": "ANIME_PIPELINE_ECHO_BRAIN_URL",
-                     "comfyui_urls": "ANIME_PIPELINE_COMFYUI_URLS"}
+                     "comfyui_urls": "ANIME_PIPELINE_COMFYUI_URLS", "speech_urls": "ANIME_PIPELINE_SPEECH_URLS",
+                     "speech_api_key": "ANIME_PIPELINE_SPEECH_API_KEY", "acestep_urls": "ANIME_PIPELINE_ACESTEP_URLS",
+                     "acestep_api_key": "ACESTEP_API_KEY", "jellyfin_url": "JELLYFIN_URL",
+                     "jellyfin_api_key": "JELLYFIN_API_KEY"}
 
 
 def pool_for(device: str) -> str:
@@ -40,6 +44,12 @@ class Settings:
     ollama_url: str = ""
     echo_brain_url: str = ""
     comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
+    speech_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): OpenAI-compatible speech servers
+    speech_api_key: str = field(default="", repr=False)
+    acestep_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): ACE-Step 1.5 API servers
+    acestep_api_key: str = field(default="", repr=False)
+    jellyfin_url: str = ""
+    jellyfin_api_key: str = field(default="", repr=False)
     models: ModelStore = field(default_factory=lambda: ModelStore.from_env({}))  # metric weights and their device
     studio_url: str = ""  # where Dagster metadata links to the studio pages (empty: the studio's default)
     # service settings that came from these environment variables: resources read them through
@@ -60,6 +70,12 @@ class Settings:
             ollama_url=_env("ANIME_PIPELINE_OLLAMA_URL", ""),
             echo_brain_url=_env("ANIME_PIPELINE_ECHO_BRAIN_URL", ""),
             comfyui_urls=parse_gpu_urls(_env("ANIME_PIPELINE_COMFYUI_URLS", "")),
+            speech_urls=parse_gpu_urls(_env("ANIME_PIPELINE_SPEECH_URLS", ""), "ANIME_PIPELINE_SPEECH_URLS"),
+            speech_api_key=_env("ANIME_PIPELINE_SPEECH_API_KEY", ""),
+            acestep_urls=parse_gpu_urls(_env("ANIME_PIPELINE_ACESTEP_URLS", ""), "ANIME_PIPELINE_ACESTEP_URLS"),
+            acestep_api_key=_env("ACESTEP_API_KEY", ""),
+            jellyfin_url=_env("JELLYFIN_URL", ""),
+            jellyfin_api_key=_env("JELLYFIN_API_KEY", ""),
             models=ModelStore.from_env(os.environ),
         )
 
@@ -82,14 +98,13 @@ class Settings:
         return None if index is None else pool_for(str(index))
 
 
-def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:
+def parse_gpu_urls(text: str, variable: str = "ANIME_PIPELINE_COMFYUI_URLS") -> tuple[tuple[str, str], ...]:
     """"0=http://host:8188,1=http://host:8189" → (("0", "http://host:8188"), ("1", "http://host:8189"))."""
     pairs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         gpu, sep, url = item.partition("=")
         if not sep or not gpu.strip() or not url.strip().startswith(("http://", "https://")):
-            raise ValueError(f"ANIME_PIPELINE_COMFYUI_URLS: {redact_text(item)!r} should look like "
-                             "0=http://127.0.0.1:8188")
+            raise ValueError(f"{variable}: {redact_text(item)!r} should look like 0=http://127.0.0.1:8188")
         pairs.append((gpu.strip(), url.strip()))
     return tuple(pairs)
 

@@ -1,4 +1,5 @@
-"""A `StepEnv` on the embedded defaults, for driving production steps directly (no Dagster)."""
+"""A `StepEnv` on the embedded defaults, for driving production steps directly (no Dagster); services
+(speech, music, Jellyfin) can be given for the tests that run against their fakes."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from anime_pipeline.config import Project
+from anime_pipeline.media.music import FileMusic, ProceduralMusic
+from anime_pipeline.media.speech import EspeakSpeech
 from anime_pipeline.metrics.models import ModelStore
 from anime_pipeline.metrics.suite import MetricSuite
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.local import LocalPlanner
-from anime_pipeline.production.step import StepEnv
+from anime_pipeline.production.step import StepEnv, StepFailed
 from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 
@@ -21,11 +24,28 @@ def _previz(_config, _references: Mapping[str, Path]):
     yield PrevizRenderer()
 
 
+@contextmanager
+def _espeak(_config):
+    yield EspeakSpeech()
+
+
+def _no_jellyfin(config):
+    raise StepFailed(f"show {config.show.slug!r}: the embedded environment has no Jellyfin server")
+
+
 def embedded_env(configs_dir: Path, storage_root: Path, models_root: Path | None = None,
-                 log=lambda _: None) -> StepEnv:
+                 log=lambda _: None, **services) -> StepEnv:
+    """`services`: open_speech, open_music or jellyfin in place of the embedded ones."""
     models = models_root or storage_root.parent / "models"
     suite = MetricSuite(ModelStore(root=models, torch_home=models / "torch"))
+    project = Project.load(configs_dir)
+
+    @contextmanager
+    def music(config):
+        yield FileMusic(project.music_dir) if config.backends.music == "file" else ProceduralMusic()
+
+    embedded = {"open_speech": _espeak, "open_music": music, "jellyfin": _no_jellyfin}
     return StepEnv(paths=StoragePaths(storage_root), library=storage_root / "library",
-                   project=Project.load(configs_dir), metrics=suite, metric_backends={},
+                   project=project, metrics=suite, metric_backends={},
                    open_renderer=_previz, reviewer=lambda _config: HeuristicReviewer(),
-                   director=lambda _config: LocalPlanner(), log=log)
+                   director=lambda _config: LocalPlanner(), log=log, **{**embedded, **services})

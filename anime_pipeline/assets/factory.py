@@ -20,12 +20,12 @@ from anime_pipeline.imaging import data_uri_thumbnail, load_png
 from anime_pipeline.production import refs
 from anime_pipeline.production.gates import GateResult
 from anime_pipeline.production.phases import PHASE_BEFORE
-from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, run_step
+from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, StepFailed, Table, run_step
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import sha256_file
 from anime_pipeline.studio.urls import studio_base, studio_url
 
-RESOURCES = {"project", "storage", "renderer", "reviewer", "director", "metrics"}
+RESOURCES = {"project", "storage", "renderer", "reviewer", "director", "metrics", "speech", "music", "jellyfin"}
 # Declarative automation of the production assets: eager (runs when missing or an upstream changed),
 # but only once every upstream blocking check passed, so a failed gate stops automation as it stops
 # a run. A phase gate's own re-evaluation requests nothing: what waited for it is requested when
@@ -79,10 +79,10 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
                              f"(Deployment → Reload, or `anime-pipeline sync`), then materialize again")
         if phase is not None:
             require_open(context.instance, phase, show)
-        env = step_env(context, project)
+        env = step_env(context, project, _pool(step, settings))
         try:
             produced = run_step(step, current, env, force=config.force)
-        except (FileNotFoundError, ValueError) as exc:  # missing upstream, empty dataset, bad input files
+        except (FileNotFoundError, ValueError, StepFailed) as exc:  # missing upstream, bad inputs, a service refused
             raise dg.Failure(f"{ref.key} {step.artifact}: {exc}") from exc
         manifest = produced.manifest
         results = step.gates.evaluate(step.gate_subject(manifest), current.config.quality)
@@ -97,12 +97,16 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
     return _asset
 
 
-def step_env(context: dg.AssetExecutionContext, project: Project) -> StepEnv:
+def step_env(context: dg.AssetExecutionContext, project: Project, pool: str | None = None) -> StepEnv:
+    """`pool`: the step's static pool, which a service session must not claim a second time."""
     r = context.resources
     return StepEnv(paths=r.storage.paths, library=r.storage.library, project=project, metrics=r.metrics.suite(),
                    metric_backends=r.metrics.active_backends(),
                    open_renderer=lambda config, references: r.renderer.session(context, config, references),
-                   reviewer=r.reviewer.for_show, director=r.director.for_show, log=context.log.info)
+                   reviewer=r.reviewer.for_show, director=r.director.for_show,
+                   open_speech=lambda config: r.speech.session(context, config, pool),
+                   open_music=lambda config: r.music.session(context, config, project.music_dir, pool),
+                   jellyfin=r.jellyfin.client, log=context.log.info)
 
 
 def check_result(result: GateResult) -> dg.AssetCheckResult:

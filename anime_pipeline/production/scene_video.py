@@ -1,6 +1,8 @@
-"""scene_video: a scene's shots in order with transitions (0.3 s dissolve / fade / wipe), dialogue as
-subtitles, the audio bed, and the scene-level gates: exact duration, continuity across cuts,
-subject consistency and each character's identity across the scene."""
+"""scene_video: a scene's shots in order with transitions (0.3 s dissolve / fade / wipe), the dialogue
+spoken in each character's voice inside its shot with subtitles timed to the speech, a music bed,
+the mix (scene_audio.py), and the scene-level gates: exact duration, the audio's (dialogue fits,
+loudness, dialogue audible), continuity across cuts, subject consistency and each character's
+identity across the scene."""
 
 from __future__ import annotations
 
@@ -9,16 +11,18 @@ from pathlib import Path
 from anime_pipeline.config.project import SceneRef, scene_spec
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record
-from anime_pipeline.media import Cue, assemble_scene, mix_audio, read_frames, thumbnail, write_srt
+from anime_pipeline.media import assemble_scene, read_frames, thumbnail, write_srt
+from anime_pipeline.media.loudness import measure
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.paths import StoragePaths
+from anime_pipeline.production import scene_audio
 from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.production.scene_audio import AudioRecord, loudness_record, make_scene_audio
 from anime_pipeline.production.shot_clip import ShotManifest, frame_paths
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
 from anime_pipeline.storage import sha256_file, sha256_json
 
 OVERLAP_SECONDS = 0.3  # SPEC §7 crossfade
-MUSIC_VOLUME = 0.3
 POSTER = "poster.jpg"
 SUBJECT_FRAME_STEP = 2  # every other frame: half the cost; pairs are then 2 frames apart
 
@@ -57,12 +61,6 @@ class CastIdentity(Measure):
     per_shot: dict[str, dict[str, float]]
 
 
-class AudioRecord(Record):
-    dialogue: str
-    music: str | None
-    music_volume: float
-
-
 class SceneManifest(Manifest):
     shots: list[str]
     shot_frames: list[int]
@@ -86,6 +84,18 @@ def _audio(m: SceneManifest, _q) -> Measured:
     return Measured(m.video.audio_codec or "none", "ffmpeg probe", threshold="aac")
 
 
+def _dialogue_fits(m: SceneManifest, _q) -> Measured:
+    return scene_audio.dialogue_fits(m.audio)
+
+
+def _loudness(m: SceneManifest, _q) -> Measured:
+    return scene_audio.loudness(m.audio.loudness, "scene.mp4")
+
+
+def _dialogue_audible(m: SceneManifest, _q) -> Measured:
+    return scene_audio.dialogue_audible(m.audio)
+
+
 def _continuity(m: SceneManifest, _q) -> Measured:
     return Measured(m.continuity.score, m.continuity.backend, {"boundaries": m.continuity.boundaries})
 
@@ -102,6 +112,12 @@ def _cast(m: SceneManifest, _q) -> Measured:
 GATES: GateSet[SceneManifest] = GateSet((
     Gate("duration_exact", "Frames = Σ shot frames − transition overlaps.", _duration, "equals"),
     Gate("audio_present", "The scene has an AAC audio track.", _audio, "equals"),
+    Gate("dialogue_fits", "Every line, as spoken, fits its shot (names the shot, the line and both durations).",
+         _dialogue_fits, "equals"),
+    Gate("loudness", "The scene's integrated loudness is within the tolerance of audio.loudness's target and its "
+         "true peak at or below the limit (ffmpeg ebur128).", _loudness, "equals"),
+    Gate("dialogue_audible", "Every line stands audio.dialogue_margin_db above the ducked music bed.",
+         _dialogue_audible, "at_least"),
     Gate("scene_continuity", "Continuity across shot boundaries ≥ threshold.", _continuity, "at_least",
          "scene_continuity"),
     Gate("subject_consistency", "Phase 3: VBench subject consistency over the scene ≥ threshold.", _subject,
@@ -113,22 +129,6 @@ GATES: GateSet[SceneManifest] = GateSet((
 
 def overlap_frames(fps: int) -> int:
     return round(OVERLAP_SECONDS * fps)
-
-
-def dialogue_cues(ref: SceneRef, shot_frames: list[int], fps: int) -> list[Cue]:
-    """Each shot's lines share its on-screen time (after the incoming transition), in order."""
-    k = overlap_frames(fps)
-    cues, start_frame = [], 0
-    for index, (shot, frames) in enumerate(zip(ref.scene.shots, shot_frames, strict=True)):
-        visible_start = start_frame + (k if index else 0)
-        visible_end = start_frame + frames - (k if index < len(shot_frames) - 1 else 0)
-        span = (visible_end - visible_start) / max(1, len(shot.dialogue))
-        for i, line in enumerate(shot.dialogue):
-            begin = (visible_start + i * span) / fps
-            cues.append(Cue(round(begin, 3), round(begin + span / fps, 3),
-                            f"{ref.config.character(line.speaker).name}: {line.line}"))
-        start_frame += frames - k
-    return cues
 
 
 def continuity(shot_dirs: list[Path]) -> Continuity:
@@ -151,14 +151,16 @@ def cast_identity(shots: dict[str, ShotManifest]) -> CastIdentity:
 
 
 class SceneVideo(Step[SceneRef, SceneManifest]):
-    """The scene's shots in order with 0.3 s transitions (dissolve / fade / wipe), dialogue as subtitles,
-    an audio bed (the scene's music at 30 %), scored across its cuts."""
+    """The scene's shots in order with 0.3 s transitions (dissolve / fade / wipe), the dialogue spoken in
+    each character's voice with subtitles timed to it, a music bed at 30 % ducked under it, the mix
+    loudness-normalised; scored across its cuts."""
 
     artifact = "scene_video"
     level = "scene"
     manifest_type = SceneManifest
     gates = GATES
     device = "metrics"
+    version = "2"
 
     def folder(self, ref: SceneRef, paths: StoragePaths) -> Path:
         return paths.scene(ref.key)
@@ -172,48 +174,54 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
     def _shots(self, ref: SceneRef, paths: StoragePaths) -> dict[str, ShotManifest]:
         return {k: ShotManifest.require(paths.shot(k), f"shot_clip {k}") for k in ref.shot_keys}
 
-    def _music(self, ref: SceneRef, env: StepEnv) -> Path | None:
+    def _track(self, ref: SceneRef, env: StepEnv) -> Path | None:
+        """The scene's own music track (scenes[].music), checked to exist before anything is made."""
         music = env.project.music_file(ref.scene)
         if music is None:
             return None
-        if not music.exists():
+        if not music.is_file():
             raise FileNotFoundError(f"scene {ref.key}: music file {music} (scenes[].music) does not exist")
         return music
 
     def fingerprint(self, ref: SceneRef, env: StepEnv) -> str:
         shots = self._shots(ref, env.paths)
-        music = self._music(ref, env)
+        track = self._track(ref, env)
         return sha256_json({"spec": self.spec(ref), "version": self.version,
                             "clips": [m.files[0].sha256 for m in shots.values()],
                             "shot_gates": [m.scores.model_dump() for m in shots.values()],
-                            "metrics": dict(env.metric_backends), "music": sha256_file(music) if music else None})
+                            "metrics": dict(env.metric_backends), "music": sha256_file(track) if track else None})
 
     def produce(self, ref: SceneRef, env: StepEnv, fingerprint: str | None) -> SceneManifest:
         shots = self._shots(ref, env.paths)
+        self._track(ref, env)
         shot_dirs = [env.paths.shot(k) for k in ref.shot_keys]
-        music = self._music(ref, env)
         out_dir = self.folder(ref, env.paths)
         fps = ref.config.show.video.fps
         shot_frames = [m.frames for m in shots.values()]
         k = overlap_frames(fps)
         expected = sum(shot_frames) - k * (len(shot_frames) - 1)
-        audio = mix_audio(expected / fps, out_dir / "audio.m4a", music=music)
+        sound = make_scene_audio(ref, env, shot_frames, fps, k, out_dir)
         transitions = [shot.transition for shot in ref.scene.shots[1:]]
         video = assemble_scene([d / "clip.mp4" for d in shot_dirs], transitions, out_dir / "scene.mp4", fps,
-                               overlap=OVERLAP_SECONDS, audio=audio)
-        cues = dialogue_cues(ref, shot_frames, fps)
+                               overlap=OVERLAP_SECONDS, audio=sound.mix.path)
+        cues = list(sound.track.cues) if sound.track is not None else []
         srt_path = write_srt(cues, out_dir / "scene.srt")
         thumbnail(video.path, out_dir / POSTER, at=0.0)
         subject = env.metrics.subject_consistency(list(read_frames(video.path)[::SUBJECT_FRAME_STEP]))
+        target, mix = ref.config.audio.loudness, sound.mix
+        audio = AudioRecord(
+            dialogue=sound.dialogue, music=sound.music, music_volume=ref.config.audio.music_volume,
+            music_fade=ref.config.audio.music_fade, premix_lufs=mix.premix.integrated_lufs,
+            normalization=mix.normalization, audible=sound.audible,
+            mix_loudness=loudness_record(mix.loudness, target, f"scene {ref.key} mix"),
+            loudness=loudness_record(measure(video.path), target, f"scene {ref.key}"))
         manifest = SceneManifest(
             kind=self.artifact, key=ref.key, backend="ffmpeg (imageio-ffmpeg static build)", device="cpu",
             inputs_fingerprint=fingerprint, shots=ref.shot_keys, shot_frames=shot_frames, transitions=transitions,
             overlap_frames=k, fps=fps, expected_frames=expected,
             video=VideoInfo(frames=video.frames, duration=video.duration, video_codec=video.video_codec,
                             audio_codec=video.audio_codec, width=video.width, height=video.height),
-            audio=AudioRecord(dialogue="none configured (silence)", music=str(music) if music else None,
-                              music_volume=MUSIC_VOLUME),
-            subtitles=[CueRecord(start=c.start, end=c.end, text=c.text) for c in cues],
+            audio=audio, subtitles=[CueRecord(start=c.start, end=c.end, text=c.text) for c in cues],
             continuity=continuity(shot_dirs),
             subject_consistency=SubjectConsistency(score=round(subject.value, 4), backend=subject.backend,
                                                    frame_step=SUBJECT_FRAME_STEP,
@@ -225,9 +233,15 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
         return manifest
 
     def metadata(self, manifest: SceneManifest, folder: Path) -> dict[str, MetadataValue]:
+        audio = manifest.audio
         return {"shots": len(manifest.shots), "frames": manifest.video.frames, "duration_s": manifest.video.duration,
                 "transitions": ", ".join(manifest.transitions) or "none", "subtitle_cues": len(manifest.subtitles),
-                "audio": manifest.video.audio_codec or "none", "continuity": manifest.continuity.score,
+                "audio": manifest.video.audio_codec or "none", "speech": audio.dialogue.backend,
+                "voices": Table({slug: v.model_dump() for slug, v in audio.dialogue.voices.items()}),
+                "music": audio.music.label + (f" (instead of: {audio.music.fallback_reason})"
+                                              if audio.music.fallback_reason else ""),
+                "loudness_lufs": audio.loudness.integrated_lufs, "true_peak_dbtp": audio.loudness.true_peak_dbtp,
+                "normalization": audio.normalization, "continuity": manifest.continuity.score,
                 "backend": manifest.backend, "device": manifest.device, "video": FileLink(folder / "scene.mp4"),
                 "cast_identity": Table(manifest.cast_identity.per_character),
                 "preview": Preview(folder / POSTER, "first frame")}

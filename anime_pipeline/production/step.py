@@ -19,12 +19,15 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
 from anime_pipeline.manifest import Manifest
+from anime_pipeline.media.music import MusicBackend
+from anime_pipeline.media.speech import SpeechBackend
 from anime_pipeline.metrics.suite import MetricSuite
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.director import Director
 from anime_pipeline.production.gates import GateResult, GateSet
 from anime_pipeline.render.base import Renderer
 from anime_pipeline.review.base import Reviewer
+from anime_pipeline.services.jellyfin import JellyfinClient
 from anime_pipeline.storage import sha256_json
 
 M = TypeVar("M", bound=Manifest)
@@ -64,6 +67,11 @@ class Table:
 MetadataValue = str | int | float | bool | None | Preview | FileLink | Table
 
 
+class StepFailed(RuntimeError):
+    """The artifact cannot be made, for the one-line reason given (a service refused, a line could not
+    be spoken, a track is missing); nothing of it was written."""
+
+
 @dataclass
 class StepEnv:
     """What a step runs with: storage, the show's backends (opened by the orchestration layer, which
@@ -77,6 +85,9 @@ class StepEnv:
     open_renderer: Callable[[ShowConfig, Mapping[str, Path]], AbstractContextManager[Renderer]]
     reviewer: Callable[[ShowConfig], Reviewer]
     director: Callable[[ShowConfig], Director]
+    open_speech: Callable[[ShowConfig], AbstractContextManager[SpeechBackend]]  # the show's `backends.speech`
+    open_music: Callable[[ShowConfig], AbstractContextManager[MusicBackend]]  # the show's `backends.music`
+    jellyfin: Callable[[ShowConfig], JellyfinClient]  # the server of `publisher: jellyfin`
     log: Callable[[str], None] = print
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -15,6 +15,8 @@ import dagster as dg
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
+from anime_pipeline.media.music import AceStepMusic, FileMusic, MusicBackend, ProceduralMusic
+from anime_pipeline.media.speech import EspeakSpeech, OpenAITTSSpeech, SpeechBackend
 from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore
 from anime_pipeline.metrics.registry import model_rows
 from anime_pipeline.metrics.suite import MetricSuite, suite_for
@@ -28,16 +30,19 @@ from anime_pipeline.resources.gpu import GpuLease
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.review.vision import OllamaVisionReviewer
+from anime_pipeline.services.ace_step import AceStepClient
 from anime_pipeline.services.comfyui import ComfyUIClient, ProgressEvent
 from anime_pipeline.services.echo_brain import EchoBrainClient
+from anime_pipeline.services.jellyfin import JellyfinClient
 from anime_pipeline.services.ollama import OllamaClient
+from anime_pipeline.services.speech import OpenAISpeechClient
 from anime_pipeline.settings import CPU, parse_gpu_urls, pool_for
 
 
 class NotConfigured(dg.Failure):
-    def __init__(self, show: str, field: str, value: str, variable: str):
+    def __init__(self, show: str, field: str, value: str, variable: str, meaning: str = "the service's URL"):
         super().__init__(f"show {show!r} sets backends.{field}: {value}, but {variable} is not set: "
-                         f"set it to the service's URL, or use the embedded default")
+                         f"set it to {meaning}, or use the embedded default")
 
 
 class ProjectResource(dg.ConfigurableResource):
@@ -178,3 +183,82 @@ class DirectorResource(dg.ConfigurableResource):
         if backends.director == "ollama" and ollama is None:
             raise NotConfigured(config.show.slug, "director", "ollama", "ANIME_PIPELINE_OLLAMA_URL")
         return DirectorChain(echo, ollama, backends.director_model)
+
+
+@contextmanager
+def _server_gpu(context: dg.AssetExecutionContext, servers: Mapping[str, str], held_pool: str | None) -> Iterator[str]:
+    """One of `servers`' GPUs with its pool claimed for the block; a pool the step already holds
+    (its static pool) is used without a second claim, which would wait for itself."""
+    held = next((gpu for gpu in servers if pool_for(gpu) == held_pool), None)
+    if held is not None:
+        yield held
+        return
+    step = context.asset_key.to_user_string()
+    with GpuLease(context.instance, context.run.run_id, step, [pool_for(gpu) for gpu in servers],
+                  log=context.log.info) as pool:
+        yield next(gpu for gpu in servers if pool_for(gpu) == pool)
+
+
+class SpeechResource(dg.ConfigurableResource):
+    """Dialogue speech: espeak-ng (embedded), or OpenAI-compatible speech servers, one per GPU
+    (`urls`: "0=http://tts:8880,1=…"); `api_key` is sent as a Bearer token."""
+
+    urls: str = ""
+    api_key: str = ""
+    timeout: float = 120.0
+
+    @contextmanager
+    def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
+                held_pool: str | None = None) -> Iterator[SpeechBackend]:
+        """The show's speech for one step; a speech server holds its GPU's pool slot meanwhile."""
+        if config.backends.speech == "espeak":
+            yield EspeakSpeech()
+            return
+        servers = dict(parse_gpu_urls(self.urls, "ANIME_PIPELINE_SPEECH_URLS"))
+        if not servers:
+            raise NotConfigured(config.show.slug, "speech", "openai_tts", "ANIME_PIPELINE_SPEECH_URLS")
+        with _server_gpu(context, servers, held_pool) as gpu:
+            client = OpenAISpeechClient(servers[gpu], config.backends.speech_model, self.api_key or None,
+                                        timeout=self.timeout)
+            yield OpenAITTSSpeech(client, gpu)
+
+
+class MusicResource(dg.ConfigurableResource):
+    """Music beds: procedural (embedded), ACE-Step 1.5 API servers, one per GPU (`acestep_urls`),
+    or track files from the project's music folder."""
+
+    acestep_urls: str = ""
+    api_key: str = ""
+    total_timeout: float = 1800.0
+
+    @contextmanager
+    def session(self, context: dg.AssetExecutionContext, config: ShowConfig, music_dir: Path,
+                held_pool: str | None = None) -> Iterator[MusicBackend]:
+        if config.backends.music == "procedural":
+            yield ProceduralMusic()
+            return
+        if config.backends.music == "file":
+            yield FileMusic(music_dir)
+            return
+        servers = dict(parse_gpu_urls(self.acestep_urls, "ANIME_PIPELINE_ACESTEP_URLS"))
+        if not servers:
+            raise NotConfigured(config.show.slug, "music", "ace_step", "ANIME_PIPELINE_ACESTEP_URLS")
+        with _server_gpu(context, servers, held_pool) as gpu:
+            client = AceStepClient(servers[gpu], self.api_key or None, total_timeout=self.total_timeout)
+            yield AceStepMusic(client, gpu)
+
+
+class JellyfinResource(dg.ConfigurableResource):
+    """The Jellyfin server for `publisher: jellyfin`; empty URL or key = not configured."""
+
+    url: str = ""
+    api_key: str = ""
+    timeout: float = 30.0
+
+    def client(self, config: ShowConfig) -> JellyfinClient:
+        if not self.url:
+            raise NotConfigured(config.show.slug, "publisher", "jellyfin", "JELLYFIN_URL")
+        if not self.api_key:
+            raise NotConfigured(config.show.slug, "publisher", "jellyfin", "JELLYFIN_API_KEY",
+                                "an API key from the server's Dashboard → API Keys")
+        return JellyfinClient(self.url, self.api_key, timeout=self.timeout)

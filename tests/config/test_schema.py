@@ -60,7 +60,8 @@ def test_the_show_file_carries_voices_audio_and_backends(sample_text) -> None:
     def change(d):
         d["characters"][1]["voice"] = {"espeak": {"voice": "en+f5", "pitch": 85}}
         d["audio"] = {"music_volume": 0.25, "loudness": {"integrated_lufs": -23}}
-        d.setdefault("backends", {}).update(speech="openai_tts", speech_model="kokoro", music="ace_step", publisher="jellyfin")
+        d.setdefault("backends", {}).update(speech="openai_tts", speech_model="kokoro", music="ace_step",
+                                            publisher="jellyfin")
         d["jellyfin"] = {"server_library_path": "/media", "wait_seconds": 60}
     config = parse_show(_with(sample_text, change))
     assert config.characters[1].voice.espeak.voice == "en+f5"
@@ -75,8 +76,10 @@ def test_the_show_file_carries_voices_audio_and_backends(sample_text) -> None:
     (lambda d: d["audio"].update(loudness={"integrated_lufs": -50}), "audio.loudness.integrated_lufs: Input should be"),
     (lambda d: d["audio"].update(line_gap="short"), "audio.line_gap: Input should be a valid number"),
     (lambda d: d["audio"].update(music_fallback="yes"), "audio.music_fallback: Input should be a valid boolean"),
-    (lambda d: d.setdefault("backends", {}).update(speech="piper"), "backends.speech: Input should be 'espeak' or 'openai_tts'"),
-    (lambda d: d.setdefault("backends", {}).update(music="spotify"), "backends.music: Input should be 'procedural', 'ace_step'"),
+    (lambda d: d.setdefault("backends", {}).update(speech="piper"),
+     "backends.speech: Input should be 'espeak' or 'openai_tts'"),
+    (lambda d: d.setdefault("backends", {}).update(music="spotify"),
+     "backends.music: Input should be 'procedural', 'ace_step'"),
 ])
 def test_bad_audio_settings_name_the_field(sample_text, change, expected) -> None:
     def edit(d):
