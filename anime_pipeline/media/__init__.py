@@ -1,4 +1,5 @@
-"""Media assembly: encoding, transitions, audio mixing and subtitles on a bundled ffmpeg.
+"""Media assembly: encoding, transitions, subtitles on a bundled ffmpeg; speech, music, the mix and the
+episode container in their own modules.
 
 Plain Python with no Dagster dependency; assets call these functions.
 """
@@ -8,11 +9,9 @@ from anime_pipeline.media.ffmpeg import (
     MediaError,
     MediaInfo,
     assemble_scene,
-    concat_videos,
     decode_check,
     encode_clip,
     ffmpeg_exe,
-    mix_audio,
     probe,
     read_frames,
     thumbnail,
@@ -25,13 +24,11 @@ __all__ = [
     "MediaError",
     "MediaInfo",
     "assemble_scene",
-    "concat_videos",
     "decode_check",
     "encode_clip",
     "ffmpeg_exe",
     "format_srt",
     "format_webvtt",
-    "mix_audio",
     "parse_srt",
     "probe",
     "read_frames",

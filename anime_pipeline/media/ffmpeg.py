@@ -304,62 +304,17 @@ def encode_clip(
         return checked_output(tmp, out, len(frames))
 
 
-def mix_audio(
-    duration: float,
-    out: Path,
-    voice: Sequence[tuple[float, Path]] = (),
-    music: Path | None = None,
-    music_volume: float = 0.3,
-    music_fade: float = 1.0,
-) -> Path:
-    """An AAC (.m4a) track of exactly `duration`: voice clips at their start times over a music bed."""
-    out = Path(out)
-    if duration <= 0:
-        raise ValueError(f"duration must be positive, got {duration}")
-    if any(start < 0 for start, _ in voice):
-        raise ValueError("voice clips cannot start before 0 s")
-    total = _samples(duration)
-    inputs = _inputs([clip for _, clip in voice])
-    chains = [f"{_SILENCE},atrim=end_sample={total}[base]"]
-    for index, (start, _) in enumerate(voice):
-        chains.append(f"[{index}:a]{_AUDIO_FORMAT},adelay=delays={_samples(start)}S:all=1[v{index}]")
-    pads = "[base]" + "".join(f"[v{i}]" for i in range(len(voice)))
-    if music is not None:
-        # Loop the bed forever and let atrim cut it: the bed may be shorter than the scene.
-        inputs += ["-stream_loop", "-1", "-i", str(music)]
-        chains.append(_music_bed(len(voice), duration, music_volume, music_fade))
-        pads += "[music]"
-    # normalize=0: amix otherwise divides every input by the input count, quietening the voices.
-    count = len(voice) + 1 + (music is not None)
-    chains.append(f"{pads}amix=inputs={count}:duration=first:normalize=0,atrim=end_sample={total}[mix]")
-    with atomic_path(out) as tmp:
-        graph = ["-filter_complex", ";".join(chains), "-map", "[mix]"]
-        run_ffmpeg([*inputs, *graph, *mp4_output_args(tmp)], out, "audio mix failed")
-        checked_output(tmp, out, None)
-    return out
-
-
-def _music_bed(index: int, duration: float, volume: float, fade: float) -> str:
-    fade = min(fade, duration / 2)
-    chain = f"[{index}:a]{_AUDIO_FORMAT},atrim=end_sample={_samples(duration)},volume={volume}"
-    if fade > 0:
-        chain += f",afade=t=in:st=0:d={fade:.6f},afade=t=out:st={duration - fade:.6f}:d={fade:.6f}"
-    return chain + "[music]"
-
-
-def _common_fps(infos: Sequence[MediaInfo], fps: float | None = None) -> float:
-    """The frame rate all clips share (`fps`, or the first clip's); xfade and concat cannot mix
-    sizes or rates, so a clip that differs is an error naming it."""
+def _check_clips(infos: Sequence[MediaInfo], fps: float) -> None:
+    """All clips at `fps` and the first clip's size: xfade cannot mix sizes or rates, so a clip that
+    differs is an error naming it."""
     first = infos[0]
-    expected = first.fps if fps is None else fps
     for info in infos:
         if not info.frames:
             raise MediaError(info.path, "has no video frames")
         if (info.width, info.height) != (first.width, first.height):
             raise MediaError(info.path, f"is {info.width}x{info.height}, expected {first.width}x{first.height}")
-        if info.fps is None or expected is None or abs(info.fps - expected) > 0.01:
-            raise MediaError(info.path, f"is {info.fps} fps, expected {expected}")
-    return expected
+        if info.fps is None or abs(info.fps - fps) > 0.01:
+            raise MediaError(info.path, f"is {info.fps} fps, expected {fps}")
 
 
 def _xfade_graph(frames: Sequence[int], transitions: Sequence[str], k: int, fps: int) -> list[str]:
@@ -407,7 +362,7 @@ def assemble_scene(
     if unknown:
         raise ValueError(f"unknown transitions {unknown}; use one of {sorted(XFADE_TRANSITIONS)}")
     infos = [probe(clip) for clip in clips]
-    _common_fps(infos, fps)
+    _check_clips(infos, fps)
     k = round(overlap * fps)
     frames = [info.frames or 0 for info in infos]
     for index, info in enumerate(infos):
@@ -421,28 +376,6 @@ def assemble_scene(
     inputs = _inputs([*clips, *([audio] if audio is not None else [])])
     with atomic_path(out) as tmp:
         run_ffmpeg([*inputs, *_av_output_args(chains, tmp)], out, "scene assembly failed")
-        return checked_output(tmp, out, total)
-
-
-def concat_videos(paths: Sequence[Path], out: Path) -> MediaInfo:
-    """Join videos end to end (re-encoded); each one's audio is fitted to its own video length."""
-    out = Path(out)
-    if not paths:
-        raise ValueError("concat_videos needs at least one video")
-    infos = [probe(path) for path in paths]
-    fps = _common_fps(infos)
-    chains, pads = [], []
-    for index, info in enumerate(infos):
-        frames = info.frames or 0
-        # Fitting audio to the video keeps every segment boundary on a frame boundary.
-        source = f"[{index}:a]" if info.audio_codec else None
-        chains.append(f"[{index}:v]setpts=PTS-STARTPTS[v{index}]")
-        chains.append(_fitted_audio(source, _samples(frames / fps), f"a{index}"))
-        pads.append(f"[v{index}][a{index}]")
-    chains.append(f"{''.join(pads)}concat=n={len(infos)}:v=1:a=1[v][a]")
-    total = sum(info.frames or 0 for info in infos)
-    with atomic_path(out) as tmp:
-        run_ffmpeg([*_inputs(paths), *_av_output_args(chains, tmp)], out, "concatenation failed")
         return checked_output(tmp, out, total)
 
 
