@@ -44,11 +44,12 @@ class Settings:
     ollama_url: str = ""
     echo_brain_url: str = ""
     comfyui_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): one ComfyUI server per card
-    speech_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): OpenAI-compatible speech servers
+    # (gpu id, URL) per server; the URLs may carry credentials and the keys are secrets: none is in repr()
+    speech_urls: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # OpenAI-compatible speech servers
     speech_api_key: str = field(default="", repr=False)
-    acestep_urls: tuple[tuple[str, str], ...] = ()  # (gpu id, URL): ACE-Step 1.5 API servers
+    acestep_urls: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # ACE-Step 1.5 API servers
     acestep_api_key: str = field(default="", repr=False)
-    jellyfin_url: str = ""
+    jellyfin_url: str = field(default="", repr=False)
     jellyfin_api_key: str = field(default="", repr=False)
     models: ModelStore = field(default_factory=lambda: ModelStore.from_env({}))  # metric weights and their device
     studio_url: str = ""  # where Dagster metadata links to the studio pages (empty: the studio's default)

@@ -115,13 +115,13 @@ class JellyfinPublish(Step[EpisodeRef, PublishManifest]):
         before a file is written."""
         settings = ref.config.jellyfin
         if settings is None:  # the show file's checks require the section; a hand-built config may lack it
-            raise StepFailed(f"{ref.key}: publisher jellyfin needs the show file's jellyfin: section")
+            raise StepFailed("publisher jellyfin needs the show file's jellyfin: section")
         publisher = JellyfinPublisher(env.jellyfin(ref.config), env.library, settings.server_library_path,
                                       settings.wait_seconds, settings.poll_seconds)
         try:
             return publisher.publish(ref.config.show, ref.episode, video, thumb, runtime)
         except JellyfinError as exc:
-            raise StepFailed(f"{ref.key}: {exc}") from exc
+            raise StepFailed(str(exc)) from exc
 
     def outputs(self, manifest: PublishManifest, folder: Path) -> list[Path]:
         return [Path(manifest.video), Path(manifest.nfo)]

@@ -140,7 +140,7 @@ def _dialogue(ref: SceneRef, env: StepEnv, shot_frames: list[int], fps: int, ove
             spoken = [cache.line(r.text, r.voice) for r in requests]  # each line once; placing reads the cache
             placed = place_dialogue(spans, requests, cache, duration, out / "dialogue.wav", config.audio.line_gap)
     except SpeechError as exc:
-        raise StepFailed(f"scene {ref.key}: {exc}") from exc
+        raise StepFailed(str(exc)) from exc
     fits = isinstance(placed, DialogueTrack)
     starts = {(p.request.shot, p.request.index): p.start for p in placed.lines} if fits else {}
     available = {span.shot: span.length for span in spans}
