@@ -11,6 +11,7 @@ from fake_speech import FakeSpeechServer
 
 from anime_pipeline.config import Project
 from anime_pipeline.media.pcm import decode
+from anime_pipeline.media.speech import EspeakSpeech
 from anime_pipeline.media.subtitles import parse_srt
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.scene_audio import NOT_PLACED
@@ -113,3 +114,25 @@ def test_openai_tts_without_a_server_names_the_variable(produced):
     edit_show(produced, lambda d: d.setdefault("backends", {}).update(speech="openai_tts"))
     outcome = run_artifact(produced, "scene_video", SC01)
     assert not outcome.success and "ANIME_PIPELINE_SPEECH_URLS is not set" in outcome.error
+
+
+def test_a_scenes_own_track_is_its_bed(produced):
+    from fake_ace_step import chord
+    from fake_speech import wav_bytes
+
+    music = produced.configs / "music"
+    music.mkdir()
+    (music / "night.wav").write_bytes(wav_bytes(chord(3.0, seed=7), 48_000))  # shorter than the scene: looped
+    edit_show(produced, lambda d: d["episodes"][0]["scenes"][1].update(music="night.wav"))
+    outcome = run_artifact(produced, "scene_video", SC02)
+    assert outcome.success, outcome.error or outcome.failed_checks
+    bed = _scene(produced, SC02).audio.music
+    assert bed.backend == "file" and bed.label.endswith(": night.wav") and not bed.embedded
+
+
+def test_a_voice_espeak_does_not_have_fails_the_scene_in_one_line(produced):
+    edit_show(produced, lambda d: d["characters"][1].update(voice={"espeak": {"voice": "zz+f3"}}))
+    outcome = run_artifact(produced, "scene_video", SC01)
+    assert not outcome.success
+    assert outcome.error.endswith(f"{SC01} scene_video: {EspeakSpeech().label}: espeak-ng has no voice for language "
+                                  "'zz' (voice 'zz+f3')")
