@@ -186,14 +186,22 @@ def shot_spec(ref: ShotRef) -> dict:
             "previous": ref.previous_key if ref.shot.continuity else None, **show_settings(ref.config)}
 
 
+def _voices(cfg: ShowConfig, speakers: set[str]) -> dict:
+    """What decides the speakers' voices: every voice the show file gives (a derived voice avoids
+    them all) and the cast up to the last speaker (voices are derived in show order)."""
+    slugs = [c.slug for c in cfg.characters]
+    last = max((slugs.index(slug) for slug in speakers), default=-1)
+    return {"given": {c.slug: c.voice.model_dump(mode="json") for c in cfg.characters if c.voice},
+            "order": slugs[:last + 1]}
+
+
 def scene_spec(ref: SceneRef) -> dict:
-    """The scene's whole entry in the show file (its shots included), its speakers' names and voices
-    (every character's: a derived voice depends on the whole cast), and the audio settings."""
-    speakers = sorted({line.speaker for shot in ref.scene.shots for line in shot.dialogue})
-    voices = {c.slug: c.voice.model_dump(mode="json") if c.voice else None for c in ref.config.characters}
+    """The scene's whole entry in the show file (its shots included), its speakers' names and what
+    decides their voices, and the audio settings."""
+    speakers = {line.speaker for shot in ref.scene.shots for line in shot.dialogue}
     return {"scene": ref.scene.model_dump(mode="json"),
-            "speakers": {slug: ref.config.character(slug).name for slug in speakers}, "voices": voices,
-            **show_settings(ref.config), **_audio_settings(ref.config)}
+            "speakers": {slug: ref.config.character(slug).name for slug in sorted(speakers)},
+            "voices": _voices(ref.config, speakers), **show_settings(ref.config), **_audio_settings(ref.config)}
 
 
 def episode_spec(ref: EpisodeRef) -> dict:

@@ -136,3 +136,14 @@ def test_a_voice_espeak_does_not_have_fails_the_scene_in_one_line(produced):
     assert not outcome.success
     assert outcome.error.endswith(f"{SC01} scene_video: {EspeakSpeech().label}: espeak-ng has no voice for language "
                                   "'zz' (voice 'zz+f3')")
+
+
+def test_a_voice_edit_makes_the_speaking_scenes_stale_and_no_shot_or_character(produced):
+    from anime_pipeline.definitions import build_definitions
+    from anime_pipeline.status import collect_status
+
+    edit_show(produced, lambda d: d["characters"][1]["voice"]["espeak"].update(pitch=70))
+    with produced.instance() as instance:
+        stale = {s.key for s in collect_status(instance, build_definitions(produced.settings())) if s.stale}
+    # every speaking scene (a derived voice avoids every given one); the episode follows once they change
+    assert stale == {f"{SC01}/scene_video", f"{SC02}/scene_video"}
