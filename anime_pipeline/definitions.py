@@ -11,9 +11,10 @@ from anime_pipeline.assets.phases import build_phase_gates
 from anime_pipeline.assets.planning import build_story_breakdowns
 from anime_pipeline.config.project import EpisodeRef, Project, dagster_name
 from anime_pipeline.resources import (DirectorResource, EchoBrainResource, MetricsResource, OllamaResource,
-                                      ProjectResource, RendererResource, ReviewerResource, StorageResource)
+                                      ProjectResource, RendererResource, ReviewerResource, StorageResource,
+                                      TrainerResource)
 from anime_pipeline.sensors.sync import build_project_sync
-from anime_pipeline.settings import Settings
+from anime_pipeline.settings import Settings, format_gpu_folders
 
 # Off by default: a creator turns it on (Automation tab) to let show edits re-render on their own.
 production_automation = dg.AutomationConditionSensorDefinition(
@@ -55,12 +56,22 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "project": ProjectResource(configs_dir=str(settings.configs_dir)),
         "storage": StorageResource(root=str(settings.storage_root), library_root=str(settings.library_root)),
-        "renderer": RendererResource(device=settings.renderer_gpu, comfyui_urls=service("comfyui_urls")),
+        "renderer": RendererResource(device=settings.renderer_gpu, comfyui_urls=service("comfyui_urls"),
+                                     lora_folders=format_gpu_folders(settings.training.lora_folders)),
+        "trainer": _trainer(settings, service("comfyui_urls")),
         "reviewer": ReviewerResource(ollama=ollama),
         "director": DirectorResource(ollama=ollama, echo_brain=EchoBrainResource(base_url=service("echo_brain_url"))),
         "metrics": MetricsResource(models_dir=str(settings.models.root), torch_home=str(settings.models.torch_home),
                                    device=settings.models.device, face_pack=settings.models.face_pack),
     }
+
+
+def _trainer(settings: Settings, comfyui_urls: object) -> TrainerResource:
+    training, kohya = settings.training, settings.training.kohya
+    install = {"kohya_dir": str(kohya.sd_scripts), "kohya_python": str(kohya.python), "kohya_launcher": kohya.launcher,
+               "kohya_gpu": kohya.gpu, "kohya_timeout_s": str(kohya.timeout_s)} if kohya else {}
+    return TrainerResource(comfyui_urls=comfyui_urls, trainer_gpu=training.trainer_gpu or "",
+                           base_models=str(training.base_models or ""), **install)
 
 
 def build_assets(project: Project, settings: Settings) -> list[dg.AssetsDefinition]:

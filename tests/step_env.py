@@ -17,7 +17,9 @@ from anime_pipeline.review.heuristic import HeuristicReviewer
 
 
 @contextmanager
-def _previz(_config, _references: Mapping[str, Path]):
+def _previz(_config, _references: Mapping[str, Path], loras=()):
+    if loras:
+        raise ValueError(f"the previz renderer cannot load LoRA files ({[lora.name for lora in loras]})")
     yield PrevizRenderer()
 
 

@@ -24,8 +24,9 @@ from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Ste
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import sha256_file
 from anime_pipeline.studio.urls import studio_base, studio_url
+from anime_pipeline.training.errors import TrainingError
 
-RESOURCES = {"project", "storage", "renderer", "reviewer", "director", "metrics"}
+RESOURCES = {"project", "storage", "renderer", "trainer", "reviewer", "director", "metrics"}
 # Declarative automation of the production assets: eager (runs when missing or an upstream changed),
 # but only once every upstream blocking check passed, so a failed gate stops automation as it stops
 # a run. A phase gate's own re-evaluation requests nothing: what waited for it is requested when
@@ -82,14 +83,16 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
         env = step_env(context, project)
         try:
             produced = run_step(step, current, env, force=config.force)
-        except (FileNotFoundError, ValueError) as exc:  # missing upstream, empty dataset, bad input files
+        # missing upstream, empty dataset, bad input files; a LoRA that cannot train, load or be served
+        except (FileNotFoundError, ValueError, TrainingError) as exc:
             raise dg.Failure(f"{ref.key} {step.artifact}: {exc}") from exc
         manifest = produced.manifest
         results = step.gates.evaluate(step.gate_subject(manifest), current.config.quality)
         metadata = {**to_dagster(step.metadata(manifest, produced.folder)), "kept_unchanged": produced.kept,
                     "studio": studio}
-        yield dg.MaterializeResult(metadata=metadata,
-                                   data_version=content_version(step.outputs(manifest, produced.folder)))
+        known = step.data_version(manifest, produced.folder)
+        yield dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(known) if known else content_version(
+            step.outputs(manifest, produced.folder)))
         for result in results:
             yield check_result(result)
         step.after_gates(current, manifest, results, env)
@@ -101,7 +104,9 @@ def step_env(context: dg.AssetExecutionContext, project: Project) -> StepEnv:
     r = context.resources
     return StepEnv(paths=r.storage.paths, library=r.storage.library, project=project, metrics=r.metrics.suite(),
                    metric_backends=r.metrics.active_backends(),
-                   open_renderer=lambda config, references: r.renderer.session(context, config, references),
+                   open_renderer=lambda config, references, loras=(): r.renderer.session(context, config, references,
+                                                                                         loras),
+                   open_trainer=lambda config: r.trainer.session(context, config),
                    reviewer=r.reviewer.for_show, director=r.director.for_show, log=context.log.info)
 
 

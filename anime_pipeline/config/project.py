@@ -151,7 +151,9 @@ def show_settings(cfg: ShowConfig) -> dict:
 
 
 def character_spec(ref: CharacterRef) -> dict:
-    return {"character": ref.character.model_dump(mode="json"), **show_settings(ref.config)}
+    """The character's entry, but how shots load its LoRA (`lora:`), which only character_lora and
+    the shots read, and the show's settings."""
+    return {"character": ref.character.model_dump(mode="json", exclude={"lora"}), **show_settings(ref.config)}
 
 
 def shot_spec(ref: ShotRef) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -18,6 +18,12 @@ HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 MOTION_PRESETS = ("establishing", "wide", "medium", "close-up", "extreme_close-up", "action")
 ShotType = Literal["establishing", "wide", "medium", "close-up", "extreme_close-up", "action"]
 Transition = Literal["dissolve", "fade", "wipe"]
+TrainerBackend = Literal["previz", "comfyui", "kohya"]
+
+# SPEC §7 gives the IP-Adapter weight (0.7) but no LoRA weight; 0.8 is the usual strength for a
+# character LoRA next to IP-Adapter (full strength tends to fight it and bake in the training
+# images' backgrounds).
+DEFAULT_LORA_WEIGHT = 0.8
 
 
 def _check_slug(value: str) -> str:
@@ -120,6 +126,13 @@ class Variations(StrictModel):
     poses: list[str] = Field(default_factory=lambda: ["standing"])
 
 
+class CharacterLora(StrictModel):
+    """How shots load the character's LoRA (LoraLoader strengths)."""
+
+    weight: float = Field(DEFAULT_LORA_WEIGHT, ge=0, le=2, description="strength_model")
+    clip_weight: float | None = Field(None, ge=0, le=2, description="strength_clip; unset: the same as weight")
+
+
 class Character(StrictModel):
     slug: Slug
     name: str = Field(min_length=1)
@@ -128,6 +141,7 @@ class Character(StrictModel):
     reference_images: list[str] = Field(default_factory=list)
     dataset_target: int = Field(12, ge=1, le=1000)
     variations: Variations = Variations()
+    lora: CharacterLora = CharacterLora()
 
 
 class DialogueLine(StrictModel):
@@ -203,8 +217,39 @@ class Backends(StrictModel):
     reviewer_model: str = Field("gemma3", min_length=1, description="Ollama vision model for reviewer: ollama")
     director: Literal["local", "ollama", "echo_brain"] = "local"
     director_model: str = Field("gemma3", min_length=1, description="Ollama model for director: ollama / fallback")
-    trainer: Literal["previz"] = "previz"
+    trainer: TrainerBackend = "previz"
     publisher: Literal["filesystem"] = "filesystem"
+
+    @model_validator(mode="after")
+    def _a_lora_needs_a_renderer_that_loads_it(self) -> Backends:
+        if self.trainer != "previz" and self.renderer != "comfyui":
+            raise ValueError(f"trainer: {self.trainer} trains a LoRA, and only renderer: comfyui can load one (each "
+                             "epoch is judged by renders with it, and shots render with the chosen one); set "
+                             "renderer: comfyui, or trainer: previz")
+        return self
+
+
+class TrainerSettings(StrictModel):
+    """How a character LoRA is trained, whichever backend trains it. An epoch is kohya's: every
+    image `repeats` times, in batches (ceil(images × repeats / batch_size) steps)."""
+
+    rank: int = Field(16, ge=1, le=128, description="network dim (kohya --network_dim, ComfyUI rank)")
+    alpha: float | None = Field(None, gt=0, le=1024,
+                                description="network alpha; unset: the backend's own (kohya 1.0; ComfyUI's "
+                                            "TrainLoraNode always uses 1.0 and refuses another value)")
+    learning_rate: float = Field(1e-4, gt=0, le=1)
+    epochs: int = Field(10, ge=1, le=200, description="a LoRA file is kept per epoch; identity picks one")
+    repeats: int = Field(10, ge=1, le=1000, description="how often each image is seen per epoch")
+    batch_size: int = Field(1, ge=1, le=64)
+    seed: int = Field(42, ge=0, lt=2**32)
+    optimizer: str = Field("AdamW", min_length=1,
+                           description="kohya --optimizer_type (AdamW, AdamW8bit, Lion, ...); ComfyUI: AdamW, "
+                                       "Adam, SGD or RMSprop")
+    mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
+    resolution: int | None = Field(None, ge=256, le=2048, description="unset: 512 for SD 1.x, 1024 for SDXL")
+    validation_prompts: int = Field(4, ge=1, le=16, description="renders per epoch for the identity choice")
+    train_text_encoder: bool = Field(True, description="kohya: also train the text encoder(s); ComfyUI "
+                                                       "trains the diffusion model only")
 
 
 class ShowConfig(StrictModel):
@@ -214,6 +259,7 @@ class ShowConfig(StrictModel):
     episodes: list[Episode] = Field(min_length=1)
     quality: Quality = Quality()
     backends: Backends = Backends()
+    training: TrainerSettings = TrainerSettings()
 
     def character(self, slug: str) -> Character:
         for character in self.characters:
