@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from anime_pipeline.config import ConfigError, Project, load_show
+from anime_pipeline.config import ConfigError, Project, check_files
 from anime_pipeline.config.loader import show_files
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.studio import cli as studio_cli
@@ -59,20 +59,16 @@ def cmd_validate(args, settings: Settings) -> int:
     files = [Path(f) for f in args.files] or show_files(settings.configs_dir)
     if not files:
         raise CliError(f"no show files in {settings.configs_dir}", "add a .yaml show file (see project_configs/)")
-    failed = 0
-    for path in files:
-        try:
-            config = load_show(path)
-        except ConfigError as exc:
-            failed += 1
-            print(exc.render(), file=sys.stderr)
+    checks = check_files(files, None if args.files else settings.configs_dir / "music")
+    for check in checks:  # every file is checked and reported; show slugs are also unique across them
+        if check.error is not None:
+            print(check.error.render(), file=sys.stderr)
             continue
+        config = check.config
         shots = sum(len(s.shots) for e in config.episodes for s in e.scenes)
-        print(f"{path}: ok — {config.show.title!r}: {len(config.characters)} characters, "
+        print(f"{check.path}: ok — {config.show.title!r}: {len(config.characters)} characters, "
               f"{len(config.episodes)} episodes, {shots} shots")
-    if not args.files and not failed:
-        _project(settings)  # show slugs must also be unique across files
-    return 1 if failed else 0
+    return 1 if any(check.error for check in checks) else 0
 
 
 def cmd_sync(args, settings: Settings) -> int:
@@ -113,10 +109,13 @@ def _run_episodes(settings: Settings, project: Project, instance, episodes: list
                   approve_as: str | None = None) -> bool:
     from anime_pipeline.definitions import build_definitions
     from anime_pipeline.recovery import clean_dead_runs
+    from anime_pipeline.storage import clean_leftovers
     from anime_pipeline.runner import Runner, plan_for
 
     for dead in clean_dead_runs(instance):
         print(f"cleaned up {dead.describe()}")
+    for leftover in clean_leftovers(settings.storage_root, recursive=True):
+        print(f"cleaned up {leftover}: a temporary file of a write that never finished")
 
     try:
         stages = plan_for(project, episodes)

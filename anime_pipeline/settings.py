@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anime_pipeline.metrics.models import ModelStore, cuda_index
+from anime_pipeline.services import redact_text
 from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment
 from anime_pipeline.training.errors import TrainerConfigError
 
@@ -92,7 +93,8 @@ def parse_gpu_urls(text: str) -> tuple[tuple[str, str], ...]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         gpu, sep, url = item.partition("=")
         if not sep or not gpu.strip() or not url.strip().startswith(("http://", "https://")):
-            raise ValueError(f"ANIME_PIPELINE_COMFYUI_URLS: {item!r} should look like 0=http://127.0.0.1:8188")
+            raise ValueError(f"ANIME_PIPELINE_COMFYUI_URLS: {redact_text(item)!r} should look like "
+                             "0=http://127.0.0.1:8188")
         pairs.append((gpu.strip(), url.strip()))
     return tuple(pairs)
 

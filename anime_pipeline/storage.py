@@ -1,7 +1,10 @@
 """Artifact storage: one folder per show under a storage root, atomic writes everywhere.
 
 Readers never see a half-written file: every write goes to a temporary name in the
-target's own folder (same filesystem) and is renamed into place.
+target's own folder (same filesystem) and is renamed into place. A writer killed mid-write
+(SIGKILL, power loss) leaves its temporary file behind; its name is one that no output
+listing matches (`.<name>.<host>-<pid>.<random>.partial`: hidden, and never ending in the
+target's extension), `outputs` never lists it, and `clean_leftovers` removes it.
 """
 
 from __future__ import annotations
@@ -10,8 +13,12 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,18 +27,27 @@ from typing import Any
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+TEMP_SUFFIX = ".partial"
+LEFTOVER_GRACE_SECONDS = 6 * 3600
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+_TEMP = re.compile(r"\..+\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>[0-9]{1,7})\.[a-z0-9_]+\.partial")
+_OLD_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?")  # this module's names before .partial
+_MAX_PID = 1 << 22  # Linux's largest pid_max
+
 
 @contextmanager
-def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` when the block succeeds.
 
-    The temporary name keeps the target's extension (tools such as ffmpeg choose the
-    container from it). On error the temporary file is removed and `target` is untouched.
+    The temporary name does not end in the target's extension, so that no glob for outputs
+    matches it: a tool that would guess the format from the name must be told it (PIL's
+    `format=`, ffmpeg's `-f`, a file object for numpy). On error the temporary file is removed
+    and `target` is untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    ext = suffix if suffix is not None else "".join(target.suffixes[-1:])
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{ext}", dir=target.parent)
+    prefix = f".{target.name[:100]}.{_HOST}-{os.getpid()}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -42,6 +58,64 @@ def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def outputs(folder: Path | str, pattern: str = "*") -> list[Path]:
+    """The files in `folder` matching `pattern`, sorted by name: never a writer's temporary file.
+
+    Use it instead of `folder.glob(...)`: pathlib's `*` matches hidden names too, so a glob
+    for frames would list a temporary file left by a killed writer. Hidden files are never
+    outputs here."""
+    return sorted(p for p in Path(folder).glob(pattern) if not p.name.startswith(".") and p.is_file())
+
+
+def clean_leftovers(folder: Path | str, grace_seconds: float = LEFTOVER_GRACE_SECONDS,
+                    recursive: bool = False) -> list[Path]:
+    """Remove the temporary files of writers that will never finish them; return what was removed.
+
+    A temporary file is stale when the process that made it (named in it) no longer runs on
+    this host, or when nobody has written to it for `grace_seconds` (the only test for files
+    made on another host sharing the storage, or by a process whose pid was reused since).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    removed = []
+    for root, _, names in walk:
+        for name in names:
+            path = Path(root, name)
+            if _is_stale(path, grace_seconds):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return sorted(removed)
+
+
+def _is_stale(path: Path, grace_seconds: float) -> bool:
+    owned = _TEMP.fullmatch(path.name)
+    if owned is None and not _OLD_TEMP.fullmatch(path.name):
+        return False
+    try:
+        info = path.lstat()
+    except FileNotFoundError:  # its writer finished meanwhile
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    if time.time() - info.st_mtime > grace_seconds:
+        return True
+    return owned is not None and owned["host"] == _HOST and not _runs(int(owned["pid"]))
+
+
+def _runs(pid: int) -> bool:
+    if not 0 < pid < _MAX_PID:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 def write_bytes(target: Path | str, data: bytes) -> Path:

@@ -23,6 +23,22 @@ def test_validate_bad_file_is_one_clear_line(tmp_path, sample_text, capsys):
     assert "Traceback" not in err[0]
 
 
+def test_validate_checks_and_reports_every_file(configs_dir, sample_text, monkeypatch, capsys):
+    (configs_dir / "a_latin1.yaml").write_bytes(sample_text.replace("Lantern Post", "Lantern P\u00f6st").encode("latin-1"))
+    (configs_dir / "b_deep.yaml").write_text("show: " + "[" * 1000 + "]" * 1000 + "\n")
+    (configs_dir / "c_copy.yaml").write_text(sample_text)  # the same show slug as lantern_post.yaml
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
+    assert main(["validate"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 3 and "Traceback" not in captured.err
+    assert err[0].startswith(f"{configs_dir / 'a_latin1.yaml'}:5: <file>: byte 0xf6 at column 19 is not UTF-8")
+    assert err[1].startswith(f"{configs_dir / 'b_deep.yaml'}:1: ") and "nest" in err[1]
+    assert err[2] == (f"{configs_dir / 'lantern_post.yaml'}:4: show.slug: show slug 'lantern-post' is already used by "
+                      f"{configs_dir / 'c_copy.yaml'}")
+    assert captured.out == f"{configs_dir / 'c_copy.yaml'}: ok — 'Lantern Post': 2 characters, 1 episodes, 5 shots\n"
+
+
 def test_unknown_character_for_review_names_the_fix(configs_dir, monkeypatch, capsys):
     monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
     assert main(["review", "list", "lantern-post/nobody"]) == 2

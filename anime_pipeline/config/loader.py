@@ -1,50 +1,36 @@
-"""Load and validate show files; every problem names the file, the field path and the reason."""
+"""Load and validate show files; every problem names the file, the line, the field path and the reason.
+
+A show file passes three stages, each of which reports all the problems it finds: the YAML
+reader (encoding, characters, budgets, duplicate keys: `yaml_reader.py`), the schema (types,
+ranges, sizes: `schema.py`) and the checks across fields (`checks.py`). Nothing raises anything
+but ConfigError, whatever the bytes of the file.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from anime_pipeline.config.checks import show_findings
+from anime_pipeline.config.errors import ConfigError, ConfigProblem, format_path, shown
 from anime_pipeline.config.schema import ShowConfig
+from anime_pipeline.config.yaml_reader import MAX_FILE_BYTES, YamlDocument, read_yaml
 
 
 @dataclass(frozen=True)
-class ConfigProblem:
-    field: str
-    reason: str
-    line: int | None = None
+class FileCheck:
+    """The result of validating one show file: its config, or the error that lists its problems."""
 
-
-class ConfigError(ValueError):
-    """A show file that cannot be used; lists every problem found, each with its field path."""
-
-    def __init__(self, file: Path | str, problems: Sequence[ConfigProblem]):
-        self.file = Path(file)
-        self.problems = list(problems)
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        lines = []
-        for problem in self.problems:
-            where = f"{self.file}:{problem.line}" if problem.line else str(self.file)
-            lines.append(f"{where}: {problem.field or '<file>'}: {problem.reason}")
-        return "\n".join(lines)
-
-
-def format_path(loc: Iterable[str | int]) -> str:
-    """('episodes', 0, 'scenes', 1) → 'episodes[0].scenes[1]'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+    path: Path
+    config: ShowConfig | None = None
+    error: ConfigError | None = None
 
 
 def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
@@ -66,87 +52,92 @@ def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     return line
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
+        if error["loc"][-1:] == ("retry_thresholds",):
+            return ("retry_thresholds was replaced by max_attempts (default 3): a shot is retried exactly while "
+                    "one of its blocking gates fails")
         return "unknown key (check the spelling; see the README's show file reference)"
     if kind == "missing":
         return "required field is missing"
     message = error["msg"].removeprefix("Value error, ")
     if "input" in error and kind not in ("model_type", "dict_type"):
-        value = error["input"]
-        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        return f"{message} (got {shown})"
+        return f"{message} (got {shown(error['input'])})"
     return message
 
 
-def _cross_reference_problems(config: ShowConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-
-    def duplicates(slugs: list[str], loc: tuple[str | int, ...], what: str, key: str = "slug") -> None:
-        counts = Counter(slugs)
-        for index, slug in enumerate(slugs):
-            if counts[slug] > 1 and slugs.index(slug) != index:
-                problems.append(((*loc, index, key), f"duplicate {what} {slug!r} (first at index {slugs.index(slug)})"))
-
-    known = {c.slug for c in config.characters}
-    duplicates([c.slug for c in config.characters], ("characters",), "character slug")
-    duplicates([e.slug for e in config.episodes], ("episodes",), "episode slug")
-    duplicates([str(e.number) for e in config.episodes], ("episodes",), "episode number", key="number")
-    for ei, episode in enumerate(config.episodes):
-        duplicates([s.slug for s in episode.scenes], ("episodes", ei, "scenes"), "scene slug")
-        for si, scene in enumerate(episode.scenes):
-            duplicates([s.slug for s in scene.shots], ("episodes", ei, "scenes", si, "shots"), "shot slug")
-            for hi, shot in enumerate(scene.shots):
-                base = ("episodes", ei, "scenes", si, "shots", hi)
-                for ci, slug in enumerate(shot.characters):
-                    if slug not in known:
-                        problems.append(((*base, "characters", ci), f"unknown character {slug!r}; known: {sorted(known)}"))
-                if len(set(shot.characters)) != len(shot.characters):
-                    problems.append(((*base, "characters"), "a character is listed twice"))
-                for di, line in enumerate(shot.dialogue):
-                    if line.speaker not in known:
-                        problems.append(((*base, "dialogue", di, "speaker"), f"unknown character {line.speaker!r}; known: {sorted(known)}"))
-                if shot.continuity and si == 0 and hi == 0 and ei == 0:
-                    problems.append(((*base, "continuity"), "the first shot of the show has no previous shot to continue from"))
-    return problems
+def _problems(root: yaml.Node | None, found: Iterable[tuple[Sequence[str | int], str]]) -> list[ConfigProblem]:
+    return [ConfigProblem(format_path(loc), reason, _line_of(root, loc)) for loc, reason in found]
 
 
-def parse_show(text: str, file: Path | str = "<string>") -> ShowConfig:
-    """Parse and validate one show file's text; raise ConfigError listing every problem."""
-    file = Path(file)
+def _validated(document: YamlDocument, file: Path, music_dir: Path | None) -> ShowConfig:
+    if not isinstance(document.data, dict):
+        raise ConfigError(file, [ConfigProblem("", "the file must be a mapping with show, characters and episodes",
+                                               _line_of(document.root, ()) or 1)])
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(file, [ConfigProblem("", f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                                                mark.line + 1 if mark else None)]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(file, [ConfigProblem("", "the file must be a mapping with show, characters and episodes")])
-    try:
-        config = ShowConfig.model_validate(data)
+        config = ShowConfig.model_validate(document.data)
     except ValidationError as exc:
-        problems = [
-            ConfigProblem(format_path(err["loc"]), _describe(err), _line_of(root, err["loc"]))
-            for err in exc.errors()
-        ]
-        raise ConfigError(file, problems) from None
-    cross = _cross_reference_problems(config)
-    if cross:
-        raise ConfigError(file, [ConfigProblem(format_path(loc), reason, _line_of(root, loc)) for loc, reason in cross])
+        errors = exc.errors(include_url=False)
+        raise ConfigError(file, _problems(document.root, ((e["loc"], _describe(e)) for e in errors))) from None
+    findings = show_findings(config, file.parent, music_dir if music_dir is not None else file.parent / "music")
+    if findings:
+        raise ConfigError(file, _problems(document.root, findings))
     return config
 
 
-def load_show(path: Path | str) -> ShowConfig:
-    path = Path(path)
+def parse_show(source: bytes | str, file: Path | str = "<string>", *, music_dir: Path | None = None) -> ShowConfig:
+    """Parse and validate one show file's content; raise ConfigError listing every problem.
+
+    reference_images are relative to the file's folder; scenes' music to `music_dir`, by default
+    the `music` folder beside the file."""
+    return _parse(source, Path(file), music_dir)[0]
+
+
+def _parse(source: bytes | str, file: Path, music_dir: Path | None) -> tuple[ShowConfig, YamlDocument]:
+    document = read_yaml(source, file)
+    return _validated(document, file, music_dir), document
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, refused before reading when it is no regular file or too large."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+            raise ConfigError(path, [ConfigProblem("", "not a regular file")])
+        if info.st_size > MAX_FILE_BYTES:
+            raise ConfigError(path, [ConfigProblem("", f"the file has {info.st_size} bytes; a show file may have at "
+                                                       f"most {MAX_FILE_BYTES} (split the show into several files)")])
+        with open(path, "rb") as fh:
+            return fh.read(MAX_FILE_BYTES + 1)  # a file that grew since stat is still refused, by the reader
     except OSError as exc:
         raise ConfigError(path, [ConfigProblem("", f"cannot read the file: {exc.strerror}")]) from None
-    return parse_show(text, path)
+
+
+def load_show(path: Path | str, *, music_dir: Path | None = None) -> ShowConfig:
+    path = Path(path)
+    return parse_show(_read(path), path, music_dir=music_dir)
+
+
+def check_files(paths: Iterable[Path], music_dir: Path | None = None) -> list[FileCheck]:
+    """Validate every file, never stopping at a bad one; show slugs must also be unique across files."""
+    checks: list[FileCheck] = []
+    owners: dict[str, Path] = {}
+    for path in map(Path, paths):
+        try:
+            config, document = _parse(_read(path), path, music_dir)
+        except ConfigError as exc:
+            checks.append(FileCheck(path, error=exc))
+            continue
+        slug = config.show.slug
+        if slug in owners:
+            problem = ConfigProblem("show.slug", f"show slug {slug!r} is already used by {owners[slug]}",
+                                    _line_of(document.root, ("show", "slug")))
+            checks.append(FileCheck(path, error=ConfigError(path, [problem])))
+            continue
+        owners[slug] = path
+        checks.append(FileCheck(path, config=config))
+    return checks
 
 
 def show_files(config_dir: Path | str) -> list[Path]:

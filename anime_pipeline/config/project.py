@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from anime_pipeline.config.loader import ConfigError, ConfigProblem, load_show, show_files
+from anime_pipeline.config.errors import ConfigError, ConfigProblem
+from anime_pipeline.config.loader import check_files, show_files
 from anime_pipeline.config.schema import Character, Episode, Scene, Shot, ShowConfig
 from anime_pipeline.storage import sha256_json
 
@@ -81,29 +82,41 @@ def dagster_name(slug: str) -> str:
 
 
 class Project:
-    """Every show in a folder, validated together (show slugs must be unique across files)."""
+    """Every show in a folder, validated together (show slugs must be unique across files).
 
-    def __init__(self, shows: dict[str, ShowConfig], files: dict[str, Path]):
+    Scenes' music files live in `music_dir` (by default `<config_dir>/music`), each named by a
+    path relative to it; the loader has checked that none leads outside."""
+
+    def __init__(self, shows: dict[str, ShowConfig], files: dict[str, Path], music_dir: Path):
         self.shows = shows
         self.files = files
+        self.music_dir = music_dir
 
     @classmethod
-    def load(cls, config_dir: Path | str) -> Project:
+    def load(cls, config_dir: Path | str, music_dir: Path | str | None = None) -> Project:
+        """Raise the first bad file's ConfigError; `check_files` reports every file."""
+        music = Path(music_dir) if music_dir is not None else Path(config_dir) / "music"
+        checks = check_files(show_files(config_dir), music)
+        for check in checks:
+            if check.error is not None:
+                raise check.error
         shows: dict[str, ShowConfig] = {}
         files: dict[str, Path] = {}
-        for path in show_files(config_dir):
-            config = load_show(path)
-            slug = config.show.slug
+        for check in checks:
+            slug = check.config.show.slug
             if slug in shows:
-                raise ConfigError(path, [ConfigProblem("show.slug", f"show slug {slug!r} is already used by {files[slug]}")])
+                raise ConfigError(check.path, [ConfigProblem("show.slug", f"show slug {slug!r} is already used by {files[slug]}")])
             clash = next((other for other in shows if dagster_name(other) == dagster_name(slug)), None)
             if clash is not None:
-                raise ConfigError(path, [ConfigProblem(
+                raise ConfigError(check.path, [ConfigProblem(
                     "show.slug", f"show slug {slug!r} and {clash!r} ({files[clash]}) differ only in '-' vs '_'; "
                                  "Dagster group and job names could not tell them apart")])
-            shows[slug] = config
-            files[slug] = path
-        return cls(shows, files)
+            shows[slug], files[slug] = check.config, check.path
+        return cls(shows, files, music)
+
+    def music_file(self, scene: Scene) -> Path | None:
+        """The scene's music bed, inside the music folder; None when the scene has none."""
+        return self.music_dir / scene.music if scene.music is not None else None
 
     @cached_property
     def characters(self) -> dict[str, CharacterRef]:

@@ -1,19 +1,38 @@
 """The show file schema: show → style, world, characters, episodes → scenes → shots.
 
 Plain pydantic v2 models, strict about unknown keys so that a typo is an error, not a
-silently ignored setting. Cross-references (characters named in shots, unique slugs) are
-checked in `loader.py`, which knows the file and reports the exact path of a bad field.
+silently ignored setting, and strict about types so that YAML's guesses never coerce (`steps:
+true` is an error, not 1). Every text and list has an upper bound: a show file may come from
+anyone, and each value ends up in prompts, manifests and terminals. Cross-references (characters
+named in shots, unique slugs, files, dialogue that fits its shot) are checked in `checks.py`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+MAX_NAME_CHARS = 200  # names, titles, tags, model and file names
+MAX_PROMPT_CHARS = 2_000
+MAX_TEXT_CHARS = 10_000  # storyline, synopsis, art direction
+MAX_LINE_CHARS = 1_000  # one line of dialogue
+MAX_TAGS = 64
+MAX_CHARACTERS = 64
+MAX_EPISODES = 200
+MAX_SCENES_PER_EPISODE = 100
+MAX_SHOTS_PER_SCENE = 200
+MAX_SHOTS = 3_000  # per show file, checked in checks.py
+MAX_LINES_PER_SHOT = 32
+MAX_CAST = 16  # characters in one shot
+MAX_OVERRIDES = 64
 
 MOTION_PRESETS = ("establishing", "wide", "medium", "close-up", "extreme_close-up", "action")
 ShotType = Literal["establishing", "wide", "medium", "close-up", "extreme_close-up", "action"]
@@ -27,38 +46,67 @@ DEFAULT_LORA_WEIGHT = 0.8
 
 
 def _check_slug(value: str) -> str:
-    if not re.match(SLUG_PATTERN, value):
+    if not SLUG.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid slug: use 1-63 lowercase letters, digits, '-' or '_', "
-            "starting with a letter or digit (slugs become folder names and must not contain "
-            "'/', '..' or spaces)"
+            "not a valid slug: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter "
+            "or digit, and nothing else — no line break either (slugs become folder names and must "
+            "not contain '/', '..' or spaces)"
         )
     return value
 
 
 def _check_color(value: str) -> str:
-    if not HEX_COLOR.match(value):
-        raise ValueError(f"{value!r} is not a colour: write it as #rrggbb")
+    if not HEX_COLOR.fullmatch(value):
+        raise ValueError("not a colour: write it as #rrggbb")
     return value.lower()
+
+
+def _check_template_name(value: str) -> str:
+    if not TEMPLATE_NAME.fullmatch(value):
+        raise ValueError("not a template name: the name of a file in workflows/ without its extension "
+                         "(letters, digits, '-', '_'; no '/', '.' or '..')")
+    return value
+
+
+def _check_date(value: str) -> str:
+    try:
+        if ISO_DATE.fullmatch(value):
+            dt.date.fromisoformat(value)
+            return value
+    except ValueError:
+        raise ValueError("not a date of the calendar: write an existing day as YYYY-MM-DD") from None
+    raise ValueError("not a date: write it as YYYY-MM-DD")
 
 
 Slug = Annotated[str, AfterValidator(_check_slug)]
 Color = Annotated[str, AfterValidator(_check_color)]
+TemplateName = Annotated[str, AfterValidator(_check_template_name)]
+IsoDate = Annotated[str, AfterValidator(_check_date)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+Label = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+OptionalPrompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Tags = Annotated[list[Name], Field(max_length=MAX_TAGS)]
+RelativePath = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+Overrides = Annotated[dict[Name, Any], Field(max_length=MAX_OVERRIDES)]
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's implicit types never coerce (a bool is no number, a number no text);
+    # allow_inf_nan: `.nan` and `.inf` are no thresholds or durations.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Style(StrictModel):
-    checkpoint: str = "animagine-xl-3.1.safetensors"
-    sampler: str = "euler_ancestral"
-    scheduler: str = "normal"
+    checkpoint: Name = "animagine-xl-3.1.safetensors"
+    sampler: Name = "euler_ancestral"
+    scheduler: Name = "normal"
     steps: int = Field(28, ge=1, le=150)
     cfg: float = Field(7.0, gt=0, le=30)
-    resolution: tuple[int, int] = (512, 768)
-    style_tags: list[str] = Field(default_factory=lambda: ["anime", "cel shading"])
-    negative_prompt: str = "lowres, bad anatomy, bad hands, blurry, watermark, text"
+    resolution: tuple[int, int] = Field((512, 768), strict=False)  # a YAML list; its items stay strict
+    style_tags: Tags = Field(default_factory=lambda: ["anime", "cel shading"])
+    negative_prompt: OptionalPrompt = "lowres, bad anatomy, bad hands, blurry, watermark, text"
 
     @field_validator("resolution")
     @classmethod
@@ -84,18 +132,18 @@ class Video(StrictModel):
 
 class Show(StrictModel):
     slug: Slug
-    title: str = Field(min_length=1)
+    title: Name
     year: int = Field(ge=1900, le=2200)
-    storyline: str = ""
-    studio: str = "anime-pipeline"
-    genres: list[str] = Field(default_factory=lambda: ["Animation"])
+    storyline: Text = ""
+    studio: Name = "anime-pipeline"
+    genres: Tags = Field(default_factory=lambda: ["Animation"])
     style: Style = Style()
     video: Video = Video()
 
 
 class World(StrictModel):
-    art_direction: str = ""
-    palette: list[Color] = Field(default_factory=list)
+    art_direction: Text = ""
+    palette: list[Color] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class KeyColors(StrictModel):
@@ -109,10 +157,10 @@ class KeyColors(StrictModel):
 
 
 class Appearance(StrictModel):
-    species: str = "human"
+    species: Name = "human"
     key_colors: KeyColors
-    key_features: list[str] = Field(default_factory=list)
-    common_errors: list[str] = Field(default_factory=list)
+    key_features: Tags = Field(default_factory=list)
+    common_errors: Tags = Field(default_factory=list)
     height: float = Field(1.0, ge=0.4, le=1.6, description="relative body height, 1.0 = average adult")
 
     @property
@@ -121,9 +169,9 @@ class Appearance(StrictModel):
 
 
 class Variations(StrictModel):
-    outfits: list[str] = Field(default_factory=lambda: ["default outfit"])
-    expressions: list[str] = Field(default_factory=lambda: ["neutral", "smiling"])
-    poses: list[str] = Field(default_factory=lambda: ["standing"])
+    outfits: Tags = Field(default_factory=lambda: ["default outfit"], min_length=1)
+    expressions: Tags = Field(default_factory=lambda: ["neutral", "smiling"], min_length=1)
+    poses: Tags = Field(default_factory=lambda: ["standing"], min_length=1)
 
 
 class CharacterLora(StrictModel):
@@ -135,10 +183,11 @@ class CharacterLora(StrictModel):
 
 class Character(StrictModel):
     slug: Slug
-    name: str = Field(min_length=1)
-    design_prompt: str = Field(min_length=1)
+    name: Name
+    design_prompt: Prompt
     appearance: Appearance
-    reference_images: list[str] = Field(default_factory=list)
+    reference_images: list[RelativePath] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="image files, relative to the show file's folder")
     dataset_target: int = Field(12, ge=1, le=1000)
     variations: Variations = Variations()
     lora: CharacterLora = CharacterLora()
@@ -146,17 +195,17 @@ class Character(StrictModel):
 
 class DialogueLine(StrictModel):
     speaker: Slug
-    line: str = Field(min_length=1)
+    line: str = Field(min_length=1, max_length=MAX_LINE_CHARS)
 
 
 class Shot(StrictModel):
     slug: Slug
     type: ShotType
-    characters: list[Slug] = Field(default_factory=list)
-    prompt: str = Field(min_length=1)
-    motion_prompt: str = ""
+    characters: list[Slug] = Field(default_factory=list, max_length=MAX_CAST)
+    prompt: Prompt
+    motion_prompt: OptionalPrompt = ""
     duration: float = Field(gt=0.5, le=30, description="seconds")
-    dialogue: list[DialogueLine] = Field(default_factory=list)
+    dialogue: list[DialogueLine] = Field(default_factory=list, max_length=MAX_LINES_PER_SHOT)
     transition: Transition = Field("dissolve", description="transition from the previous shot into this one")
     continuity: bool = Field(False, description="start from the previous shot's last frame")
     seed: int | None = Field(None, ge=0, lt=2**63)
@@ -164,21 +213,21 @@ class Shot(StrictModel):
 
 class Scene(StrictModel):
     slug: Slug
-    title: str = ""
-    location: str = ""
-    time_of_day: str = ""
-    mood: str = ""
-    music: str | None = Field(None, description="audio file for the music bed, relative to the show file")
-    shots: list[Shot] = Field(min_length=1)
+    title: Label = ""
+    location: Label = ""
+    time_of_day: Label = ""
+    mood: Label = ""
+    music: RelativePath | None = Field(None, description="audio file for the music bed, relative to the music folder")
+    shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS_PER_SCENE)
 
 
 class Episode(StrictModel):
     slug: Slug
     number: int = Field(ge=1, le=999)
-    title: str = Field(min_length=1)
-    synopsis: str = ""
-    aired: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-    scenes: list[Scene] = Field(min_length=1)
+    title: Name
+    synopsis: Text = ""
+    aired: IsoDate | None = None
+    scenes: list[Scene] = Field(min_length=1, max_length=MAX_SCENES_PER_EPISODE)
 
 
 class ReviewThresholds(StrictModel):
@@ -209,14 +258,14 @@ class Backends(StrictModel):
     business: it comes from the environment (README, "Where things run"), not from the show file."""
 
     renderer: Literal["previz", "comfyui"] = "previz"
-    comfyui_workflows: dict[Literal["still", "clip"], str] = Field(
+    comfyui_workflows: dict[Literal["still", "clip"], TemplateName] = Field(
         default_factory=dict, description="template names in workflows/ (defaults: txt2img_sdxl, i2v_wan22)")
-    comfyui_overrides: dict[Literal["still", "clip"], dict[str, Any]] = Field(
+    comfyui_overrides: dict[Literal["still", "clip"], Overrides] = Field(
         default_factory=dict, description="per role (still, clip): template parameter values for this deployment, e.g. model files")
     reviewer: Literal["heuristic", "ollama"] = "heuristic"
-    reviewer_model: str = Field("gemma3", min_length=1, description="Ollama vision model for reviewer: ollama")
+    reviewer_model: Name = Field("gemma3", description="Ollama vision model for reviewer: ollama")
     director: Literal["local", "ollama", "echo_brain"] = "local"
-    director_model: str = Field("gemma3", min_length=1, description="Ollama model for director: ollama / fallback")
+    director_model: Name = Field("gemma3", description="Ollama model for director: ollama / fallback")
     trainer: TrainerBackend = "previz"
     publisher: Literal["filesystem"] = "filesystem"
 
@@ -242,9 +291,8 @@ class TrainerSettings(StrictModel):
     repeats: int = Field(10, ge=1, le=1000, description="how often each image is seen per epoch")
     batch_size: int = Field(1, ge=1, le=64)
     seed: int = Field(42, ge=0, lt=2**32)
-    optimizer: str = Field("AdamW", min_length=1,
-                           description="kohya --optimizer_type (AdamW, AdamW8bit, Lion, ...); ComfyUI: AdamW, "
-                                       "Adam, SGD or RMSprop")
+    optimizer: Name = Field("AdamW", description="kohya --optimizer_type (AdamW, AdamW8bit, Lion, ...); "
+                                                 "ComfyUI: AdamW, Adam, SGD or RMSprop")
     mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
     resolution: int | None = Field(None, ge=256, le=2048, description="unset: 512 for SD 1.x, 1024 for SDXL")
     validation_prompts: int = Field(4, ge=1, le=16, description="renders per epoch for the identity choice")
@@ -255,8 +303,8 @@ class TrainerSettings(StrictModel):
 class ShowConfig(StrictModel):
     show: Show
     world: World = World()
-    characters: list[Character] = Field(min_length=1)
-    episodes: list[Episode] = Field(min_length=1)
+    characters: list[Character] = Field(min_length=1, max_length=MAX_CHARACTERS)
+    episodes: list[Episode] = Field(min_length=1, max_length=MAX_EPISODES)
     quality: Quality = Quality()
     backends: Backends = Backends()
     training: TrainerSettings = TrainerSettings()

@@ -68,6 +68,7 @@ class MediaInfo:
     height: int | None
     fps: float | None
     frames: int | None
+    video_stream_id: str | None = None  # the container's id of the video stream (an MP4 track id: "0x1")
 
 
 @cache
@@ -82,7 +83,7 @@ def _command(args: Iterable[str], loglevel: str = "error") -> list[str]:
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", loglevel, *args]
 
 
-def _run(
+def run_ffmpeg(
     args: Iterable[str], path: Path, failure: str, loglevel: str = "error"
 ) -> subprocess.CompletedProcess[bytes]:
     proc = subprocess.run(_command(args, loglevel), capture_output=True)
@@ -99,6 +100,7 @@ def _require_file(path: Path) -> None:
 # --- reading --------------------------------------------------------------------------
 
 _STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (Video|Audio): (\w+)")
+_STREAM_ID = re.compile(r"^\s*Stream #\d+:\d+\[(0x[0-9a-f]+)\]")
 _SIZE = re.compile(r", (\d+)x(\d+)")
 _FPS = re.compile(r", (\d+(?:\.\d+)?) (?:fps|tbr)")
 
@@ -131,10 +133,19 @@ def _progress(stdout: str) -> dict[str, str]:
 
 def probe(path: Path | str) -> MediaInfo:
     """Codecs and geometry from ffmpeg's stream dump; exact frames and duration by decoding."""
-    path = Path(path)
+    return _probe(Path(path), [])
+
+
+def probe_packets(path: Path | str) -> MediaInfo:
+    """`probe` without decoding: frames are the video stream's packets, the duration their end.
+    For stream-copied files made of parts that were decoded when they were encoded."""
+    return _probe(Path(path), ["-c", "copy"])
+
+
+def _probe(path: Path, codec: list[str]) -> MediaInfo:
     _require_file(path)
-    proc = _run(
-        ["-xerror", "-i", str(path), "-f", "null", "-progress", "pipe:1", "-"],
+    proc = run_ffmpeg(
+        ["-xerror", "-i", str(path), *codec, "-f", "null", "-progress", "pipe:1", "-"],
         path,
         "cannot decode (missing streams or corrupt data)",
         loglevel="info",  # the stream dump is printed at info level
@@ -156,7 +167,13 @@ def probe(path: Path | str) -> MediaInfo:
         height=height,
         fps=fps,
         frames=int(progress["frame"]) if video else None,
+        video_stream_id=_stream_id(video) if video else None,
     )
+
+
+def _stream_id(line: str) -> str | None:
+    found = _STREAM_ID.match(line)
+    return found.group(1) if found else None
 
 
 def decode_check(path: Path | str) -> None:
@@ -175,7 +192,7 @@ def read_frames(path: Path | str, max_frames: int | None = None) -> np.ndarray:
     path = Path(path)
     _require_file(path)
     limit = ["-frames:v", str(max_frames)] if max_frames is not None else []
-    proc = _run(
+    proc = run_ffmpeg(
         ["-i", str(path), "-map", "0:v:0", *limit, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
         path,
         "cannot decode video",
@@ -196,7 +213,7 @@ def _video_codec(crf: int = VIDEO_CRF, preset: str = VIDEO_PRESET) -> list[str]:
     return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
 
 
-def _mp4(tmp: Path) -> list[str]:
+def mp4_output_args(tmp: Path) -> list[str]:
     """AAC audio into an MP4 container, named explicitly rather than guessed from the file name."""
     audio = ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(SAMPLE_RATE), "-ac", "2"]
     return [*audio, "-movflags", "+faststart", "-f", "mp4", "-y", str(tmp)]
@@ -209,7 +226,7 @@ def _inputs(paths: Iterable[Path | str]) -> list[str]:
 def _av_output_args(chains: Sequence[str], tmp: Path, crf: int = VIDEO_CRF, preset: str = VIDEO_PRESET) -> list[str]:
     """Encode filter graph pads [v] and [a] into an H.264 + AAC MP4 at `tmp`."""
     graph = ["-filter_complex", ";".join(chains), "-map", "[v]", "-map", "[a]"]
-    return [*graph, *_video_codec(crf, preset), *_mp4(tmp)]
+    return [*graph, *_video_codec(crf, preset), *mp4_output_args(tmp)]
 
 
 def _samples(seconds: float) -> int:
@@ -222,7 +239,7 @@ def _fitted_audio(source: str | None, samples: int, label: str) -> str:
     return f"{start},atrim=end_sample={samples}[{label}]"
 
 
-def _checked(tmp: Path, out: Path, frames: int | None) -> MediaInfo:
+def checked_output(tmp: Path, out: Path, frames: int | None) -> MediaInfo:
     """Probe the finished temp file so a broken or short output never reaches `out`."""
     info = probe(tmp)
     if frames is not None and info.frames != frames:
@@ -284,7 +301,7 @@ def encode_clip(
     with atomic_path(out) as tmp:
         args = _av_output_args(chains, tmp, crf, preset)
         _pipe_frames(_command([*raw, *_inputs([audio] if audio is not None else []), *args]), frames, out)
-        return _checked(tmp, out, len(frames))
+        return checked_output(tmp, out, len(frames))
 
 
 def mix_audio(
@@ -316,8 +333,9 @@ def mix_audio(
     count = len(voice) + 1 + (music is not None)
     chains.append(f"{pads}amix=inputs={count}:duration=first:normalize=0,atrim=end_sample={total}[mix]")
     with atomic_path(out) as tmp:
-        _run([*inputs, "-filter_complex", ";".join(chains), "-map", "[mix]", *_mp4(tmp)], out, "audio mix failed")
-        _checked(tmp, out, None)
+        graph = ["-filter_complex", ";".join(chains), "-map", "[mix]"]
+        run_ffmpeg([*inputs, *graph, *mp4_output_args(tmp)], out, "audio mix failed")
+        checked_output(tmp, out, None)
     return out
 
 
@@ -402,8 +420,8 @@ def assemble_scene(
     chains = [*video, _fitted_audio(track, _samples(total / fps), "a")]
     inputs = _inputs([*clips, *([audio] if audio is not None else [])])
     with atomic_path(out) as tmp:
-        _run([*inputs, *_av_output_args(chains, tmp)], out, "scene assembly failed")
-        return _checked(tmp, out, total)
+        run_ffmpeg([*inputs, *_av_output_args(chains, tmp)], out, "scene assembly failed")
+        return checked_output(tmp, out, total)
 
 
 def concat_videos(paths: Sequence[Path], out: Path) -> MediaInfo:
@@ -424,8 +442,8 @@ def concat_videos(paths: Sequence[Path], out: Path) -> MediaInfo:
     chains.append(f"{''.join(pads)}concat=n={len(infos)}:v=1:a=1[v][a]")
     total = sum(info.frames or 0 for info in infos)
     with atomic_path(out) as tmp:
-        _run([*_inputs(paths), *_av_output_args(chains, tmp)], out, "concatenation failed")
-        return _checked(tmp, out, total)
+        run_ffmpeg([*_inputs(paths), *_av_output_args(chains, tmp)], out, "concatenation failed")
+        return checked_output(tmp, out, total)
 
 
 def thumbnail(video: Path, out: Path, at: float = 0.0, width: int | None = None) -> Path:
@@ -436,7 +454,7 @@ def thumbnail(video: Path, out: Path, at: float = 0.0, width: int | None = None)
     seek = ["-ss", f"{at:.6f}", "-i", str(video), "-frames:v", "1", "-an"]
     with atomic_path(out) as tmp:
         jpeg = ["-vf", _YUV_TO_JPEG + size, "-q:v", "2", "-update", "1", "-f", "image2", "-y", str(tmp)]
-        _run([*seek, *jpeg], video, f"no thumbnail at {at} s")
+        run_ffmpeg([*seek, *jpeg], video, f"no thumbnail at {at} s")
         if tmp.stat().st_size == 0:
             raise MediaError(video, f"no frame at {at} s")
     return out

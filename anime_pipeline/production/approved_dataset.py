@@ -21,7 +21,7 @@ from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateSet, Measured
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
-from anime_pipeline.storage import staged_dir, write_text
+from anime_pipeline.storage import outputs, staged_dir, write_text
 
 BATCH_SIZE = 3  # SPEC §5
 MAX_BATCHES_PER_RUN = 4
@@ -207,7 +207,7 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
 
 
 def _files(folder: Path) -> list[FileEntry]:
-    return [FileEntry.of(p, folder) for p in sorted(folder.iterdir()) if p.is_file()]
+    return [FileEntry.of(p, folder) for p in outputs(folder, "*") if p.is_file()]
 
 
 def _verdict(candidate: Candidate) -> BatchVerdict:

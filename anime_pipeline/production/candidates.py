@@ -24,7 +24,7 @@ from anime_pipeline.prompts import caption, negative_prompt, still_prompt
 from anime_pipeline.render.base import Renderer, StillRequest
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.verdict import Verdict
-from anime_pipeline.storage import append_jsonl, read_json, read_jsonl, write_json
+from anime_pipeline.storage import append_jsonl, outputs, read_json, read_jsonl, write_json
 
 DecisionKind = Literal["approve", "reject", "human_review"]
 DECISIONS: tuple[DecisionKind, ...] = ("approve", "reject", "human_review")
@@ -105,7 +105,7 @@ class DecisionLog:
 def read_candidates(candidates_dir: Path) -> tuple[list[Candidate], list[str]]:
     """The candidates this version can judge, and one problem line per record it cannot read."""
     found, problems = [], []
-    for record_path in sorted(candidates_dir.glob("c*.json")):
+    for record_path in outputs(candidates_dir, "c*.json"):
         image_path = record_path.with_suffix(".png")
         if not image_path.exists():
             continue

@@ -78,8 +78,8 @@ def compute_anchors(ref: CharacterRef, sheet_dir: Path, sheet: ReferenceManifest
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: np.save would add ".npy" to the name
+        np.save(fh, array)
 
 
 def load_anchor(embedding_dir: Path) -> Anchor:

@@ -173,9 +173,9 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
         return {k: ShotManifest.require(paths.shot(k), f"shot_clip {k}") for k in ref.shot_keys}
 
     def _music(self, ref: SceneRef, env: StepEnv) -> Path | None:
-        if not ref.scene.music:
+        music = env.project.music_file(ref.scene)
+        if music is None:
             return None
-        music = env.show_dir(ref.config.show.slug) / ref.scene.music
         if not music.exists():
             raise FileNotFoundError(f"scene {ref.key}: music file {music} (scenes[].music) does not exist")
         return music

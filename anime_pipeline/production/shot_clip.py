@@ -32,7 +32,7 @@ from anime_pipeline.production.gates import Gate, GateResult, GateSet, Measured,
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
 from anime_pipeline.prompts import negative_prompt, shot_prompt, with_trigger_words
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
-from anime_pipeline.storage import sha256_file, sha256_json
+from anime_pipeline.storage import outputs, sha256_file, sha256_json
 from anime_pipeline.training.availability import LoraRequest
 
 FIRST_FRAME = "first_frame.png"
@@ -242,12 +242,12 @@ def write_frames(out_dir: Path, frames: list[np.ndarray], first_frame: np.ndarra
     frame_dir = out_dir / "frames"
     for index, frame in enumerate(frames):
         save_png(frame_dir / f"{index:04d}.png", frame)
-    for stale in sorted(frame_dir.glob("[0-9]*.png"))[len(frames):]:
+    for stale in outputs(frame_dir, "*.png")[len(frames):]:
         stale.unlink()
 
 
 def frame_paths(shot_dir: Path) -> list[Path]:
-    return sorted((shot_dir / "frames").glob("[0-9]*.png"))
+    return outputs(shot_dir / "frames", "*.png")
 
 
 def last_frame(shot_dir: Path) -> Path | None:

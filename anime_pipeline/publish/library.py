@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from anime_pipeline.config.schema import Episode, Show
-from anime_pipeline.storage import atomic_path, write_text
+from anime_pipeline.storage import atomic_path, outputs, write_text
 
 RESERVED = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 SEASON = 1
@@ -35,6 +36,7 @@ class LibraryPaths:
     video: Path
     nfo: Path
     thumb: Path
+    removed: tuple[Path, ...] = ()  # files of this episode under an old title, deleted by the publication
 
     @property
     def all_files(self) -> list[Path]:
@@ -75,30 +77,35 @@ def episode_nfo(show: Show, episode: Episode, runtime_seconds: float) -> str:
     return f"{XML_HEAD}<episodedetails>\n{body}</episodedetails>\n"
 
 
-def _copy(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
-
-
 def publish_episode(library_root: Path, show: Show, episode: Episode, video: Path, thumbnail: Path,
                     runtime_seconds: float) -> LibraryPaths:
-    """Write (or replace) one episode and the series/season metadata; every file lands atomically."""
+    """Write (or replace) one episode and the series/season metadata.
+
+    Every file is staged under a temporary name beside its target first; only once all of them
+    are staged are they renamed into place (the video last, so a scanner that sees it finds its
+    NFO and thumbnail). A failure before that — a missing thumbnail, a full disk — leaves the
+    library exactly as it was.
+    """
     paths = library_paths(library_root, show, episode)
-    _copy(video, paths.video)
-    _copy(thumbnail, paths.thumb)
-    write_text(paths.nfo, episode_nfo(show, episode, runtime_seconds))
-    write_text(paths.series_dir / "tvshow.nfo", tvshow_nfo(show))
-    write_text(paths.season_dir / "season.nfo", season_nfo(show))
+    texts = {paths.nfo: episode_nfo(show, episode, runtime_seconds), paths.series_dir / "tvshow.nfo": tvshow_nfo(show),
+             paths.season_dir / "season.nfo": season_nfo(show)}
     poster = paths.series_dir / "poster.jpg"
-    if not poster.exists():
-        _copy(thumbnail, poster)
-    _remove_renamed(paths, episode)
-    return paths
+    with ExitStack() as stage:  # contexts rename on a clean exit, last entered first
+        shutil.copyfile(video, stage.enter_context(atomic_path(paths.video)))
+        shutil.copyfile(thumbnail, stage.enter_context(atomic_path(paths.thumb)))
+        if not poster.exists():
+            shutil.copyfile(thumbnail, stage.enter_context(atomic_path(poster)))
+        for target, text in texts.items():
+            write_text(stage.enter_context(atomic_path(target)), text)
+    return replace(paths, removed=_remove_renamed(paths, episode))
 
 
-def _remove_renamed(paths: LibraryPaths, episode: Episode) -> None:
+def _remove_renamed(paths: LibraryPaths, episode: Episode) -> tuple[Path, ...]:
     """A retitled episode must not show up twice: drop this episode number's files under an old title."""
     keep = {paths.video, paths.nfo, paths.thumb}
-    for old in paths.season_dir.glob(f"* S{SEASON:02d}E{episode.number:02d} - *"):
+    removed = []
+    for old in outputs(paths.season_dir, f"* S{SEASON:02d}E{episode.number:02d} - *"):
         if old not in keep:
             old.unlink()
+            removed.append(old)
+    return tuple(removed)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
-from anime_pipeline.services.comfyui import ValidationProblem, check_workflow
+from anime_pipeline.services.comfyui.graph import ValidationProblem, check_workflow
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
 CUSTOM_NODES_FILE = "custom_nodes.json"

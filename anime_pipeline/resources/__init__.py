@@ -119,6 +119,7 @@ class RendererResource(dg.ConfigurableResource):
     comfyui_urls: str = ""
     lora_folders: str = ""
     timeout: float = 1800.0
+    reconnect_window: float = 120.0  # how long a restarting ComfyUI may be unreachable before a render fails
 
     @property
     def servers(self) -> dict[str, str]:
@@ -147,7 +148,8 @@ class RendererResource(dg.ConfigurableResource):
         pools = [pool_for(gpu) for gpu in servers]
         with GpuLease(context.instance, context.run.run_id, step, pools, log=context.log.info) as pool:
             gpu = next(g for g in servers if pool_for(g) == pool)
-            client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context))
+            client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context),
+                                   reconnect_window=self.reconnect_window)
             with client:
                 served = serve_loras(client, gpu, loras, self.shared_folder(gpu))
                 yield ComfyUIRenderer(client, config.backends.comfyui_workflows or None, device=gpu,

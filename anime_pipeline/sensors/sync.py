@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import dagster as dg
-import requests
 
 from anime_pipeline.config import ConfigError, Project
 from anime_pipeline.production import STEPS, refs
 from anime_pipeline.services import redact_url
+from anime_pipeline.services.http import (BadJSON, ConnectionFailed, HTTPTransport, MalformedResponse, Timeout,
+                                          TransportError, as_object)
 
 
 def entity_versions(project: Project) -> dict[str, str]:
@@ -75,14 +76,21 @@ def build_project_sync(loaded: Project) -> dg.SensorDefinition:
 RELOAD_WORKSPACE = "mutation { reloadWorkspace { __typename } }"
 
 
-def reload_dagster_ui(url: str, timeout: float = 10.0) -> str:
+def reload_dagster_ui(url: str, timeout: float = 30.0) -> str:
     """Ask a running Dagster webserver to reload its code locations (new and removed entries appear);
     returns what happened, for the user."""
     shown = redact_url(url)
     try:
-        response = requests.post(f"{url.rstrip('/')}/graphql", json={"query": RELOAD_WORKSPACE}, timeout=timeout)
-    except requests.RequestException:
+        response = HTTPTransport(url, Timeout(total=timeout, connect=3.0)).request(
+            "POST", "/graphql", json={"query": RELOAD_WORKSPACE})
+    except ConnectionFailed:
         return f"no Dagster UI answers at {shown}: it loads the current show files when it starts"
-    if response.status_code != 200 or "errors" in response.text[:2000]:
-        return f"the Dagster UI at {shown} refused the reload (HTTP {response.status_code}); use Deployment → Reload"
+    except TransportError as exc:
+        return f"the Dagster UI at {shown} did not complete the reload ({exc.reason}); use Deployment → Reload"
+    try:
+        answer = as_object(response.json(), "the answer")
+    except (MalformedResponse, BadJSON):
+        answer = {"errors": response.excerpt()}
+    if response.status != 200 or "errors" in answer:
+        return f"the Dagster UI at {shown} refused the reload (HTTP {response.status}); use Deployment → Reload"
     return f"reloaded the code location of the Dagster UI at {shown}"

@@ -12,10 +12,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-import requests
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from anime_pipeline.services.ollama import connection_problem
+from anime_pipeline.services import ServiceError
+from anime_pipeline.services.http import (BadJSON, ConnectionFailed, DeadlineExceeded, HTTPTransport, Response,
+                                          Timeout, TransportError, as_object)
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,10 @@ HEALTH = "/api/echo/health"
 PLAN = "/api/echo/anime/scene/plan"
 REFINE = "/api/echo/anime/prompt/refine"
 LEARN = "/api/echo/anime/feedback/learn"
+MAX_ANSWER_BYTES = 1 << 20  # plans, refinements and feedback are a few kB
 
 
-class EchoBrainError(RuntimeError):
+class EchoBrainError(ServiceError):
     """Echo Brain gave no usable answer."""
 
 
@@ -114,17 +116,19 @@ def _field_path(loc: Sequence[str | int]) -> str:
 
 class EchoBrainClient:
     """Connection failures, timeouts and 5xx are retried `retries` times (`backoff`·2^n s apart),
-    then EchoBrainUnavailable; a 4xx is EchoBrainRejected; an answer without a needed field is
-    EchoBrainBadResponse naming the endpoint and the field."""
+    then EchoBrainUnavailable; a 4xx is EchoBrainRejected; an answer without a needed field, not
+    JSON or over `max_answer_bytes` is EchoBrainBadResponse naming the endpoint and the field.
+    `timeout` bounds each call whole, connect to last byte."""
 
     def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 10.0, retries: int = 1,
-                 backoff: float = 0.25) -> None:
+                 backoff: float = 0.25, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+        self._http = HTTPTransport(base_url, Timeout(total=timeout))
         self.base_url = base_url.rstrip("/")
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self._session = requests.Session()
+        self.max_answer_bytes = max_answer_bytes
 
     def close(self) -> None:
-        self._session.close()
+        """Nothing is held between calls (each has its own connection)."""
 
     def health(self) -> bool:
         try:
@@ -150,8 +154,9 @@ class EchoBrainClient:
             return model.model_validate(data)
         except ValidationError as exc:
             error = exc.errors()[0]
+            keys = ", ".join(sorted(str(key)[:40] for key in data)[:20])
             raise EchoBrainBadResponse(endpoint, _field_path(error["loc"]),
-                                       f"{error['msg']}; answer keys: {sorted(data)}") from None
+                                       f"{error['msg']}; answer keys: [{keys}]") from None
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = self.base_url + path
@@ -159,27 +164,26 @@ class EchoBrainClient:
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                response = self._session.request(method, url, json=body, timeout=self.timeout)
-            except requests.Timeout:
-                reason = f"no answer within {self.timeout:g} s"
+                response = self._http.request(method, path, json=body, timeout=Timeout(total=self.timeout),
+                                              limit=self.max_answer_bytes)
+            except (ConnectionFailed, DeadlineExceeded) as exc:
+                reason = exc.reason
                 continue
-            except requests.RequestException as exc:
-                reason = connection_problem(exc)
+            except TransportError as exc:
+                raise EchoBrainBadResponse(path, "<body>", exc.reason) from None
+            if response.status >= 500:
+                reason = f"HTTP {response.status}: {response.excerpt()}"
                 continue
-            if response.status_code >= 500:
-                reason = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
-                continue
-            if response.status_code >= 400:
-                raise EchoBrainRejected(url, response.status_code, response.text.strip()[:400])
+            if response.status >= 400:
+                raise EchoBrainRejected(url, response.status, response.excerpt())
             return self._json(response, path)
         raise EchoBrainUnavailable(url, reason)
 
     @staticmethod
-    def _json(response: requests.Response, path: str) -> dict[str, Any]:
+    def _json(response: Response, path: str) -> dict[str, Any]:
         try:
-            data = response.json()
-        except ValueError:
-            raise EchoBrainBadResponse(path, "<body>", f"not JSON: {response.text[:200]!r}") from None
-        if not isinstance(data, dict):
-            raise EchoBrainBadResponse(path, "<body>", f"expected a JSON object, got {type(data).__name__}")
-        return data
+            return as_object(response.json(), "the answer")
+        except TransportError as exc:
+            raise EchoBrainBadResponse(path, "<body>", exc.reason) from None
+        except BadJSON as exc:
+            raise EchoBrainBadResponse(path, "<body>", str(exc)) from None

@@ -2,20 +2,26 @@
 validated against that schema, with a bounded repair round when the model answers badly.
 
 Every failure is a typed `OllamaError` whose message names the server, the model and what to
-do about it (reference/protocols.md §2 lists the statuses this maps).
+do about it (reference/protocols.md §2 lists the statuses this maps). Each call has a total
+deadline, the whole generation and every chunk of a stream included, and a size cap
+(services/http.py); a malformed answer is OllamaBadResponse naming the field.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
-import requests
+from anime_pipeline.services import ServiceError
+from anime_pipeline.services.http import (JSON_LIMIT, BadJSON, ConnectionFailed, DeadlineExceeded,
+                                          HTTPTransport, Stream, Timeout, TransportError, as_object, decode_json,
+                                          excerpt, field)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,7 @@ SCHEMA_KEYWORDS = frozenset({"type", "properties", "required", "enum", "minimum"
                              "additionalProperties", "minLength", "description", "title"})
 
 
-class OllamaError(RuntimeError):
+class OllamaError(ServiceError):
     """Anything that kept Ollama from giving a usable answer."""
 
 
@@ -72,6 +78,14 @@ class OllamaServerError(OllamaError):
         super().__init__(f"Ollama at {url} failed for model {model!r} (HTTP {status}): {text}")
 
 
+class OllamaBadResponse(OllamaError):
+    """An answer that is not what Ollama sends: not JSON, wrong types, too large, cut short."""
+
+    def __init__(self, url: str, model: str | None, problem: str) -> None:
+        self.url, self.model, self.problem = url, model, problem
+        super().__init__(f"Ollama at {url} sent a malformed answer (model {model!r}): {problem}")
+
+
 class InvalidModelOutput(OllamaError):
     def __init__(self, model: str, problem: str, raw_excerpt: str) -> None:
         self.model, self.problem, self.raw_excerpt = model, problem, raw_excerpt
@@ -90,32 +104,27 @@ class ModelInfo:
     family: str = ""
     parameter_size: str = ""
     quantization_level: str = ""
-    capabilities: list[str] = field(default_factory=list)
+    capabilities: list[str] = dataclass_field(default_factory=list)
 
     @classmethod
-    def from_api(cls, entry: Mapping[str, Any]) -> ModelInfo:
-        details = entry.get("details") or {}
-        return cls(name=entry["name"], model=entry.get("model", ""), size=entry.get("size", 0),
-                   digest=entry.get("digest", ""), modified_at=entry.get("modified_at", ""),
-                   family=details.get("family", ""), parameter_size=details.get("parameter_size", ""),
-                   quantization_level=details.get("quantization_level", ""),
-                   capabilities=list(entry.get("capabilities") or []))
+    def from_api(cls, entry: Mapping[str, Any], where: str = "model") -> ModelInfo:
+        """Raises BadJSON naming `where` and the field when the entry is not what /api/tags sends."""
+        details = field(entry, "details", dict, where, {})
+        inner = f"{where}.details"
+        capabilities = field(entry, "capabilities", list, where, [])
+        if not all(isinstance(item, str) for item in capabilities):
+            raise BadJSON(f"{where}.capabilities is not an array of strings")
+        return cls(name=field(entry, "name", str, where), model=field(entry, "model", str, where, ""),
+                   size=field(entry, "size", int, where, 0), digest=field(entry, "digest", str, where, ""),
+                   modified_at=field(entry, "modified_at", str, where, ""),
+                   family=field(details, "family", str, inner, ""),
+                   parameter_size=field(details, "parameter_size", str, inner, ""),
+                   quantization_level=field(details, "quantization_level", str, inner, ""),
+                   capabilities=list(capabilities))
 
     def answers_to(self, name: str) -> bool:
         """Ollama resolves an untagged name to `:latest`."""
         return name in (self.name, self.model) or (":" not in name and self.name == f"{name}:latest")
-
-
-def connection_problem(exc: requests.RequestException) -> str:
-    """A short cause for a connection failure; requests' own text is a nested urllib3 repr."""
-    text = str(exc)
-    for needle, reason in (("Connection refused", "connection refused"), ("Read timed out", "read timed out"),
-                           ("timed out", "connection timed out"), ("Name or service not known", "unknown host"),
-                           ("Connection reset", "connection reset"),
-                           ("RemoteDisconnected", "connection closed by the server")):
-        if needle in text:
-            return reason
-    return text.splitlines()[0][:EXCERPT_CHARS] if text else type(exc).__name__
 
 
 # --- the JSON Schema subset the pipeline emits -------------------------------------------------
@@ -206,10 +215,10 @@ def _strip_fence(content: str) -> str:
 def parse_answer(content: str, schema: Mapping[str, Any], done_reason: str = "stop") -> tuple[dict | None, str | None]:
     """(the answer, None) when `content` is a JSON object that follows `schema`; (None, the problem) otherwise."""
     try:
-        value = json.loads(_strip_fence(content))
-    except json.JSONDecodeError as exc:
+        value = decode_json(_strip_fence(content))
+    except BadJSON as exc:
         cut = "; the answer was cut off (done_reason=length)" if done_reason == "length" else ""
-        return None, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){cut}"
+        return None, f"{exc}{cut}"
     if not isinstance(value, dict):
         return None, f"expected a JSON object, got {_json_type(value)}"
     problems = schema_problems(value, schema)
@@ -239,34 +248,45 @@ def _repair_turn(content: str, problem: str) -> list[dict[str, Any]]:
                                         "object that follows the requested schema exactly, nothing else."}]
 
 
-def _error_text(response: requests.Response) -> tuple[str, bool]:
+def _error_text(body: bytes, status: int) -> tuple[str, bool]:
     """(the server's message, whether it came as Ollama's {"error": ...} body)."""
     try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:EXCERPT_CHARS * 2] or response.reason, False
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"], True
-    return json.dumps(body)[:EXCERPT_CHARS * 2], False
+        data = decode_json(body)
+    except BadJSON:
+        return (excerpt(body.strip(), EXCERPT_CHARS * 2) if body.strip() else f"HTTP {status}"), False
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return _text(data["error"]), True
+    return excerpt(body.strip(), EXCERPT_CHARS * 2), False
+
+
+def _text(message: Any) -> str:
+    """A server's error message for ours: as is when short and printable, else an excerpt."""
+    text = str(message)
+    return text if len(text) <= EXCERPT_CHARS * 2 and text.isprintable() else excerpt(text, EXCERPT_CHARS * 2)
 
 
 class OllamaClient:
     """A synchronous client for one Ollama server. `retries` bounds the re-sends of a request the
-    server refused as busy (503), waiting `backoff`·2^n seconds; `timeout` is per socket read, so
-    for a non-streamed answer it bounds the whole generation."""
+    server refused as busy (503), waiting `backoff`·2^n seconds; `timeout` bounds each call whole
+    (connecting, the whole generation, every chunk of a stream); `max_answer_bytes` caps one answer."""
 
     def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 120.0, retries: int = 3,
-                 backoff: float = 0.5, keep_alive: str | int = "5m") -> None:
+                 backoff: float = 0.5, keep_alive: str | int = "5m", max_answer_bytes: int = JSON_LIMIT) -> None:
+        self._http = HTTPTransport(base_url, Timeout(total=timeout))
         self.base_url = base_url.rstrip("/")
         self.timeout, self.retries, self.backoff, self.keep_alive = timeout, retries, backoff, keep_alive
-        self._session = requests.Session()
+        self.max_answer_bytes = max_answer_bytes
 
     def close(self) -> None:
-        self._session.close()
+        """Nothing is held between calls (each has its own connection)."""
 
     def tags(self) -> list[ModelInfo]:
-        data = self._json(self._request("GET", "/api/tags", None), "/api/tags", None)
-        return [ModelInfo.from_api(entry) for entry in data.get("models", [])]
+        with self._open("GET", "/api/tags", None) as answer:
+            data = self._object(answer, "/api/tags", None)
+        with self._reading("/api/tags", None):
+            entries = field(data, "models", list, default=[])
+            return [ModelInfo.from_api(as_object(entry, f"models[{i}]"), f"models[{i}]")
+                    for i, entry in enumerate(entries)]
 
     def ensure_model(self, name: str) -> ModelInfo:
         """The installed model called `name` (untagged means `:latest`), or ModelMissing."""
@@ -282,7 +302,7 @@ class OllamaClient:
                   repair_attempts: int = 1, *, stream: bool = False) -> dict[str, Any]:
         """The model's answer as a dict that follows `schema`. An unparsable or non-conforming answer
         is shown back to the model with the problem, up to `repair_attempts` times, then
-        InvalidModelOutput. `stream=True` turns `timeout` into the longest gap between tokens."""
+        InvalidModelOutput. With `stream=True` the answer comes token by token, under the same deadline."""
         if repair_attempts < 0:
             raise ValueError(f"repair_attempts must be ≥ 0, got {repair_attempts}")
         check_schema(schema)
@@ -300,82 +320,85 @@ class OllamaClient:
               temperature: float, stream: bool) -> tuple[str, str]:
         body = {"model": model, "messages": messages, "format": schema, "stream": stream,
                 "options": {"temperature": temperature, "seed": seed}, "keep_alive": self.keep_alive}
-        response = self._request("POST", "/api/chat", model, body, stream)
-        with response:
-            if "ndjson" in response.headers.get("Content-Type", ""):
-                return self._read_stream(response, model)
-            data = self._json(response, "/api/chat", model)
+        with self._open("POST", "/api/chat", model, body) as answer:
+            if "ndjson" in answer.headers.get("content-type", ""):
+                return self._read_stream(answer, model)
+            data = self._object(answer, "/api/chat", model)
         if "error" in data:
-            raise OllamaServerError(self.base_url + "/api/chat", model, response.status_code, str(data["error"]))
-        try:
-            return data["message"]["content"], data.get("done_reason", "stop")
-        except (KeyError, TypeError):
-            raise OllamaServerError(self.base_url + "/api/chat", model, response.status_code,
-                                    f"answer has no message.content (keys: {sorted(data)})") from None
+            raise OllamaServerError(self.base_url + "/api/chat", model, answer.status, _text(data["error"]))
+        with self._reading("/api/chat", model):
+            message = field(data, "message", dict)
+            return field(message, "content", str, "message"), field(data, "done_reason", str, default="stop")
 
-    def _read_stream(self, response: requests.Response, model: str) -> tuple[str, str]:
+    def _read_stream(self, answer: Stream, model: str) -> tuple[str, str]:
         """Concatenate NDJSON chunks; an {"error"} line can arrive after HTTP 200 was sent."""
         url, parts = self.base_url + "/api/chat", []
-        try:
-            for line in response.iter_lines():
+        with self._reading("/api/chat", model):
+            for number, line in enumerate(answer.lines(), 1):
                 if not line.strip():
                     continue
-                chunk = json.loads(line)
+                where = f"stream line {number}"
+                chunk = as_object(decode_json(line), where)
                 if "error" in chunk:
-                    raise OllamaServerError(url, model, response.status_code,
-                                            f"mid-stream error after {len(parts)} chunks: {chunk['error']}")
-                parts.append((chunk.get("message") or {}).get("content", ""))
-                if chunk.get("done"):
-                    return "".join(parts), chunk.get("done_reason", "stop")
-        except requests.RequestException as exc:
-            raise self._translate(exc, model) from exc
-        except json.JSONDecodeError as exc:
-            raise OllamaServerError(url, model, response.status_code, f"unreadable stream line: {exc}") from exc
-        raise OllamaServerError(url, model, response.status_code, f"stream ended before done after {len(parts)} chunks")
+                    raise OllamaServerError(url, model, answer.status,
+                                            f"mid-stream error after {len(parts)} chunks: {_text(chunk['error'])}")
+                message = field(chunk, "message", dict, where, {})
+                parts.append(field(message, "content", str, f"{where}.message", ""))
+                if field(chunk, "done", bool, where, False):
+                    return "".join(parts), field(chunk, "done_reason", str, where, "stop")
+        raise OllamaServerError(url, model, answer.status, f"stream ended before done after {len(parts)} chunks")
 
-    def _request(self, method: str, path: str, model: str | None, body: dict[str, Any] | None = None,
-                 stream: bool = False) -> requests.Response:
+    @contextmanager
+    def _open(self, method: str, path: str, model: str | None, body: dict[str, Any] | None = None
+              ) -> Iterator[Stream]:
+        """The answer of a successful call, re-sent while the server is busy; every transport failure,
+        also one while the caller reads the body, comes out as this family's error."""
         url = self.base_url + path
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = self._session.request(method, url, json=body, timeout=self.timeout, stream=stream)
-            except requests.RequestException as exc:
-                raise self._translate(exc, model) from exc
-            if response.status_code != BUSY_STATUS:
-                self._raise_for_status(response, url, model)
-                return response
-            text, _ = _error_text(response)
-            log.info("ollama busy at %s (attempt %d/%d): %s", url, attempt + 1, self.retries + 1, text)
+        with self._transport_errors(model):
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    time.sleep(self.backoff * 2 ** (attempt - 1))
+                with self._http.stream(method, path, json=body, timeout=Timeout(total=self.timeout),
+                                       limit=self.max_answer_bytes) as answer:
+                    if answer.status == BUSY_STATUS:
+                        text, _ = _error_text(answer.read(), answer.status)
+                        log.info("ollama busy at %s (attempt %d/%d): %s", self._http.url + path, attempt + 1,
+                                 self.retries + 1, text)
+                        continue
+                    if answer.status >= 400:
+                        self._raise_for_status(answer, url, model)
+                    yield answer
+                    return
         raise OllamaBusy(url, model, self.retries + 1, text)
 
-    def _raise_for_status(self, response: requests.Response, url: str, model: str | None) -> None:
-        if response.status_code < 400:
-            return
-        text, from_ollama = _error_text(response)
-        response.close()
+    def _raise_for_status(self, answer: Stream, url: str, model: str | None) -> None:
+        text, from_ollama = _error_text(answer.read(), answer.status)
         # Ollama's 404 carries {"error": 'model "x" not found'}; a bare 404 means a wrong URL
-        if response.status_code == 404 and model and from_ollama:
+        if answer.status == 404 and model and from_ollama:
             raise ModelMissing(model, self.base_url, f"server said: {text}")
-        if response.status_code == 400:
+        if answer.status == 400:
             raise BadRequest(url, model, text)
-        raise OllamaServerError(url, model, response.status_code, text)
+        raise OllamaServerError(url, model, answer.status, text)
 
-    def _translate(self, exc: requests.RequestException, model: str | None) -> OllamaError:
-        reason = connection_problem(exc)
-        # A streamed read timeout arrives as ConnectionError(ReadTimeoutError)
-        if isinstance(exc, requests.ReadTimeout) or reason == "read timed out":
-            return OllamaTimeout(self.base_url, model, self.timeout)
-        return OllamaUnavailable(self.base_url, reason)
-
-    def _json(self, response: requests.Response, path: str, model: str | None) -> dict[str, Any]:
+    @contextmanager
+    def _transport_errors(self, model: str | None) -> Iterator[None]:
         try:
-            data = response.json()
-        except ValueError:
-            raise OllamaServerError(self.base_url + path, model, response.status_code,
-                                    f"answer is not JSON: {response.text[:EXCERPT_CHARS]!r}") from None
-        if not isinstance(data, dict):
-            raise OllamaServerError(self.base_url + path, model, response.status_code,
-                                    f"expected a JSON object, got {_json_type(data)}")
-        return data
+            yield
+        except ConnectionFailed as exc:
+            raise OllamaUnavailable(self.base_url, exc.reason) from None
+        except DeadlineExceeded:
+            raise OllamaTimeout(self.base_url, model, self.timeout) from None
+        except TransportError as exc:
+            raise OllamaBadResponse(self.base_url, model, exc.reason) from None
+
+    @contextmanager
+    def _reading(self, path: str, model: str | None) -> Iterator[None]:
+        """The field checks' BadJSON as OllamaBadResponse naming the route."""
+        try:
+            yield
+        except BadJSON as exc:
+            raise OllamaBadResponse(self.base_url + path, model, str(exc)) from None
+
+    def _object(self, answer: Stream, path: str, model: str | None) -> dict[str, Any]:
+        with self._reading(path, model):
+            return as_object(decode_json(answer.read()), "the answer")

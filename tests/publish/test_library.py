@@ -54,3 +54,17 @@ def test_a_retitled_episode_replaces_its_old_files(show, tmp_path):
     assert not old.video.exists() and not old.nfo.exists() and not old.thumb.exists()
     assert sorted(p.name for p in new.season_dir.iterdir()) == sorted(
         [new.video.name, new.nfo.name, new.thumb.name, "season.nfo"])
+
+
+def test_a_failed_publication_leaves_the_library_as_it_was(show, tmp_path):
+    video, thumb = tmp_path / "ep.mp4", tmp_path / "t.jpg"
+    video.write_bytes(b"video v1")
+    thumb.write_bytes(b"jpeg")
+    old = publish_episode(tmp_path / "lib", show.show, show.episodes[0], video, thumb, runtime_seconds=95)
+    before = {p: p.read_bytes() for p in (tmp_path / "lib").rglob("*") if p.is_file()}
+    video.write_bytes(b"video v2")
+    with pytest.raises(FileNotFoundError):
+        publish_episode(tmp_path / "lib", show.show, show.episodes[0], video, tmp_path / "missing.jpg",
+                        runtime_seconds=120)
+    after = {p: p.read_bytes() for p in (tmp_path / "lib").rglob("*") if p.is_file()}
+    assert after == before and old.video.read_bytes() == b"video v1"

@@ -56,7 +56,7 @@ def fake() -> Iterator[FakeComfyUI]:
 
 
 def renderer_for(fake: FakeComfyUI, show, reference: Path | None = None, **kwargs: Any) -> ComfyUIRenderer:
-    client = ComfyUIClient(fake.url, poll_interval=0.02, retries=1, backoff=0.01)
+    client = ComfyUIClient(fake.url, poll_interval=0.02, reconnect_window=1.0, backoff=0.01)
     return ComfyUIRenderer(client, kwargs.pop("workflows", None), kwargs.pop("device", ""), style=show.show.style,
                            loras={"mio": Lora("mio_v3.safetensors", 0.8)},
                            references={"mio": reference} if reference else None, **kwargs)

@@ -24,7 +24,7 @@ from anime_pipeline.render.workflows import (
     load_template,
     parse_template,
 )
-from anime_pipeline.services.comfyui import check_workflow
+from anime_pipeline.services.comfyui.graph import check_workflow
 from anime_pipeline.training.comfyui_graph import TrainingValues, build_training_graph
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "comfyui"

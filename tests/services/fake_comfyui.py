@@ -15,8 +15,9 @@ Usage::
 Knobs (attributes): render_time, progress_steps, queue_delay, fail_node (+ fail_exception_type,
 fail_message), drop_ws_after, disable_ws_on_drop, drop_ws_before_done, mute_ws_after, ws_enabled,
 restart_mid_run, restart_downtime, drop_prompt_requests, drop_prompt_responses,
-prompt_response_delay, unsafe_output, payload_bytes, video_frames (+ video_size), system_stats;
-install_nodes() adds classes.
+prompt_response_delay, unsafe_output, payload_bytes, video_frames (+ video_size), system_stats,
+hostile (route -> a hostile.py mode answered instead), ws_inject (raw text frames sent after
+execution_start); install_nodes() adds classes.
 Observations: queued (Counter of prompt id -> times queued), prompt_posts, interrupts,
 queue_deletes, ws_connections, views, files, history.
 """
@@ -45,6 +46,8 @@ import imageio_ffmpeg
 import numpy as np
 from aiohttp import WSMsgType, web
 from PIL import Image
+
+from hostile import Hostile, middleware
 
 from anime_pipeline.render.workflows import custom_node_specs, load_template
 
@@ -120,6 +123,8 @@ class FakeComfyUI:
     video_frames: int = 0  # > 0: mp4/gif outputs are real clips of this many frames, drawn from the saver's inputs
     video_size: tuple[int, int] = (64, 48)
     system_stats: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SYSTEM_STATS))
+    hostile: dict[str, Hostile] = field(default_factory=dict)  # route -> hostile answer (tests/services/hostile.py)
+    ws_inject: list[str] = field(default_factory=list)  # raw text frames sent to the client after execution_start
 
     queued: Counter[str] = field(default_factory=Counter)
     prompt_posts: int = 0
@@ -167,7 +172,8 @@ class FakeComfyUI:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
     async def _start(self) -> int:
-        app = web.Application(middlewares=[self._downtime], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[self._downtime, middleware(self.hostile)],
+                              client_max_size=64 * 1024 * 1024)
         for prefix in ("", "/api"):
             app.router.add_get(prefix + "/system_stats", self._system_stats)
             app.router.add_get(prefix + "/object_info", self._object_info)
@@ -501,6 +507,9 @@ class FakeComfyUI:
         signatures = {n: _signature(prompt, n) for n in order}
         cached = [n for n in order if signatures[n] in self._cache]
         await event("execution_start", {})
+        for raw in self.ws_inject:
+            if sid in self._sockets:
+                await self._sockets[sid].ws.send_str(raw)
         await event("execution_cached", {"nodes": cached})
         fresh = [n for n in order if n not in cached]
         node_time = self.render_time / max(1, len(fresh))

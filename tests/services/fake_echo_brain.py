@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from fake_ollama import BackgroundServer, Received
+from hostile import Hostile, middleware
 
 HEALTH = "/api/echo/health"
 PLAN = "/api/echo/anime/scene/plan"
@@ -44,14 +45,15 @@ DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
 class FakeEchoBrain:
     """Knobs: `answers[path]` (the JSON each endpoint returns; edit to drop or change fields),
     `status` (every endpoint answers with it, e.g. 500 for a broken server), `delay` (seconds,
-    for timeouts), `requests` (everything received)."""
+    for timeouts), `hostile[path]` (a hostile.py mode instead), `requests` (everything received)."""
 
     def __init__(self) -> None:
         self.answers = copy.deepcopy(DEFAULT_ANSWERS)
         self.status = 200
         self.delay = 0.0
         self.requests: list[Received] = []
-        app = web.Application()
+        self.hostile: dict[str, Hostile] = {}
+        app = web.Application(middlewares=[middleware(self.hostile)])
         app.router.add_get(HEALTH, self._handle)
         for path in (PLAN, REFINE, LEARN):
             app.router.add_post(path, self._handle)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from hostile import Hostile, middleware
 
 BUSY_TEXT = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's ErrMaxQueue
 STREAM_CHUNKS = 3
@@ -56,6 +57,22 @@ class BackgroundServer:
         self._loop.close()
 
 
+class Served:
+    """A fake whose aiohttp app serves while the fake is used as a context manager; `url` is set then."""
+
+    url = ""
+
+    def serve(self, app: web.Application) -> None:
+        self._server = BackgroundServer(app)
+
+    def __enter__(self):
+        self.url = self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+
 def unused_url() -> str:
     """A loopback URL nothing listens on: connecting to it is refused, like a server that is down."""
     with socket.socket() as sock:
@@ -82,6 +99,7 @@ class FakeOllama:
     - `busy`: the next N chat requests get 503 queue-full; -1 means every one;
     - `server_error`: every chat request gets HTTP 500 with this text;
     - `stream_error`: streamed answers send one chunk, then this as a final {"error"} line;
+    - `hostile[path]`: a hostile.py mode answered instead of the real answer;
     - `requests`: every request received, in order."""
 
     def __init__(self, models: tuple[str, ...] = ("gemma3:latest",), delay: float = 0.0) -> None:
@@ -93,7 +111,8 @@ class FakeOllama:
         self.server_error: str | None = None
         self.stream_error: str | None = None
         self.requests: list[Received] = []
-        app = web.Application(client_max_size=MAX_BODY)
+        self.hostile: dict[str, Hostile] = {}
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[middleware(self.hostile)])
         app.router.add_get("/", self._root)
         app.router.add_get("/api/version", self._version)
         app.router.add_get("/api/tags", self._tags)

@@ -6,14 +6,12 @@ import json
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import requests
 from fake_comfyui import DATA, FakeComfyUI
 from PIL import Image
 
@@ -23,6 +21,7 @@ from anime_pipeline.services.comfyui import (
     ComfyUITimeout,
     ComfyUIUnavailable,
     ExecutionFailed,
+    HistoryEntry,
     Interrupted,
     PromptLost,
     PromptRejected,
@@ -30,6 +29,8 @@ from anime_pipeline.services.comfyui import (
     UploadedImage,
     WorkflowValidationError,
 )
+from anime_pipeline.services.comfyui.graph import catalogue_problem
+from anime_pipeline.services.comfyui.watch import EventSocket, RunWatch, ServerCalls
 
 VHS_VIDEO_COMBINE = {  # protocols.md §1.9; the pack is not in the recorded catalogue
     "input": {
@@ -105,7 +106,7 @@ def seen() -> SimpleNamespace:
 
 @pytest.fixture
 def client(fake: FakeComfyUI, seen: SimpleNamespace) -> Iterator[ComfyUIClient]:
-    with ComfyUIClient(fake.url, timeout=2.0, retries=3, backoff=0.02, poll_interval=0.02,
+    with ComfyUIClient(fake.url, timeout=2.0, reconnect_window=2.0, backoff=0.02, poll_interval=0.02,
                        log=seen.lines.append, progress=seen.events.append) as comfy:
         yield comfy
 
@@ -122,10 +123,15 @@ def logged(seen: SimpleNamespace, text: str) -> bool:
     return any(text in line for line in seen.lines)
 
 
-def later(seconds: float, action: Callable[[], Any]) -> threading.Timer:
-    timer = threading.Timer(seconds, action)
-    timer.start()
-    return timer
+def on_first_progress(action: Callable[[], Any]) -> Callable[[object], None]:
+    """A progress callback that runs `action` in another thread once the prompt is executing."""
+    started = threading.Event()
+
+    def report(event: object) -> None:
+        if not started.is_set():
+            started.set()
+            threading.Thread(target=action, daemon=True).start()
+    return report
 
 
 # -- the happy paths ---------------------------------------------------------------------------
@@ -135,6 +141,40 @@ def test_recorded_data_is_in_the_repo() -> None:
     assert len(json.loads((DATA / "object_info.json").read_text())) == 472
     assert "execution_success" in (DATA / "session1.log").read_text()
     assert "execution_error" in (DATA / "session2.log").read_text()
+
+
+RECORDED_080 = DATA / "0.8.0"  # a real 0.8.0 server's answers (reference/comfyui/0.8.0)
+
+
+def test_the_recorded_catalogues_and_history_are_read_as_they_are() -> None:
+    for folder, classes in ((DATA, 472), (RECORDED_080, 545)):
+        catalogue = json.loads((folder / "object_info.json").read_text())
+        assert len(catalogue) == classes and catalogue_problem(catalogue) is None
+    ((prompt_id, data),) = json.loads((RECORDED_080 / "history_success.json").read_text()).items()
+    entry = HistoryEntry.from_json(prompt_id, data)
+    assert (entry.status, entry.completed, entry.server_seconds() is not None) == ("success", True, True)
+    assert [(f.node_id, f.subfolder, f.filename, f.type) for f in entry.files()] == [
+        ("5", "", "ComfyUI_temp_snoqb_00001_.png", "temp"), ("4", "proto", "client_test_00001_.png", "output")]
+
+
+@pytest.mark.parametrize(("recording", "ending"), [
+    ("raw_ws_success.json", None), ("raw_ws_execution_error.json", ExecutionFailed),
+    ("raw_ws_interrupt_ksampler.json", Interrupted)])
+def test_the_recorded_websocket_sessions_are_followed_to_their_end(recording: str, ending: type | None) -> None:
+    messages = json.loads((RECORDED_080 / recording).read_text())
+    prompt_id = next(m["data"]["prompt_id"] for m in messages if m["type"] == "execution_start")
+    lines: list[str] = []
+    calls = ServerCalls(history=lambda _: None, locate=lambda _: "queued", submit=lambda *_: None,
+                        abandon=lambda _: None, log=lines.append, progress=lambda _: None, cancel=threading.Event(),
+                        poll_interval=1, backoff=1, reconnect_window=1, connect_timeout=1)
+    watch = RunWatch(calls, {}, prompt_id, EventSocket("ws://127.0.0.1:9/ws", 1 << 20), None, None)
+    if ending is None:
+        assert [watch.handle(message) for message in messages][-1] is True
+        assert watch.started_at is not None and any("execution succeeded" in line for line in lines)
+    else:
+        with pytest.raises(ending):
+            for message in messages:
+                watch.handle(message)
 
 
 def test_run_downloads_outputs_reports_progress_and_logs(fake: FakeComfyUI, client: ComfyUIClient,
@@ -328,19 +368,23 @@ def test_execution_error_raises_execution_failed(fake: FakeComfyUI, client: Comf
     assert files_under(tmp_path) == []
 
 
-def test_interrupt_from_elsewhere_raises_interrupted(fake: FakeComfyUI, client: ComfyUIClient, tmp_path: Path) -> None:
-    fake.render_time = 5
-    later(0.2, lambda: requests.post(f"{fake.url}/interrupt", json={}, timeout=2))
-    with pytest.raises(Interrupted, match="interrupted on the server"):
-        client.run(scale_invert_workflow(), tmp_path)
+def test_interrupt_from_elsewhere_raises_interrupted(fake: FakeComfyUI, tmp_path: Path) -> None:
+    fake.render_time, fake.progress_steps = 30, 100  # it would outlast the test unless interrupted
+    elsewhere = ComfyUIClient(fake.url)
+    with ComfyUIClient(fake.url, poll_interval=0.02, progress=on_first_progress(elsewhere.interrupt)) as client:
+        with pytest.raises(Interrupted, match="interrupted on the server"):
+            client.run(scale_invert_workflow(), tmp_path, timeout=60)
+    assert fake.interrupts == [{}]  # a global interrupt, from the other client
 
 
-def test_unreachable_server_raises_unavailable_naming_the_url() -> None:
+def test_unreachable_server_raises_unavailable_after_the_reconnect_window() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = ComfyUIClient(f"http://127.0.0.1:{port}", retries=2, backoff=0.01)
-    with pytest.raises(ComfyUIUnavailable, match=f"http://127.0.0.1:{port}/system_stats \\(tried 3 time"):
+    assert ComfyUIClient(f"http://127.0.0.1:{port}").reconnect_window == 120  # a real restart takes a minute or two
+    client = ComfyUIClient(f"http://127.0.0.1:{port}", reconnect_window=0.3, backoff=0.1)
+    with pytest.raises(ComfyUIUnavailable, match=f"http://127.0.0.1:{port}/system_stats \\(tried [23] time\\(s\\) "
+                                                 "within the 0.3 s reconnect window\\): connection refused"):
         client.system_stats()
 
 
@@ -360,11 +404,11 @@ def test_dropped_websocket_reconnects(fake: FakeComfyUI, client: ComfyUIClient, 
 def test_finish_missed_while_disconnected_is_found_at_once(fake: FakeComfyUI, seen: SimpleNamespace,
                                                            tmp_path: Path) -> None:
     fake.drop_ws_before_done = True
-    started = time.monotonic()
-    # a poll interval this long puts the next routine check 10 s away
-    with ComfyUIClient(fake.url, backoff=0.02, poll_interval=0.5, log=seen.lines.append) as client:
-        result = client.run(scale_invert_workflow(), tmp_path, timeout=5)
-    assert len(result.outputs) == 2 and time.monotonic() - started < 2
+    # this poll interval puts the next routine check 100 s away, past the run's deadline: only asking
+    # the server right after the reconnect can finish the run in time
+    with ComfyUIClient(fake.url, backoff=0.02, poll_interval=5, log=seen.lines.append) as client:
+        result = client.run(scale_invert_workflow(), tmp_path, timeout=30)
+    assert len(result.outputs) == 2
     assert logged(seen, "WebSocket reconnected")
 
 
@@ -413,7 +457,7 @@ def test_retried_post_never_queues_twice(trouble: str, fake: FakeComfyUI, client
     elif trouble == "request lost before queueing":
         fake.drop_prompt_requests = 1
     else:
-        fake.prompt_response_delay, client.timeout = 0.5, 0.2
+        fake.prompt_response_delay, client.timeout = 1.5, 0.5
     result = client.run(scale_invert_workflow(), tmp_path, timeout=5)
     assert fake.queued == {result.prompt_id: 1} and len(result.outputs) == 2
     assert fake.prompt_posts == (2 if trouble == "request lost before queueing" else 1)
@@ -424,18 +468,18 @@ def test_retried_post_never_queues_twice(trouble: str, fake: FakeComfyUI, client
 
 
 def test_slow_queue_shows_in_timings(fake: FakeComfyUI, client: ComfyUIClient, tmp_path: Path) -> None:
-    fake.queue_delay = 0.3
-    result = client.run(scale_invert_workflow(), tmp_path)
-    assert result.timings.queue_s >= 0.28 and result.timings.execute_s < 0.2
+    fake.queue_delay = 0.3  # the fake runs nothing before then: a lower bound, whatever the load
+    timings = client.run(scale_invert_workflow(), tmp_path).timings
+    assert timings.queue_s >= 0.28 and timings.queue_s + timings.execute_s <= timings.total_s
 
 
-def test_timeout_interrupts_the_running_prompt(fake: FakeComfyUI, client: ComfyUIClient, tmp_path: Path) -> None:
-    fake.render_time = 5
-    started = time.monotonic()
-    with pytest.raises(ComfyUITimeout, match="did not finish within 0.3s"):
-        client.run(scale_invert_workflow(), tmp_path, prompt_id="slow-1", timeout=0.3)
-    assert time.monotonic() - started < 1.5
-    assert {"prompt_id": "slow-1"} in fake.interrupts
+def test_timeout_interrupts_the_running_prompt(fake: FakeComfyUI, tmp_path: Path) -> None:
+    fake.render_time, fake.progress_steps = 30, 100  # it would outlast the test
+    ran = threading.Event()
+    with ComfyUIClient(fake.url, poll_interval=0.02, progress=lambda event: ran.set()) as client:
+        with pytest.raises(ComfyUITimeout, match="did not finish within 1s"):
+            client.run(scale_invert_workflow(), tmp_path, prompt_id="slow-1", timeout=1)
+    assert ran.is_set() and {"prompt_id": "slow-1"} in fake.interrupts
 
 
 def test_timeout_while_queued_removes_it_from_the_queue(fake: FakeComfyUI, client: ComfyUIClient,
@@ -446,13 +490,11 @@ def test_timeout_while_queued_removes_it_from_the_queue(fake: FakeComfyUI, clien
     assert fake.queue_deletes == ["waiting-1"] and "waiting-1" not in client.queue()
 
 
-def test_cancel_from_another_thread(fake: FakeComfyUI, client: ComfyUIClient, tmp_path: Path) -> None:
-    fake.render_time = 5
-    started = time.monotonic()
-    later(0.2, client.cancel)
+def test_cancel_from_another_thread(fake: FakeComfyUI, tmp_path: Path) -> None:
+    fake.render_time, fake.progress_steps = 30, 100  # it would outlast the test unless cancelled
+    client = ComfyUIClient(fake.url, poll_interval=0.02, progress=on_first_progress(lambda: client.cancel()))
     with pytest.raises(Interrupted, match="cancelled by the caller") as caught:
-        client.run(scale_invert_workflow(), tmp_path)
-    assert time.monotonic() - started < 1.5
+        client.run(scale_invert_workflow(), tmp_path, timeout=60)
     assert {"prompt_id": caught.value.prompt_id} in fake.interrupts
 
 
@@ -467,14 +509,26 @@ def test_caller_giving_up_stops_the_prompt(fake: FakeComfyUI, tmp_path: Path) ->
     assert {"prompt_id": "abandoned"} in fake.interrupts and fake.queue_deletes == ["abandoned"]
 
 
-def test_one_run_at_a_time_per_client(fake: FakeComfyUI, client: ComfyUIClient, tmp_path: Path) -> None:
-    fake.render_time = 0.3
-    first = threading.Thread(target=client.run, args=(scale_invert_workflow(), tmp_path / "a"))
+def test_one_run_at_a_time_per_client(fake: FakeComfyUI, tmp_path: Path) -> None:
+    fake.render_time, fake.progress_steps = 30, 100
+    running = threading.Event()
+    client = ComfyUIClient(fake.url, poll_interval=0.02, progress=lambda event: running.set())
+    outcome: list[BaseException] = []
+
+    def first_run() -> None:
+        try:
+            client.run(scale_invert_workflow(), tmp_path / "a", timeout=60)
+        except ComfyUIError as exc:
+            outcome.append(exc)
+
+    first = threading.Thread(target=first_run)
     first.start()
-    time.sleep(0.1)
+    assert running.wait(timeout=30)
     with pytest.raises(ComfyUIError, match="already in progress"):
         client.run(scale_invert_workflow(), tmp_path / "b")
+    client.cancel()
     first.join()
+    assert [type(exc) for exc in outcome] == [Interrupted]
 
 
 # -- never trust server paths ------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import numpy as np
 import pytest
@@ -111,12 +110,10 @@ def test_no_repair_when_repair_attempts_is_zero(fake, client):
 # --- transport and server errors --------------------------------------------------------------------
 
 def test_timeout_is_a_clear_error(fake):
-    fake.delay = 1.0
-    started = time.monotonic()
+    fake.delay = 30  # it would outlast the test
     with pytest.raises(OllamaTimeout) as caught:
-        OllamaClient(fake.url, timeout=0.2).chat_json("gemma3", MESSAGES, SCHEMA)
-    assert time.monotonic() - started < 0.9
-    assert fake.url in str(caught.value) and "'gemma3'" in str(caught.value) and "0.2 s" in str(caught.value)
+        OllamaClient(fake.url, timeout=0.5).chat_json("gemma3", MESSAGES, SCHEMA)
+    assert fake.url in str(caught.value) and "'gemma3'" in str(caught.value) and "0.5 s" in str(caught.value)
 
 
 def test_busy_twice_then_ok_succeeds(fake, client):
