@@ -36,6 +36,7 @@ from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Ste
 from anime_pipeline.prompts import negative_prompt, still_prompt
 from anime_pipeline.render.base import StillRequest
 from anime_pipeline.storage import atomic_path, sha256_file, sha256_json
+from anime_pipeline.storage import outputs as stored_files
 from anime_pipeline.training.artifact import LoraArtifact, check_epoch_keys, loss_fell, plot_loss, write_lora_artifact
 from anime_pipeline.training.availability import LoraRequest
 from anime_pipeline.training.backends import TrainerSession, progress_logger
@@ -238,7 +239,7 @@ class CharacterLora(Step[CharacterRef, LoraManifest]):
             with env.open_trainer(ref.config) as session:
                 job = TrainingJob(ref.character.slug, dataset, session.base, training, sample_prompts=prompts)
                 env.log(f"{key}: training {training.epochs} epoch(s) on {len(dataset.items)} image(s) with "
-                        f"{session.trainer.info.label}")
+                        f"{session.backend} on GPU {session.gpu}, base {session.base.name}")
                 outcome = session.trainer.train(job, work / "trainer", progress=progress_logger(env.log))
             reports = check_epoch_keys(outcome, session.base)  # LoraKeyMismatch names the dropped keys
             env.log(f"{key}: every key of {len(outcome.epochs)} epoch file(s) maps onto {session.base.name} "
@@ -248,7 +249,7 @@ class CharacterLora(Step[CharacterRef, LoraManifest]):
             selection = dataclasses.replace(selection, identity_backend=renders.backend)
             out_dir = self.folder(ref, env.paths)
             artifact = write_lora_artifact(outcome, job, selection, out_dir)
-            for image in sorted((work / VALIDATION_DIR).glob("*.png")):
+            for image in stored_files(work / VALIDATION_DIR, "*.png"):
                 _keep(image, out_dir / VALIDATION_DIR / image.name)
         manifest = _lora_manifest(self.artifact, ref, fingerprint, job, outcome, selection, artifact, out_dir)
         manifest.write(out_dir)

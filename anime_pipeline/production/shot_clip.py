@@ -293,10 +293,10 @@ class ShotClip(Step[ShotRef, ShotManifest]):
 
     def _inputs(self, ref: ShotRef, env: StepEnv) -> tuple[dict[str, Anchor], dict[str, LoraManifest]]:
         """Each character's identity anchor and its character_lora (palette adapter or LoRA)."""
-        show = ref.config.show.slug
-        anchors = {c.slug: load_anchor(env.paths.embedding(f"{show}/{c.slug}")) for c in ref.characters()}
-        adapters = {c.slug: LoraManifest.require(env.paths.adapter(f"{show}/{c.slug}"), f"character_lora {show}/{c.slug}")
-                    for c in ref.characters()}
+        keys = {c.slug: f"{ref.config.show.slug}/{c.slug}" for c in ref.characters()}
+        anchors = {slug: load_anchor(env.paths.embedding(key)) for slug, key in keys.items()}
+        adapters = {slug: LoraManifest.require(env.paths.adapter(key), f"character_lora {key}")
+                    for slug, key in keys.items()}
         return anchors, adapters
 
     def fingerprint(self, ref: ShotRef, env: StepEnv) -> str:
