@@ -31,7 +31,7 @@ difference of 4 × 4 means of the working luma.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -153,6 +153,14 @@ def _score(name: str, values: Sequence[float], backend: str, higher_is_worse: bo
                  {"mean": float(np.mean(per_pair)), **details}, higher_is_worse=higher_is_worse)
 
 
+def worst_moment(score: Score) -> Score:
+    """A per-frame Score judged on its worst frame: value = the worst per-frame value; the Score's
+    own value (a clip mean, like VBench motion smoothness) moves to details["mean"]."""
+    if score.worst is None:
+        raise ValueError(f"{score.name} has no per-frame values to judge")
+    return replace(score, value=score.worst, details={**score.details, "mean": score.value})
+
+
 def temporal_stability(clip: ClipMotion) -> Score:
     """Worst-pair 1 − SSIM after motion compensation; per_frame[t] is pair (t, t + 1)."""
     return _score("temporal_lpips", clip.change, STABILITY_BACKEND, higher_is_worse=True)
@@ -213,3 +221,37 @@ def frame_timing(clip: ClipMotion) -> Score:
     return _score("frame_timing", errors if errors else [0.0], TIMING_BACKEND, higher_is_worse=True,
                   step_shares={t: round(s, 3) for t, s in shares.items() if abs(s - 1.0) > FRAME_TIMING_TOLERANCE},
                   tolerance=FRAME_TIMING_TOLERANCE)
+
+
+# --- temporal LPIPS on the same rule ------------------------------------------------------------
+
+def compensated(frames: Sequence[np.ndarray], clip: ClipMotion, pair: int) -> tuple[np.ndarray, np.ndarray]:
+    """(f_t, f_t+1 sampled at p + v) at full resolution for pair t = `pair`: the flow of the
+    working block holding each pixel, scaled to full-resolution px, bilinear; where p + v falls
+    outside the frame the pixel is f_t's own, so only what both frames show is compared."""
+    first, second = frames[pair], frames[pair + 1]
+    flow = clip.flows[pair] / clip.scale
+    rows = np.minimum(((np.arange(clip.height) + 0.5) * clip.scale // motion.BLOCK).astype(int), flow.shape[0] - 1)
+    cols = np.minimum(((np.arange(clip.width) + 0.5) * clip.scale // motion.BLOCK).astype(int), flow.shape[1] - 1)
+    per_pixel = flow[rows[:, None], cols[None, :]]
+    y = np.arange(clip.height, dtype=np.float64)[:, None] + per_pixel[..., 0]
+    x = np.arange(clip.width, dtype=np.float64)[None, :] + per_pixel[..., 1]
+    inside = (y >= 0) & (y <= clip.height - 1) & (x >= 0) & (x <= clip.width - 1)
+    warped = np.stack([ndimage.map_coordinates(second[..., c].astype(np.float32), [y, x], order=1, mode="nearest")
+                       for c in range(3)], axis=-1)
+    warped = np.clip(warped.round(), 0, 255).astype(np.uint8)
+    return first, np.where(inside[..., None], warped, first)
+
+
+def compensated_lpips(frames: Sequence[np.ndarray], clip: ClipMotion, model: Any) -> Score:
+    """Temporal LPIPS (AlexNet) judged like the weight-free stand-in: per pair t, LPIPS of f_t and
+    the motion-compensated f_t+1 (`compensated`); value = the worst pair. `model` is a
+    `perceptual.LpipsModel`."""
+    from anime_pipeline.metrics import perceptual
+
+    distances: list[float] = []
+    for start in range(0, clip.pairs, perceptual.BATCH):  # a batch of full-size pairs at a time
+        pairs = [compensated(frames, clip, t) for t in range(start, min(start + perceptual.BATCH, clip.pairs))]
+        distances += perceptual.lpips_distances([a for a, _ in pairs], [b for _, b in pairs], model)
+    return _score("temporal_lpips", distances, f"{model.backend}, motion compensated with {motion.FLOW_BACKEND}",
+                  higher_is_worse=True, device=model.device)

@@ -6,6 +6,10 @@ must reach on it (`Clip.expect`: True = passes, False = fails; a measure not lis
 stated expectation on that clip and is only reported). The decisions come from what the clip
 *is* (a still, a steady pan, a flash), never from a measured value.
 
+`measure` runs a clip through the gates' real measures (`MetricSuite.shot_measures`, and the
+scene's identity-aware subject consistency) and `RULES` holds each gate's one rule: a threshold
+and a direction, the same for every clip.
+
 Shared by the adversarial test (tests/metrics/test_adversarial.py) and the margins script
 (benchmarks/gate_margins.py).
 """
@@ -23,6 +27,9 @@ from scipy import ndimage
 
 from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import Character, ShowConfig
+from anime_pipeline.metrics import temporal
+from anime_pipeline.metrics import weightfree as wf
+from anime_pipeline.metrics.suite import Anchor, Appearance, MetricSuite, PaletteIdentity
 from anime_pipeline.render.base import ClipRequest, StillRequest
 from anime_pipeline.render.previz import PrevizRenderer
 
@@ -146,9 +153,10 @@ def _white(frame: np.ndarray) -> np.ndarray:
 
 
 # The measures a clip's expectations name (`Clip.expect` keys)
-FLOOR, STABILITY, FLICKER, TIMING, IDENTITY, SUBJECT = ("motion_floor", "temporal_stability", "temporal_flickering",
-                                                        "frame_timing", "identity", "subject_consistency")
-STEADY = {FLOOR: True, STABILITY: True, FLICKER: True, TIMING: True}  # what any good moving clip does
+FLOOR, STABILITY, FLICKER, TIMING, SMOOTHNESS, IDENTITY, SUBJECT = (
+    "motion_floor", "temporal_stability", "temporal_flickering", "frame_timing", "motion_smoothness", "identity",
+    "subject_consistency")
+STEADY = {FLOOR: True, STABILITY: True, FLICKER: True, TIMING: True, SMOOTHNESS: True}  # any good moving clip
 
 
 def _still_clip() -> Clip:
@@ -200,14 +208,14 @@ def _drift_clip() -> Clip:
 def _single_flash() -> Clip:
     frames, faces = _pan(SQUARE, 4)
     frames[FRAMES // 2] = _white(frames[FRAMES // 2])
-    return Clip("single white flash in a 4 px/frame pan", frames, {FLOOR: True, STABILITY: False, FLICKER: False},
-                face_boxes=faces)
+    return Clip("single white flash in a 4 px/frame pan", frames,
+                {FLOOR: True, STABILITY: False, FLICKER: False, SMOOTHNESS: False}, face_boxes=faces)
 
 
 def _alternating_flash() -> Clip:
     still, boxes = _still(SQUARE)
     return Clip("alternating flash on a still", [still if t % 2 == 0 else _white(still) for t in range(FRAMES)],
-                {FLOOR: False, STABILITY: False, FLICKER: False}, face_boxes=[boxes["mio"]] * FRAMES)
+                {FLOOR: False, STABILITY: False, FLICKER: False, SMOOTHNESS: False}, face_boxes=[boxes["mio"]] * FRAMES)
 
 
 def _dropped_frame() -> Clip:
@@ -240,13 +248,14 @@ def _fade_to_black() -> Clip:
 def _random_noise() -> Clip:
     rng = np.random.default_rng(5)
     return Clip("random noise", [rng.integers(0, 256, (*SQUARE, 3), dtype=np.uint8) for _ in range(FRAMES)],
-                {FLOOR: False, STABILITY: False}, face_boxes=[None] * FRAMES)
+                {FLOOR: False, STABILITY: False, SMOOTHNESS: False}, face_boxes=[None] * FRAMES)
 
 
 def _colour_swap() -> Clip:
-    """The character's hair and outfit colours swap halfway through a slow drift."""
-    mio = _character().appearance.key_colors
-    swapped = (("mio", "hair", mio.outfit), ("mio", "outfit", mio.hair))
+    """Halfway through, the character is drawn in the other character's hair, outfit and accent
+    colours (skin and eyes stay, so the drawing is still found by them: identity must judge)."""
+    other = _character("hoshi").appearance.key_colors
+    swapped = tuple(("mio", role, getattr(other, role)) for role in ("hair", "outfit", "accent"))
     backdrop, drawn, coverage, face = _layers(WIDE)
     _, drawn_swapped, coverage_swapped, _ = _layers(WIDE, swapped)
     half = FRAMES // 2
@@ -280,3 +289,42 @@ BUILDERS: tuple[Callable[[], Clip], ...] = (
 def all_clips() -> tuple[Clip, ...]:
     """Every adversarial clip, built once per process (about a second of drawing)."""
     return tuple(build() for build in BUILDERS)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A gate's one rule: value ≥ threshold (`at_least`) or value ≤ threshold."""
+
+    threshold: float
+    at_least: bool
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.at_least else value <= self.threshold
+
+    def margin(self, value: float) -> float:
+        """How far past the threshold (> 0 passes), in the measure's own units."""
+        return value - self.threshold if self.at_least else self.threshold - value
+
+
+def rules() -> dict[str, Rule]:
+    """Each measure's gate rule with the sample show's thresholds (SPEC §3 defaults)."""
+    quality = show().quality
+    return {FLOOR: Rule(temporal.MIN_MOVING_SHARE, True), STABILITY: Rule(quality.temporal_lpips, False),
+            FLICKER: Rule(quality.temporal_flickering, True), TIMING: Rule(temporal.FRAME_TIMING_TOLERANCE, False),
+            SMOOTHNESS: Rule(quality.motion_smoothness, True), IDENTITY: Rule(PaletteIdentity().rule.threshold, True),
+            SUBJECT: Rule(quality.subject_consistency, True)}
+
+
+def measure(clip: Clip, suite: MetricSuite) -> dict[str, float]:
+    """Each measure's gate value on a clip, as the shot gates (and the scene's subject
+    consistency) compute it with `suite` (weight-free without installed weights)."""
+    image, box = reference()
+    anchor = Anchor(wf.palette_signature(image, box), signature=wf.character_signature(image, box))
+    boxes = [{clip.character: b} if b else {} for b in clip.face_boxes]
+    measures = suite.shot_measures(clip.frames, clip.fps, boxes, {clip.character: anchor}, PaletteIdentity())
+    colours = _character(clip.character).appearance.key_colors
+    subject = suite.tracked_subject_consistency(clip.frames, {clip.character: Appearance(anchor, colours.skin, colours.eyes)},
+                                                PaletteIdentity())
+    return {FLOOR: measures.motion_floor.value, STABILITY: measures.temporal_stability.value,
+            FLICKER: measures.temporal_flickering.value, TIMING: measures.frame_timing.value,
+            SMOOTHNESS: measures.motion_smoothness.value, IDENTITY: measures.identity.value, SUBJECT: subject.value}

@@ -182,6 +182,28 @@ def test_identity_is_high_for_the_character_and_low_for_a_recoloured_one():
     assert changed.backend == "weight-free: palette signature"
 
 
+def test_the_head_is_the_face_box_widened_and_raised_inside_the_image():
+    assert wf.head_box((40, 40, 80, 100), (200, 300, 3)) == (30, 10, 90, 100)
+    assert wf.head_box((0, 10, 20, 30), (200, 300, 3)) == (0, 0, 25, 30)
+
+
+def test_the_head_signature_sees_a_hair_colour_change_the_whole_box_histogram_shrugs_off():
+    image = Image.fromarray(drawn_face())
+    ImageDraw.Draw(image).ellipse((160 - 55, 100 - 75, 160 + 55, 100 + 20), fill=HAIR)  # a mop of hair …
+    face = drawn_face()
+    face[np.all(face == (30, 30, 60), axis=-1)] = np.asarray(image)[np.all(face == (30, 30, 60), axis=-1)]  # … behind
+    box = wf.find_face(face, SKIN, EYES)
+    signature = wf.character_signature(face, box)
+    assert signature.shape == (9 * 512,) and np.linalg.norm(signature) == pytest.approx(1.0)
+    green_hair = face.copy()
+    green_hair[np.all(face == HAIR, axis=-1)] = (40, 160, 60)
+    whole = wf.cosine(wf.palette_signature(green_hair, box), wf.palette_signature(face, box))
+    head = wf.cosine(wf.character_signature(green_hair, box), signature)
+    assert head < 0.70 < whole  # the hair is a small share of the face box, most of its top cells
+    score = wf.identity_score([face, green_hair], [box, box], signature, wf.character_signature, wf.CHARACTER_BACKEND)
+    assert score.per_frame == pytest.approx((1.0, head)) and score.backend == wf.CHARACTER_BACKEND
+
+
 # --- faces and stills -------------------------------------------------------------------
 
 def test_find_face_finds_a_drawn_face_and_nothing_on_a_blank_image():
