@@ -15,10 +15,11 @@ the same in a frame when similarity ≥ rule.threshold, and in a clip when it is
   pruned: same character when the difference is ≤ 0.178, imgutils' ccip_same).
 
 Subject consistency across a scene (`tracked_consistency`) follows VBench's formula with the
-similarity replaced by this decision: per frame i ≥ 1 of a character's track,
-½·[same(x_{i−1}, x_i) + same(x_first, x_i)], where a frame in which the character is expected but
-not found counts as not the same; value = the mean. A character whose colours (or whole design)
-swap halfway scores about 0.75; one that stays itself scores 1.
+similarity replaced by this decision, over the frames in which the character is found (x_0 …
+x_{n−1}; a frame where the detector finds no one is no evidence either way: a wide shot, a blink,
+a turn): per found frame i ≥ 1, ½·[same(x_{i−1}, x_i) + same(x_0, x_i)]; value = the mean. A
+character whose colours (or whole design) swap halfway scores about 0.75; one that stays itself
+scores 1. A character found in fewer than two frames is not measured.
 """
 
 from __future__ import annotations
@@ -126,30 +127,28 @@ def ccip_reference(model: CcipModel, detector: AnimeDetector, image: np.ndarray)
 
 # --- subject consistency on identity ------------------------------------------------------------
 
-def _track_consistency(track: Sequence[np.ndarray | None], similarity: Similarity, rule: IdentityRule) -> tuple[float, ...]:
-    present = [i for i, feature in enumerate(track) if feature is not None]
-    if not present:
-        return (0.0,) * (len(track) - 1)
-    matrix = similarity(np.stack([track[i] for i in present]))
-    position = {frame: k for k, frame in enumerate(present)}
-
-    def same(i: int, j: int) -> float:
-        return float(i in position and j in position and rule.same(float(matrix[position[i], position[j]])))
-
-    first = present[0]
-    return tuple(0.5 * (same(i - 1, i) + same(first, i)) for i in range(1, len(track)))
+def _track_consistency(track: Sequence[np.ndarray | None], similarity: Similarity,
+                       rule: IdentityRule) -> tuple[float, ...] | None:
+    found = [feature for feature in track if feature is not None]
+    if len(found) < 2:
+        return None
+    same = similarity(np.stack(found)) >= rule.threshold
+    return tuple(0.5 * (float(same[i - 1, i]) + float(same[0, i])) for i in range(1, len(found)))
 
 
 def tracked_consistency(tracks: Mapping[str, Sequence[np.ndarray | None]], similarity: Similarity,
-                        rule: IdentityRule, backend: str) -> Score:
+                        rule: IdentityRule, backend: str) -> Score | None:
     """Subject consistency of each character's identity track (see the module doc); value = the
-    least consistent character; per_frame = that character's per-frame values."""
-    if not tracks or any(len(track) < 2 for track in tracks.values()):
-        raise ValueError("need at least one character track of at least 2 frames")
-    per_character = {slug: _track_consistency(track, similarity, rule) for slug, track in tracks.items()}
+    least consistent character; per_frame = that character's values per found frame after its
+    first. None when no character is found in two frames."""
+    per_character = {slug: values for slug, track in tracks.items()
+                     if (values := _track_consistency(track, similarity, rule)) is not None}
+    if not per_character:
+        return None
     means = {slug: float(np.mean(values)) for slug, values in per_character.items()}
     worst = min(means, key=means.__getitem__)
     return Score("subject_consistency", means[worst], f"{SUBJECT_BACKEND} ({backend})", per_character[worst],
                  {"per_character": means, "rule": {"backend": rule.backend, "threshold": rule.threshold},
                   "frames_without_character": {slug: [i for i, f in enumerate(track) if f is None]
-                                               for slug, track in tracks.items()}})
+                                               for slug, track in tracks.items()},
+                  "not_measured": sorted(set(tracks) - set(per_character))})

@@ -1,7 +1,7 @@
 """Sub-pixel motion between consecutive frames, computed once per clip for every temporal gate.
 
-Each frame is reduced to a *working* luma image: BT.601 luma, area-resized so that its short side
-is at most `WORK_SHORT_SIDE` px (never enlarged), blurred with a Gaussian of σ = `BLUR_SIGMA`
+Each frame is reduced to a *working* luma image: BT.601 luma (PIL's "L", whole levels),
+area-resized so that its short side is at most `WORK_SHORT_SIDE` px (never enlarged), blurred with a Gaussian of σ = `BLUR_SIGMA`
 working px (so that one-pixel edges have gradients a linear model can follow, and sensor or codec
 noise is damped), then standardised to zero mean and unit standard deviation. Standardising makes
 a global brightness or contrast change (a fade, a flash) no motion at all; a frame whose blurred
@@ -39,7 +39,7 @@ WORK_SHORT_SIDE = 256
 BLUR_SIGMA = 1.0
 BLOCK = 16  # working px at the finest level; halved at each coarser level
 LEVELS = 3
-ITERATIONS = (2, 2, 3)  # Lucas–Kanade steps per level, coarsest first
+ITERATIONS = (2, 2, 2)  # Lucas–Kanade steps per level, coarsest first
 MAX_STEP = 2.0  # largest update per step, in that level's px: a diverging block cannot fly off
 REACH = 32  # largest |v| per axis, working px at the finest level
 # Tikhonov term per pixel of a block, in standardised gradient units²: a unit-variance drawing
@@ -50,7 +50,6 @@ BLANK_STD = 2.0  # luma levels
 EXPLAINED_SHARE = 0.5
 THUMB = 4  # returns are judged on 4 × 4 means of the working luma
 FLOW_BACKEND = "weight-free: pyramid Lucas-Kanade block flow (no RAFT weights)"
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -101,11 +100,22 @@ def working_size(height: int, width: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def _area_resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    factor = image.height // size[0]
+    if factor > 1 and (image.height, image.width) == (size[0] * factor, size[1] * factor):
+        return image.reduce(factor)  # whole-factor area averaging: the common 2× case, at half the cost
+    return image if (image.height, image.width) == size else image.resize((size[1], size[0]), Image.Resampling.BOX)
+
+
+def working_rgb(frame: np.ndarray) -> np.ndarray:
+    """An RGB frame area-resized to its working size (see `working_size`)."""
+    size = working_size(*frame.shape[:2])
+    return np.asarray(_area_resized(Image.fromarray(np.ascontiguousarray(frame[..., :3])), size))
+
+
 def _working_luma(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    rgb = np.ascontiguousarray(frame[..., :3])
-    if rgb.shape[:2] != size:  # area-resize the 8-bit frame first: a quarter of the pixels to convert
-        rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BOX))
-    return ndimage.gaussian_filter(rgb.astype(np.float32) @ _LUMA, BLUR_SIGMA, truncate=3.0, mode="nearest")
+    luma = _area_resized(Image.fromarray(np.ascontiguousarray(frame[..., :3])).convert("L"), size)  # BT.601, in C
+    return ndimage.gaussian_filter(np.asarray(luma, dtype=np.float32), BLUR_SIGMA, truncate=3.0, mode="nearest")
 
 
 def _to_blocks(image: np.ndarray, block: int) -> np.ndarray:
@@ -197,7 +207,7 @@ def _initial_flow(a: _Level, b: _Level) -> np.ndarray:
     still = np.zeros((rows, cols, 2))
     shift = np.clip(_phase_shift(_from_blocks(a.blocks), _from_blocks(b.blocks)), -a.reach, a.reach - 1)
     moved = np.broadcast_to(shift, (rows, cols, 2))
-    better = _energy(_sample(b, moved) - a.blocks) < _energy(_sample(b, still) - a.blocks)
+    better = _energy(_sample(b, moved) - a.blocks) < _energy(b.blocks - a.blocks)
     return np.where(better[..., None], moved, still)
 
 

@@ -16,13 +16,13 @@ the previz renderer knows its face boxes exactly) and wherever the models are mi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 import numpy as np
 
-from anime_pipeline.metrics import ccip, identity, perceptual, temporal, vbench, weightfree
+from anime_pipeline.metrics import ccip, identity, motion, perceptual, temporal, vbench, weightfree
 from anime_pipeline.metrics.character import (ARCFACE_RULE, PALETTE_RULE, IdentityRule, ccip_identity,
                                               ccip_rule, ccip_similarity, ccip_tracks, cosine_matrix,
                                               tracked_consistency)
@@ -122,8 +122,15 @@ class MetricSuite:
         return perceptual.temporal_lpips(frames, model) if model else weightfree.temporal_change(frames)
 
     def motion_smoothness(self, frames: Sequence[np.ndarray]) -> Score:
-        """VBench motion smoothness with AMT-S, else with the block-matching flow interpolator."""
-        return weightfree.motion_smoothness(frames, self.model("motion_smoothness") or weightfree.BLOCK_FLOW)
+        """VBench motion smoothness with AMT-S, else with the block-matching flow interpolator on
+        frames area-resized to the flow's working size (`motion.working_rgb`; D is a mean
+        absolute difference, so the scale barely moves it, and a 512² clip costs a quarter)."""
+        amt = self.model("motion_smoothness")
+        if amt is not None:
+            return weightfree.motion_smoothness(frames, amt)
+        small = [motion.working_rgb(frame) for frame in frames]
+        score = weightfree.motion_smoothness(small, weightfree.BLOCK_FLOW)
+        return replace(score, details={**score.details, "size": list(small[0].shape[:2])})
 
     def subject_consistency(self, frames: Sequence[np.ndarray]) -> Score:
         """VBench subject consistency on DINO ViT-B/16 features, else on palette signatures."""
@@ -157,9 +164,13 @@ class MetricSuite:
         """Subject consistency on the identity of each character across `frames` (a scene; see
         `character.tracked_consistency`), found in every frame by the identity backend's detector,
         or by its key skin and eye colours on drawings (`weightfree.find_faces`). Without
-        characters, VBench's formula on whole frames (`subject_consistency`)."""
-        if not characters:
-            return self.subject_consistency(frames)
+        characters, or when none is found in two frames, VBench's formula on whole frames
+        (`subject_consistency`)."""
+        tracked = self._tracked(frames, characters, backend) if characters else None
+        return tracked if tracked is not None else self.subject_consistency(frames)
+
+    def _tracked(self, frames: Sequence[np.ndarray], characters: Mapping[str, Appearance],
+                 backend: IdentityBackend) -> Score | None:
         if isinstance(backend, CcipIdentity) and all(a.anchor.ccip is not None for a in characters.values()):
             found = ccip_tracks(frames, {slug: a.anchor.ccip for slug, a in characters.items()}, backend.model,
                                 backend.detector)
@@ -212,8 +223,15 @@ class Appearance:
 
 
 def _drawn_signature(frame: np.ndarray, appearance: Appearance) -> np.ndarray | None:
-    face = weightfree.find_face(frame, appearance.skin, appearance.eyes)
-    return None if face is None else weightfree.character_signature(frame, face)
+    """The head signature of the character's largest drawn face, found on the frame subsampled to
+    a short side of about 256 px (flat fills keep their exact colours; a quarter of the work at
+    512²), or None."""
+    step = max(1, min(frame.shape[:2]) // motion.WORK_SHORT_SIDE)
+    face = weightfree.find_face(frame[::step, ::step], appearance.skin, appearance.eyes)
+    if face is None:
+        return None
+    x0, y0, x1, y1 = face
+    return weightfree.character_signature(frame, (x0 * step, y0 * step, x1 * step, y1 * step))
 
 
 @dataclass(frozen=True)

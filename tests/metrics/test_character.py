@@ -37,18 +37,16 @@ class TestTrackedConsistency:
         assert score.per_frame == (1, 1, 1, 0, 0.5, 0.5, 0.5)
         assert score.value == pytest.approx(4.5 / 7)
 
-    def test_a_missing_character_is_not_the_same_and_the_worst_character_decides(self):
-        score = tracked_consistency({"mio": [self.A, self.A, None, self.A], "hoshi": [self.B] * 4},
-                                    character.cosine_matrix, self.RULE, "cos")
-        assert score.details["per_character"] == {"mio": 0.5, "hoshi": 1.0}
-        assert score.per_frame == (1.0, 0.0, 0.5) and score.value == 0.5
-        assert score.details["frames_without_character"] == {"mio": [2], "hoshi": []}
-        never = tracked_consistency({"mio": [None, None]}, character.cosine_matrix, self.RULE, "cos")
-        assert never.value == 0.0
+    def test_frames_without_the_character_are_no_evidence_and_the_worst_character_decides(self):
+        score = tracked_consistency({"mio": [self.A, None, self.A, self.B], "hoshi": [self.B, None, None, self.B],
+                                     "extra": [None, self.A, None, None]}, character.cosine_matrix, self.RULE, "cos")
+        assert score.details["per_character"] == {"mio": 0.5, "hoshi": 1.0}  # mio: found A, A, B
+        assert score.per_frame == (1.0, 0.0) and score.value == 0.5
+        assert score.details["frames_without_character"] == {"mio": [1], "hoshi": [1, 2], "extra": [0, 2, 3]}
+        assert score.details["not_measured"] == ["extra"]  # found once: nothing to compare
 
-    def test_a_track_needs_two_frames(self):
-        with pytest.raises(ValueError):
-            tracked_consistency({"mio": [self.A]}, character.cosine_matrix, self.RULE, "cos")
+    def test_no_character_found_twice_measures_nothing(self):
+        assert tracked_consistency({"mio": [self.A, None]}, character.cosine_matrix, self.RULE, "cos") is None
 
 
 class TestCcipOnClips:

@@ -190,7 +190,10 @@ def test_shot_measures_compute_every_gate_on_one_flow(weight_free):
     assert measures.identity.scores == {}
 
 
-def test_subject_consistency_without_characters_is_vbench_on_whole_frames(weight_free):
-    from anime_pipeline.metrics.suite import PaletteIdentity
+def test_subject_consistency_without_characters_found_is_vbench_on_whole_frames(weight_free):
+    from anime_pipeline.metrics.suite import Appearance, PaletteIdentity
 
-    assert weight_free.tracked_subject_consistency(FRAMES, {}, PaletteIdentity()) == weight_free.subject_consistency(FRAMES)
+    whole = weight_free.subject_consistency(FRAMES)
+    assert weight_free.tracked_subject_consistency(FRAMES, {}, PaletteIdentity()) == whole
+    nowhere = {"mio": Appearance(Anchor(np.zeros(512)), "#f3d3bd", "#d08a1e")}  # flat grey frames: no face
+    assert weight_free.tracked_subject_consistency(FRAMES, nowhere, PaletteIdentity()) == whole
