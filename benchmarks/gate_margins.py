@@ -1,11 +1,14 @@
 """The gates' margins on the adversarial clip suite (tests/metrics/adversarial_clips.py).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/gate_margins.py [--clips]
+    PYTHONPATH=. .venv/bin/python benchmarks/gate_margins.py [--clips] [--installed]
 
 For each gate: its rule, the good clip closest to failing (smallest margin among clips that must
 pass) and the bad clip closest to passing (among clips that must fail), with their values;
 `--clips` adds every clip's value per gate (✓ passes, ✗ fails by the gate's rule). Runs the
-weight-free measures (no model weights are read: the store points at an empty folder).
+weight-free measures (the store points at an empty folder), or with `--installed` the weights of
+the environment's store (ANIME_PIPELINE_MODELS), e.g. to check LPIPS's or AMT's margins on the
+same rule. Identity is judged with the palette signature either way: the clips are previz
+drawings.
 """
 
 from __future__ import annotations
@@ -35,11 +38,15 @@ def _closest(clips, values, gate, rule, expected):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", action="store_true", help="also print every clip's value per gate")
+    parser.add_argument("--installed", action="store_true", help="use the weights of ANIME_PIPELINE_MODELS")
     args = parser.parse_args()
     clips = all_clips()
     with tempfile.TemporaryDirectory() as empty:
-        suite = MetricSuite(ModelStore(root=Path(empty), torch_home=Path(empty) / "torch"))
+        store = ModelStore.from_env() if args.installed else ModelStore(root=Path(empty), torch_home=Path(empty) / "t")
+        suite = MetricSuite(store)
         values = {clip.name: measure(clip, suite) for clip in clips}
+    if suite.unavailable and args.installed:
+        print("weight-free where:", "; ".join(f"{m}: {why}" for m, why in sorted(suite.unavailable.items())))
     gate_rules = rules()
     print("| gate | rule | good clip closest to failing | bad clip closest to passing |")
     print("|---|---|---|---|")

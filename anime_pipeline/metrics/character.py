@@ -122,7 +122,7 @@ def ccip_reference(model: CcipModel, detector: AnimeDetector, image: np.ndarray)
         return None
     largest = max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
     x0, y0, x1, y1 = detector.head_box(largest, image.shape)
-    return model.features([image[y0:y1, x0:x1]])[0]
+    return model.features([image[y0:y1, x0:x1]])[0] if x1 > x0 and y1 > y0 else None
 
 
 # --- subject consistency on identity ------------------------------------------------------------

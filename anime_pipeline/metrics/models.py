@@ -203,8 +203,8 @@ def model_rows(store: ModelStore) -> list[ModelRow]:
     from anime_pipeline.metrics import perceptual, vbench, weightfree
 
     face = _pack_missing(store)
-    ccip = "; ".join(filter(None, [missing_requirements(store.ccip_dir / name) for name in CCIP_FILES]
-                            + [missing_requirements(store.ccip_dir, ("onnxruntime",))]))
+    ccip = missing_requirements(store.ccip_dir, ("onnxruntime",)) or "; ".join(
+        filter(None, (missing_requirements(store.ccip_dir / name) for name in CCIP_FILES)))
     detector = missing_requirements(store.anime_detector_file, ("onnxruntime",))
     lpips = missing_requirements(store.alexnet, ("torch", "torchvision", "lpips"))
     amt = missing_requirements(store.amt_weights, ("torch", "vbench"))

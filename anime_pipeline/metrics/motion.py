@@ -39,7 +39,7 @@ WORK_SHORT_SIDE = 256
 BLUR_SIGMA = 1.0
 BLOCK = 16  # working px at the finest level; halved at each coarser level
 LEVELS = 3
-ITERATIONS = (2, 2, 2)  # Lucas–Kanade steps per level, coarsest first
+ITERATIONS = (2, 2, 3)  # Lucas–Kanade steps per level, coarsest first
 MAX_STEP = 2.0  # largest update per step, in that level's px: a diverging block cannot fly off
 REACH = 32  # largest |v| per axis, working px at the finest level
 # Tikhonov term per pixel of a block, in standardised gradient units²: a unit-variance drawing
@@ -48,7 +48,7 @@ TIKHONOV = 1e-3
 TEXTURE_MIN = 2e-3
 BLANK_STD = 2.0  # luma levels
 EXPLAINED_SHARE = 0.5
-THUMB = 4  # returns are judged on 4 × 4 means of the working luma
+THUMB = 8  # returns are judged on 8 × 8 means of the working luma
 FLOW_BACKEND = "weight-free: pyramid Lucas-Kanade block flow (no RAFT weights)"
 
 
@@ -129,8 +129,20 @@ def _from_blocks(blocks: np.ndarray) -> np.ndarray:
 
 
 def _neighbourhood(sums: np.ndarray) -> np.ndarray:
-    """Each block's sum over its 3 × 3 neighbourhood of blocks (edge blocks repeated)."""
-    return ndimage.uniform_filter(sums, size=3, mode="nearest") * 9.0
+    """Each block's sum over its 3 × 3 neighbourhood of blocks (edge blocks repeated); by slices,
+    since the arrays are tiny and a filter call's overhead would dominate."""
+    rows = _three(sums)
+    return _three(rows.T).T
+
+
+def _three(values: np.ndarray) -> np.ndarray:
+    """values[i − 1] + values[i] + values[i + 1] along the first axis, the edges repeated."""
+    total = values.copy()
+    total[1:] += values[:-1]
+    total[:-1] += values[1:]
+    total[0] += values[0]
+    total[-1] += values[-1]
+    return total
 
 
 def _level(image: np.ndarray, block: int, reach: int, aggregate: bool) -> _Level:

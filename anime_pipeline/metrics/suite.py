@@ -222,11 +222,14 @@ class Appearance:
     eyes: str
 
 
+FIND_SHORT_SIDE = 128  # px: drawn faces are looked for on frames subsampled to about this short side
+
+
 def _drawn_signature(frame: np.ndarray, appearance: Appearance) -> np.ndarray | None:
     """The head signature of the character's largest drawn face, found on the frame subsampled to
-    a short side of about 256 px (flat fills keep their exact colours; a quarter of the work at
-    512²), or None."""
-    step = max(1, min(frame.shape[:2]) // motion.WORK_SHORT_SIDE)
+    a short side of about FIND_SHORT_SIDE (flat fills keep their exact colours; a face too small
+    to be found there is too small to judge), or None."""
+    step = max(1, min(frame.shape[:2]) // FIND_SHORT_SIDE)
     face = weightfree.find_face(frame[::step, ::step], appearance.skin, appearance.eyes)
     if face is None:
         return None

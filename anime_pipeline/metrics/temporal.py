@@ -7,8 +7,9 @@ sub-pixel flow of `motion` (each frame prepared once). Per pair (f_t, f_t+1), in
   where p + v lies inside the frame, so that motion is never mistaken for change;
 - **temporal stability** (weight-free stand-in for temporal LPIPS): 1 − mean SSIM of the
   compensated pair at half the working size (Gaussian windows, σ = 1.5 px there, wholly inside
-  the compensated region); value = the worst pair. A flash, a
-  jump cut or noise changes what no motion explains; a pan at any speed does not;
+  the compensated region); value = the worst pair. A flash, a jump cut or noise changes what no
+  motion explains; a pan at any speed does not. (SSIM's luminance term is relative, so the last,
+  darkest frames of a fade to black read as change: fades belong to the scene's transitions);
 - **temporal flickering**: VBench's formula (255 − MAE)/255 on the compensated pair's luma;
   value = the worst pair, so one flash frame in 48 fails where the clip mean would not;
 - **motion floor**: the pair's speed, the `SPEED_QUANTILE` of the blocks' motion lengths over
@@ -21,11 +22,13 @@ sub-pixel flow of `motion` (each frame prepared once). Per pair (f_t, f_t+1), in
 - **frame timing**: for pair t with neighbours t − 1 and t + 1 whose flows agree (a steady
   motion), s = the median over those blocks of v_t · v̄ / |v̄|², v̄ their mean: the pair's share of
   the steady step. A dropped frame gives s ≈ 2, a duplicated frame s ≈ 0; value = the largest
-  |s − 1| (0 where no steady motion surrounds a pair).
+  |s − 1| (0 where no steady motion surrounds a pair). A clip animated on twos (each drawing held
+  for two frames) reads as a duplicated frame every other pair: generated and previz clips move
+  on ones.
 
 A frame returns when it is much closer to an image two or more frames back than to the frame
 just before it: min over s ≤ j − 2 of D(j, s) ≤ `RETURN_SHARE` · D(j, j − 1), D the mean squared
-difference of 4 × 4 means of the working luma.
+difference of 8 × 8 means of the working luma.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from anime_pipeline.metrics import motion
+from anime_pipeline.metrics import motion, perceptual
 from anime_pipeline.metrics.scores import Score
 from anime_pipeline.metrics.weightfree import SSIM_K1, SSIM_K2, SSIM_L, SSIM_SIGMA, SSIM_TRUNCATE
 
@@ -48,6 +51,7 @@ RETURN_SHARE = 0.5
 TIMING_AGREEMENT = 0.25  # neighbouring flows agree when they differ by at most this share of their mean
 TIMING_MIN_STEP = 0.5  # working px: slower steady motion cannot show a timing error
 TIMING_MIN_BLOCKS = 4
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # Wang et al.'s 11 × 11 window
 # The gates' thresholds for the measures that have no `quality:` field of their own
 FRAME_TIMING_TOLERANCE = 0.5  # |s − 1|: halfway between a steady step and a dropped or doubled one
 
@@ -86,16 +90,14 @@ def _halve(image: np.ndarray) -> np.ndarray:
     return 0.25 * (even[0::2, 0::2] + even[1::2, 0::2] + even[0::2, 1::2] + even[1::2, 1::2])
 
 
-def _gauss(image: np.ndarray) -> np.ndarray:
-    return ndimage.gaussian_filter(image, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
-
-
 def _ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Wang et al.'s SSIM per Gaussian window (σ = 1.5), as `weightfree.ssim`, in float32."""
+    """Wang et al.'s SSIM per Gaussian window (σ = 1.5), as `weightfree.ssim`, in float32; the
+    five window means in one filter call over a stack."""
     c1, c2 = (SSIM_K1 * SSIM_L) ** 2, (SSIM_K2 * SSIM_L) ** 2
-    mu_x, mu_y = _gauss(x), _gauss(y)
-    var_x, var_y = _gauss(x * x) - mu_x * mu_x, _gauss(y * y) - mu_y * mu_y
-    covariance = _gauss(x * y) - mu_x * mu_y
+    means = ndimage.gaussian_filter(np.stack([x, y, x * x, y * y, x * y]), (0, SSIM_SIGMA, SSIM_SIGMA),
+                                    truncate=SSIM_TRUNCATE, mode="reflect")
+    mu_x, mu_y = means[0], means[1]
+    var_x, var_y, covariance = means[2] - mu_x * mu_x, means[3] - mu_y * mu_y, means[4] - mu_x * mu_y
     return ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
 
 
@@ -103,20 +105,18 @@ def _compensated_change(a: motion.WorkingFrame, pair: motion.PairFlow) -> tuple[
     """(1 − SSIM at half the working size, mean |Δ|) of a's luma and b's compensated luma,
     where p + v fell inside b (and, for SSIM, the whole window did)."""
     similarity = _ssim_map(_halve(a.luma), _halve(pair.compensated))
-    radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
     inside = _halve(pair.inside.astype(np.float32)) == 1.0
-    valid = ndimage.binary_erosion(inside, iterations=radius, border_value=0)
+    valid = ndimage.binary_erosion(inside, iterations=SSIM_RADIUS, border_value=0)
     difference = np.abs(a.luma - pair.compensated)
     return 1.0 - _masked_mean(similarity, valid), _masked_mean(difference, pair.inside)
 
 
 def _returns(thumbnails: np.ndarray) -> tuple[bool, ...]:
-    squares = np.einsum("ij,ij->i", thumbnails, thumbnails)
-    distance = (squares[:, None] + squares[None, :] - 2.0 * thumbnails @ thumbnails.T) / thumbnails.shape[1]
     found = [False] * len(thumbnails)
     for j in range(2, len(thumbnails)):
-        step = distance[j, j - 1]
-        found[j] = bool(step > 1e-9 and distance[j, :j - 1].min() <= RETURN_SHARE * step)
+        distances = ((thumbnails[:j] - thumbnails[j]) ** 2).mean(axis=1)
+        step = distances[j - 1]
+        found[j] = bool(step > 1e-9 and distances[:j - 1].min() <= RETURN_SHARE * step)
     return tuple(found)
 
 
@@ -139,18 +139,15 @@ def analyse(frames: Sequence[np.ndarray], fps: float) -> ClipMotion:
     height, width = frames[0].shape[:2]
     scale = motion.working_size(height, width)[0] / height
     return ClipMotion(float(fps), height, width, scale, tuple(flows), tuple(textured), tuple(blank), tuple(change),
-                      tuple(brightness), _returns(np.stack(thumbnails).astype(np.float64)))
-
-
-def _worst(values: Sequence[float], higher_is_worse: bool) -> float:
-    return float(max(values) if higher_is_worse else min(values))
+                      tuple(brightness), _returns(np.stack(thumbnails)))
 
 
 def _score(name: str, values: Sequence[float], backend: str, higher_is_worse: bool, **details: Any) -> Score:
     """A worst-moment Score: value = the worst per-pair value, the mean in details."""
     per_pair = tuple(float(v) for v in values)
-    return Score(name, _worst(per_pair, higher_is_worse), backend, per_pair,
-                 {"mean": float(np.mean(per_pair)), **details}, higher_is_worse=higher_is_worse)
+    worst = max(per_pair) if higher_is_worse else min(per_pair)
+    return Score(name, worst, backend, per_pair, {"mean": float(np.mean(per_pair)), **details},
+                 higher_is_worse=higher_is_worse)
 
 
 def worst_moment(score: Score) -> Score:
@@ -218,7 +215,7 @@ def frame_timing(clip: ClipMotion) -> Score:
         if share is not None:
             shares[t] = share
             errors[t] = abs(share - 1.0)
-    return _score("frame_timing", errors if errors else [0.0], TIMING_BACKEND, higher_is_worse=True,
+    return _score("frame_timing", errors, TIMING_BACKEND, higher_is_worse=True,
                   step_shares={t: round(s, 3) for t, s in shares.items() if abs(s - 1.0) > FRAME_TIMING_TOLERANCE},
                   tolerance=FRAME_TIMING_TOLERANCE)
 
@@ -243,12 +240,9 @@ def compensated(frames: Sequence[np.ndarray], clip: ClipMotion, pair: int) -> tu
     return first, np.where(inside[..., None], warped, first)
 
 
-def compensated_lpips(frames: Sequence[np.ndarray], clip: ClipMotion, model: Any) -> Score:
+def compensated_lpips(frames: Sequence[np.ndarray], clip: ClipMotion, model: perceptual.LpipsModel) -> Score:
     """Temporal LPIPS (AlexNet) judged like the weight-free stand-in: per pair t, LPIPS of f_t and
-    the motion-compensated f_t+1 (`compensated`); value = the worst pair. `model` is a
-    `perceptual.LpipsModel`."""
-    from anime_pipeline.metrics import perceptual
-
+    the motion-compensated f_t+1 (`compensated`); value = the worst pair."""
     distances: list[float] = []
     for start in range(0, clip.pairs, perceptual.BATCH):  # a batch of full-size pairs at a time
         pairs = [compensated(frames, clip, t) for t in range(start, min(start + perceptual.BATCH, clip.pairs))]
