@@ -24,8 +24,8 @@ import numpy as np
 
 from anime_pipeline.metrics import ccip, identity, motion, perceptual, temporal, vbench, weightfree
 from anime_pipeline.metrics.character import (ARCFACE_RULE, PALETTE_RULE, IdentityRule, ccip_identity,
-                                              ccip_rule, ccip_similarity, ccip_tracks, cosine_matrix,
-                                              tracked_consistency)
+                                              ccip_reference, ccip_rule, ccip_similarity, ccip_tracks,
+                                              cosine_matrix, tracked_consistency)
 from anime_pipeline.metrics.models import ModelStore, ModelUnavailable
 from anime_pipeline.metrics.scores import Score
 from anime_pipeline.render.base import Box, is_previz
@@ -315,3 +315,37 @@ def image_identity(image: np.ndarray, box: Box | None, anchor: Anchor, faces: id
         return (0.0 if embedding is None else weightfree.cosine(embedding, anchor.arcface)), faces.backend
     palette = weightfree.palette_signature(image, box)
     return weightfree.cosine(palette, anchor.palette), weightfree.PALETTE_BACKEND
+
+
+@dataclass(frozen=True)
+class StillIdentity:
+    """One still's identity: its similarity to the anchor, the backend's rule, the backend."""
+
+    similarity: float
+    rule: IdentityRule
+    backend: str
+
+    @property
+    def same_character(self) -> bool:
+        return self.rule.same(self.similarity)
+
+
+def still_identity(image: np.ndarray, face_box: Box | None, anchor: Anchor, backend: IdentityBackend) -> StillIdentity:
+    """A still's identity (dataset candidates, LoRA checks) by `backend` where the anchor has its
+    vector: CCIP on the largest detected head, ArcFace on the largest face (0 when none is found),
+    else the head palette signature around `face_box` (the whole image without a box), else the
+    palette signature."""
+    if isinstance(backend, CcipIdentity) and anchor.ccip is not None:
+        feature = ccip_reference(backend.model, backend.detector, image)
+        similarity = 0.0 if feature is None else 1.0 - float(backend.model.differences_to(feature, anchor.ccip)[0, 0])
+        return StillIdentity(similarity, backend.rule, backend.backend)
+    if isinstance(backend, ArcFaceIdentity) and anchor.arcface is not None:
+        embedding = identity.reference_embedding(backend.faces, image)
+        similarity = 0.0 if embedding is None else weightfree.cosine(embedding, anchor.arcface)
+        return StillIdentity(similarity, backend.rule, backend.backend)
+    if anchor.signature is not None:
+        box = face_box or (0, 0, image.shape[1], image.shape[0])
+        return StillIdentity(weightfree.cosine(weightfree.character_signature(image, box), anchor.signature),
+                             PALETTE_RULE, weightfree.CHARACTER_BACKEND)
+    return StillIdentity(weightfree.cosine(weightfree.palette_signature(image, face_box), anchor.palette), PALETTE_RULE,
+                         weightfree.PALETTE_BACKEND)

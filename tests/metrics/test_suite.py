@@ -157,6 +157,10 @@ class TestIdentityBackends:
         result = character_identity([cells[0], cells[1]], [{}, {}], {"mio": anchor}, backend)
         assert result.rule == backend.rule and result.scores["mio"].per_frame[0] == pytest.approx(1.0, abs=1e-5)
         assert not result.passed and not result.same_character("mio")
+        from anime_pipeline.metrics.suite import still_identity
+
+        assert still_identity(cells[0], None, anchor, backend).similarity == pytest.approx(1.0, abs=1e-5)
+        assert not still_identity(cells[1], None, anchor, backend).same_character
         # without a CCIP anchor the palette signature judges, and says why
         palette = character_identity(cells, [{"mio": (0, 0, 320, 320)}] * 2, {"mio": Anchor(weightfree.palette_signature(cells[0], (0, 0, 320, 320)))}, backend)
         assert palette.rule.backend == "palette" and palette.note == "no ccip anchor for every character"
@@ -197,3 +201,22 @@ def test_subject_consistency_without_characters_found_is_vbench_on_whole_frames(
     assert weight_free.tracked_subject_consistency(FRAMES, {}, PaletteIdentity()) == whole
     nowhere = {"mio": Appearance(Anchor(np.zeros(512)), "#f3d3bd", "#d08a1e")}  # flat grey frames: no face
     assert weight_free.tracked_subject_consistency(FRAMES, nowhere, PaletteIdentity()) == whole
+
+
+def test_a_still_is_judged_by_the_backend_its_anchor_allows(tmp_path):
+    from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE
+    from anime_pipeline.metrics.suite import ArcFaceIdentity, PaletteIdentity, still_identity
+
+    image = np.zeros((60, 60, 3), np.uint8)
+    image[20:50, 20:40] = (200, 150, 120)
+    box = (20, 20, 40, 50)
+    signature = weightfree.character_signature(image, box)
+    judged = still_identity(image, box, Anchor(weightfree.palette_signature(image, box), signature=signature),
+                            PaletteIdentity())
+    assert judged.similarity == pytest.approx(1.0) and judged.same_character and judged.rule == PALETTE_RULE
+    whole = still_identity(image, None, Anchor(np.zeros(512), signature=weightfree.character_signature(image, (0, 0, 60, 60))),
+                           PaletteIdentity())
+    assert whole.similarity == pytest.approx(1.0) and whole.backend == weightfree.CHARACTER_BACKEND
+    old = still_identity(image, box, Anchor(weightfree.palette_signature(image, box)), ArcFaceIdentity("pack"))
+    assert old.backend == weightfree.PALETTE_BACKEND and old.rule == PALETTE_RULE  # no ArcFace anchor: palette
+    assert ArcFaceIdentity("pack").rule == ARCFACE_RULE
