@@ -3,8 +3,8 @@
 Definition (no-reference, protocols §6 (b)): per_frame[i] = LPIPS(f_i, f_i+1) for consecutive
 pairs, frames as NCHW RGB scaled to [−1, 1] (x/127.5 − 1, `lpips.im2tensor`); value = the mean
 over pairs. Lower means less frame-to-frame change: flicker or instability, but also real
-motion, so it is reported next to a motion floor (`flow.flow_dynamic_degree`) that a still
-cannot pass.
+motion, so the gate measures it between motion-compensated pairs (`temporal.compensated_lpips`)
+next to a motion floor that a still cannot pass (`temporal.motion_floor`).
 
 LPIPS v0.1's linear heads ship inside the `lpips` package; its AlexNet backbone does not. It is
 read from `$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth` and never downloaded: the
