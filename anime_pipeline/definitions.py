@@ -12,9 +12,9 @@ from anime_pipeline.assets.planning import build_story_breakdowns
 from anime_pipeline.config.project import EpisodeRef, Project, dagster_name
 from anime_pipeline.resources import (DirectorResource, EchoBrainResource, JellyfinResource, MetricsResource,
                                       MusicResource, OllamaResource, ProjectResource, RendererResource,
-                                      ReviewerResource, SpeechResource, StorageResource)
+                                      ReviewerResource, SpeechResource, StorageResource, TrainerResource)
 from anime_pipeline.sensors.sync import build_project_sync
-from anime_pipeline.settings import Settings, format_gpu_urls
+from anime_pipeline.settings import Settings, format_gpu_folders, format_gpu_urls
 
 # Off by default: a creator turns it on (Automation tab) to let show edits re-render on their own.
 production_automation = dg.AutomationConditionSensorDefinition(
@@ -56,7 +56,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "project": ProjectResource(configs_dir=str(settings.configs_dir)),
         "storage": StorageResource(root=str(settings.storage_root), library_root=str(settings.library_root)),
-        "renderer": RendererResource(device=settings.renderer_gpu, comfyui_urls=service("comfyui_urls")),
+        "renderer": RendererResource(device=settings.renderer_gpu, comfyui_urls=service("comfyui_urls"),
+                                     lora_folders=format_gpu_folders(settings.training.lora_folders)),
+        "trainer": _trainer(settings, service("comfyui_urls")),
         "reviewer": ReviewerResource(ollama=ollama),
         "director": DirectorResource(ollama=ollama, echo_brain=EchoBrainResource(base_url=service("echo_brain_url"))),
         "metrics": MetricsResource(models_dir=str(settings.models.root), torch_home=str(settings.models.torch_home),
@@ -65,6 +67,14 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "music": MusicResource(acestep_urls=service("acestep_urls"), api_key=service("acestep_api_key")),
         "jellyfin": JellyfinResource(url=service("jellyfin_url"), api_key=service("jellyfin_api_key")),
     }
+
+
+def _trainer(settings: Settings, comfyui_urls: object) -> TrainerResource:
+    training, kohya = settings.training, settings.training.kohya
+    install = {"kohya_dir": str(kohya.sd_scripts), "kohya_python": str(kohya.python), "kohya_launcher": kohya.launcher,
+               "kohya_gpu": kohya.gpu, "kohya_timeout_s": str(kohya.timeout_s)} if kohya else {}
+    return TrainerResource(comfyui_urls=comfyui_urls, trainer_gpu=training.trainer_gpu or "",
+                           base_models=str(training.base_models or ""), **install)
 
 
 def build_assets(project: Project, settings: Settings) -> list[dg.AssetsDefinition]:

@@ -61,3 +61,11 @@ def shot_prompt(style: Style, characters: Sequence[Character], shot_type: str, p
 def caption(character: Character, outfit: str, expression: str, pose: str) -> str:
     """Training caption: trigger word first (the slug), then the variation — kohya's convention."""
     return _join([character.slug, character.design_prompt, outfit, f"{expression} expression", pose])
+
+
+def with_trigger_words(prompt: str, triggers: Sequence[str]) -> str:
+    """The prompt led by the trigger words of the LoRAs a render loads (each character's slug, first
+    in every caption it was trained on), those it does not hold already; unchanged without LoRAs."""
+    present = {token.strip() for token in prompt.split(",")}
+    missing = [t for t in dict.fromkeys(triggers) if t not in present]
+    return ", ".join([*missing, prompt]) if missing else prompt

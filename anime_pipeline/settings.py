@@ -6,11 +6,14 @@ Every setting has an embedded default so that the demo runs with nothing configu
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from anime_pipeline.metrics.models import ModelStore, cuda_index
 from anime_pipeline.services import redact_text
+from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment
+from anime_pipeline.training.errors import TrainerConfigError
 
 CPU = "cpu"
 
@@ -53,6 +56,7 @@ class Settings:
     jellyfin_api_key: str = field(default="", repr=False)
     models: ModelStore = field(default_factory=lambda: ModelStore.from_env({}))  # metric weights and their device
     studio_url: str = ""  # where Dagster metadata links to the studio pages (empty: the studio's default)
+    training: TrainingEnvironment = TrainingEnvironment()  # where LoRAs train (README, "Training character LoRAs")
     # service settings that came from these environment variables: resources read them through
     # dg.EnvVar, so URLs with credentials never appear in the resource config Dagster shows
     from_environment: frozenset[str] = frozenset()
@@ -78,6 +82,7 @@ class Settings:
             jellyfin_url=_env("JELLYFIN_URL", ""),
             jellyfin_api_key=_env("JELLYFIN_API_KEY", ""),
             models=ModelStore.from_env(os.environ),
+            training=training_environment(os.environ),
         )
 
     def environment_variable(self, field_name: str) -> str | None:
@@ -108,6 +113,68 @@ def parse_gpu_urls(text: str, variable: str = "ANIME_PIPELINE_COMFYUI_URLS") -> 
             raise ValueError(f"{variable}: {redact_text(item)!r} should look like 0=http://127.0.0.1:8188")
         pairs.append((gpu.strip(), url.strip()))
     return tuple(pairs)
+
+
+KOHYA_TIMEOUT_S = 12 * 3600
+
+
+def training_environment(env: Mapping[str, str]) -> TrainingEnvironment:
+    """Where LoRAs train, from these variables:
+
+    | ANIME_PIPELINE_KOHYA_DIR | sd-scripts checkout (trainer: kohya) |
+    | ANIME_PIPELINE_KOHYA_PYTHON | its Python (default `<dir>/venv/bin/python`) |
+    | ANIME_PIPELINE_KOHYA_LAUNCHER | `accelerate` (default: `python -m accelerate.commands.launch`) or `python` |
+    | ANIME_PIPELINE_KOHYA_GPU | CUDA index for kohya (default 0) |
+    | ANIME_PIPELINE_KOHYA_TIMEOUT | seconds a training run may take (default 43200) |
+    | ANIME_PIPELINE_TRAINER_GPU | the GPU id whose ComfyUI server trains (trainer: comfyui; default: the first) |
+    | ANIME_PIPELINE_BASE_MODELS | local folder with the checkpoints (same names as on the servers) |
+    | ANIME_PIPELINE_LORA_FOLDERS | per GPU id, a folder that server lists under models/loras: `0=/mnt/loras` |
+    """
+    value = {name: env.get(name, "").strip() for name in (
+        "ANIME_PIPELINE_KOHYA_DIR", "ANIME_PIPELINE_KOHYA_PYTHON", "ANIME_PIPELINE_KOHYA_LAUNCHER",
+        "ANIME_PIPELINE_KOHYA_GPU", "ANIME_PIPELINE_KOHYA_TIMEOUT", "ANIME_PIPELINE_TRAINER_GPU",
+        "ANIME_PIPELINE_BASE_MODELS", "ANIME_PIPELINE_LORA_FOLDERS")}
+    kohya = None
+    if value["ANIME_PIPELINE_KOHYA_DIR"]:
+        folder = Path(value["ANIME_PIPELINE_KOHYA_DIR"]).expanduser()
+        launcher = value["ANIME_PIPELINE_KOHYA_LAUNCHER"] or "accelerate"
+        if launcher not in ("accelerate", "python"):
+            raise TrainerConfigError(f"ANIME_PIPELINE_KOHYA_LAUNCHER: {launcher!r} is not accelerate or python")
+        kohya = KohyaInstall(folder, Path(value["ANIME_PIPELINE_KOHYA_PYTHON"] or folder / "venv/bin/python"),
+                             launcher, value["ANIME_PIPELINE_KOHYA_GPU"] or "0",  # type: ignore[arg-type]
+                             _seconds(value["ANIME_PIPELINE_KOHYA_TIMEOUT"], KOHYA_TIMEOUT_S))
+    base = value["ANIME_PIPELINE_BASE_MODELS"]
+    return TrainingEnvironment(kohya, value["ANIME_PIPELINE_TRAINER_GPU"] or None,
+                               Path(base).expanduser() if base else None,
+                               parse_gpu_folders(value["ANIME_PIPELINE_LORA_FOLDERS"]))
+
+
+def _seconds(text: str, default: float) -> float:
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise TrainerConfigError(f"ANIME_PIPELINE_KOHYA_TIMEOUT: {text!r} is not a positive number of seconds")
+    return seconds
+
+
+def parse_gpu_folders(text: str) -> tuple[tuple[str, Path], ...]:
+    """"0=/mnt/loras,1=/srv/loras" → (("0", Path("/mnt/loras")), ("1", Path("/srv/loras")))."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        gpu, sep, folder = item.partition("=")
+        if not sep or not gpu.strip() or not folder.strip().startswith("/"):
+            raise TrainerConfigError(f"ANIME_PIPELINE_LORA_FOLDERS: {item!r} should look like 0=/mnt/loras "
+                                     "(an absolute folder per GPU id)")
+        pairs.append((gpu.strip(), Path(folder.strip())))
+    return tuple(pairs)
+
+
+def format_gpu_folders(pairs: tuple[tuple[str, Path], ...]) -> str:
+    return ",".join(f"{gpu}={folder}" for gpu, folder in pairs)
 
 
 def format_gpu_urls(pairs: tuple[tuple[str, str], ...]) -> str:

@@ -38,15 +38,16 @@ sys.path[:0] = [str(ROOT / "tests" / "services"), str(ROOT / "tests" / "training
 from fake_comfyui_training import FakeTrainingComfyUI  # noqa: E402
 from tiny_checkpoints import SD15, write_checkpoint  # noqa: E402
 
+from anime_pipeline.config.schema import TrainerSettings  # noqa: E402
 from anime_pipeline.services.comfyui import ComfyUIClient  # noqa: E402
 from anime_pipeline.training.artifact import check_epoch_keys, write_lora_artifact  # noqa: E402
 from anime_pipeline.training.availability import upload_lora  # noqa: E402
 from anime_pipeline.training.base import TrainingJob, ValidationPrompt  # noqa: E402
 from anime_pipeline.training.comfyui_trainer import ComfyUITrainer  # noqa: E402
 from anime_pipeline.training.dataset import TrainingDataset  # noqa: E402
+from anime_pipeline.training.environment import KohyaInstall  # noqa: E402
 from anime_pipeline.training.kohya import KohyaTrainer  # noqa: E402
 from anime_pipeline.training.lora_keys import BaseModel  # noqa: E402
-from anime_pipeline.training.schema import KohyaInstall, TrainerSettings  # noqa: E402
 from anime_pipeline.training.selection import pick_best_epoch  # noqa: E402
 
 IMAGES, RENDER_S = 12, 0.05

@@ -1,5 +1,4 @@
-"""A `StepEnv` on the embedded defaults, for driving production steps directly (no Dagster); services
-(speech, music, Jellyfin) can be given for the tests that run against their fakes."""
+"""A `StepEnv` on the embedded defaults, for driving production steps directly (no Dagster)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,9 @@ from anime_pipeline.review.heuristic import HeuristicReviewer
 
 
 @contextmanager
-def _previz(_config, _references: Mapping[str, Path]):
+def _previz(_config, _references: Mapping[str, Path], loras=()):
+    if loras:
+        raise ValueError(f"the previz renderer cannot load LoRA files ({[lora.name for lora in loras]})")
     yield PrevizRenderer()
 
 
@@ -34,8 +35,7 @@ def _no_jellyfin(config):
 
 
 def embedded_env(configs_dir: Path, storage_root: Path, models_root: Path | None = None,
-                 log=lambda _: None, **services) -> StepEnv:
-    """`services`: open_speech, open_music or jellyfin in place of the embedded ones."""
+                 log=lambda _: None) -> StepEnv:
     models = models_root or storage_root.parent / "models"
     suite = MetricSuite(ModelStore(root=models, torch_home=models / "torch"))
     project = Project.load(configs_dir)
@@ -44,8 +44,8 @@ def embedded_env(configs_dir: Path, storage_root: Path, models_root: Path | None
     def music(config):
         yield FileMusic(project.music_dir) if config.backends.music == "file" else ProceduralMusic()
 
-    embedded = {"open_speech": _espeak, "open_music": music, "jellyfin": _no_jellyfin}
     return StepEnv(paths=StoragePaths(storage_root), library=storage_root / "library",
                    project=project, metrics=suite, metric_backends={},
                    open_renderer=_previz, reviewer=lambda _config: HeuristicReviewer(),
-                   director=lambda _config: LocalPlanner(), log=log, **{**embedded, **services})
+                   director=lambda _config: LocalPlanner(), open_speech=_espeak, open_music=music,
+                   jellyfin=_no_jellyfin, log=log)

@@ -20,12 +20,15 @@ from anime_pipeline.imaging import data_uri_thumbnail, load_png
 from anime_pipeline.production import refs
 from anime_pipeline.production.gates import GateResult
 from anime_pipeline.production.phases import PHASE_BEFORE
-from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, StepFailed, Table, run_step
+from anime_pipeline.production.step import (FileLink, MetadataValue, Preview, Step, StepEnv, StepFailed, Table,
+                                           run_step)
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import sha256_file
 from anime_pipeline.studio.urls import studio_base, studio_url
+from anime_pipeline.training.errors import TrainingError
 
-RESOURCES = {"project", "storage", "renderer", "reviewer", "director", "metrics", "speech", "music", "jellyfin"}
+RESOURCES = {"project", "storage", "renderer", "trainer", "reviewer", "director", "metrics", "speech", "music",
+             "jellyfin"}
 # Declarative automation of the production assets: eager (runs when missing or an upstream changed),
 # but only once every upstream blocking check passed, so a failed gate stops automation as it stops
 # a run. A phase gate's own re-evaluation requests nothing: what waited for it is requested when
@@ -82,14 +85,17 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
         env = step_env(context, project, _pool(step, settings))
         try:
             produced = run_step(step, current, env, force=config.force)
-        except (FileNotFoundError, ValueError, StepFailed) as exc:  # missing upstream, bad inputs, a service refused
+        # missing upstream, empty dataset, bad input files; a LoRA that cannot train, load or be served; a
+        # service that refused (speech, music, Jellyfin)
+        except (FileNotFoundError, ValueError, TrainingError, StepFailed) as exc:
             raise dg.Failure(f"{ref.key} {step.artifact}: {exc}") from exc
         manifest = produced.manifest
         results = step.gates.evaluate(step.gate_subject(manifest), current.config.quality)
         metadata = {**to_dagster(step.metadata(manifest, produced.folder)), "kept_unchanged": produced.kept,
                     "studio": studio}
-        yield dg.MaterializeResult(metadata=metadata,
-                                   data_version=content_version(step.outputs(manifest, produced.folder)))
+        known = step.data_version(manifest, produced.folder)
+        yield dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(known) if known else content_version(
+            step.outputs(manifest, produced.folder)))
         for result in results:
             yield check_result(result)
         step.after_gates(current, manifest, results, env)
@@ -102,7 +108,9 @@ def step_env(context: dg.AssetExecutionContext, project: Project, pool: str | No
     r = context.resources
     return StepEnv(paths=r.storage.paths, library=r.storage.library, project=project, metrics=r.metrics.suite(),
                    metric_backends=r.metrics.active_backends(),
-                   open_renderer=lambda config, references: r.renderer.session(context, config, references),
+                   open_renderer=lambda config, references, loras=(): r.renderer.session(context, config, references,
+                                                                                         loras),
+                   open_trainer=lambda config: r.trainer.session(context, config),
                    reviewer=r.reviewer.for_show, director=r.director.for_show,
                    open_speech=lambda config: r.speech.session(context, config, pool),
                    open_music=lambda config: r.music.session(context, config, project.music_dir, pool),

@@ -19,13 +19,17 @@ Finding = tuple[Loc, str]
 # cannot be spoken in its shot by any voice. Synthesis checks each voice's real length later.
 MAX_WORDS_PER_SECOND = 5
 MAX_LETTERS_PER_SECOND = 20
+# A shot's frames are held in memory while its gates judge them (README, "Memory"): a shot whose raw
+# frames exceed this budget is refused here rather than exhausting the machine halfway through a run.
+CLIP_MEMORY_BUDGET = 3 * 1024**3
 
 
 def show_findings(config: ShowConfig, show_dir: Path, music_dir: Path) -> list[Finding]:
     """Every problem a valid schema can still hide; reference_images are relative to `show_dir`,
     scenes' music to `music_dir`."""
     return [*_duplicate_slugs(config), *_cast_and_continuity(config), *_size(config),
-            *_files(config, show_dir, music_dir), *_dialogue(config), *_backend_sections(config)]
+            *_files(config, show_dir, music_dir), *_dialogue(config), *_clip_memory(config),
+            *_backend_sections(config)]
 
 
 def outside_problem(value: str, folder: Path) -> str | None:
@@ -125,6 +129,25 @@ def _files(config: ShowConfig, show_dir: Path, music_dir: Path) -> list[Finding]
 
 def _dialogue(config: ShowConfig) -> list[Finding]:
     return [((*base, "dialogue"), reason) for base, shot in _shots(config) if (reason := dialogue_problem(shot))]
+
+
+def clip_bytes(shot: Shot, config: ShowConfig) -> int:
+    """The raw RGB frames of one shot: frames × width × height × 3 bytes."""
+    video = config.show.video
+    return max(3, round(shot.duration * video.fps)) * video.width * video.height * 3
+
+
+def _clip_memory(config: ShowConfig) -> list[Finding]:
+    video, found = config.show.video, []
+    for base, shot in _shots(config):
+        need = clip_bytes(shot, config)
+        if need > CLIP_MEMORY_BUDGET:
+            most = CLIP_MEMORY_BUDGET / (video.width * video.height * 3 * video.fps)
+            found.append(((*base, "duration"), f"{shot.duration:g} s at {video.width}×{video.height}, {video.fps} fps "
+                                               f"is {need / 1024**3:.1f} GiB of frames; a shot may hold at most "
+                                               f"{CLIP_MEMORY_BUDGET / 1024**3:.0f} GiB ({most:.1f} s at this size): "
+                                               "split the shot or lower show.video"))
+    return found
 
 
 def _backend_sections(config: ShowConfig) -> list[Finding]:

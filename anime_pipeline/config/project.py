@@ -175,7 +175,10 @@ def _audio_settings(cfg: ShowConfig) -> dict:
 
 
 def character_spec(ref: CharacterRef) -> dict:
-    return {"character": _design(ref.character), **show_settings(ref.config)}
+    """The character's entry, but how shots load its LoRA (`lora:`), which only character_lora and
+    the shots read, and its voice, which only the dialogue hears; and the show's settings."""
+    character = ref.character.model_dump(mode="json", exclude={"lora", "voice"})
+    return {"character": character, **show_settings(ref.config)}
 
 
 def shot_spec(ref: ShotRef) -> dict:

@@ -14,7 +14,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -43,6 +43,12 @@ Transition = Literal["dissolve", "fade", "wipe"]
 SpeechBackendName = Literal["espeak", "openai_tts"]
 MusicBackendName = Literal["procedural", "ace_step", "file"]
 PublisherName = Literal["filesystem", "jellyfin"]
+TrainerBackend = Literal["previz", "comfyui", "kohya"]
+
+# SPEC §7 gives the IP-Adapter weight (0.7) but no LoRA weight; 0.8 is the usual strength for a
+# character LoRA next to IP-Adapter (full strength tends to fight it and bake in the training
+# images' backgrounds).
+DEFAULT_LORA_WEIGHT = 0.8
 
 
 def _check_slug(value: str) -> str:
@@ -174,6 +180,13 @@ class Variations(StrictModel):
     poses: Tags = Field(default_factory=lambda: ["standing"], min_length=1)
 
 
+class CharacterLora(StrictModel):
+    """How shots load the character's LoRA (LoraLoader strengths)."""
+
+    weight: float = Field(DEFAULT_LORA_WEIGHT, ge=0, le=2, description="strength_model")
+    clip_weight: float | None = Field(None, ge=0, le=2, description="strength_clip; unset: the same as weight")
+
+
 class EspeakVoice(StrictModel):
     voice: str = Field("en", max_length=MAX_NAME_CHARS,
                        description="espeak-ng voice: language plus an optional variant, e.g. en+f3")
@@ -210,6 +223,7 @@ class Character(StrictModel):
         default_factory=list, max_length=MAX_TAGS, description="image files, relative to the show file's folder")
     dataset_target: int = Field(12, ge=1, le=1000)
     variations: Variations = Variations()
+    lora: CharacterLora = CharacterLora()
     voice: CharacterVoice | None = Field(None, description="how each speech backend speaks for the character")
 
 
@@ -337,7 +351,7 @@ class Backends(StrictModel):
     reviewer_model: Name = Field("gemma3", description="Ollama vision model for reviewer: ollama")
     director: Literal["local", "ollama", "echo_brain"] = "local"
     director_model: Name = Field("gemma3", description="Ollama model for director: ollama / fallback")
-    trainer: Literal["previz"] = "previz"
+    trainer: TrainerBackend = "previz"
     speech: SpeechBackendName = "espeak"
     speech_model: Name = Field("tts-1", description="the model an openai_tts server is asked for")
     music: MusicBackendName = Field(
@@ -345,9 +359,39 @@ class Backends(StrictModel):
                                   "whatever the backend")
     publisher: PublisherName = "filesystem"
 
+    @model_validator(mode="after")
+    def _a_lora_needs_a_renderer_that_loads_it(self) -> Backends:
+        if self.trainer != "previz" and self.renderer != "comfyui":
+            raise ValueError(f"trainer: {self.trainer} trains a LoRA, and only renderer: comfyui can load one (each "
+                             "epoch is judged by renders with it, and shots render with the chosen one); set "
+                             "renderer: comfyui, or trainer: previz")
+        return self
+
 
 # The backends only the audio and the publication depend on (scene and episode specs carry them).
 AUDIO_BACKENDS = frozenset({"speech", "speech_model", "music", "publisher"})
+
+
+class TrainerSettings(StrictModel):
+    """How a character LoRA is trained, whichever backend trains it. An epoch is kohya's: every
+    image `repeats` times, in batches (ceil(images × repeats / batch_size) steps)."""
+
+    rank: int = Field(16, ge=1, le=128, description="network dim (kohya --network_dim, ComfyUI rank)")
+    alpha: float | None = Field(None, gt=0, le=1024,
+                                description="network alpha; unset: the backend's own (kohya 1.0; ComfyUI's "
+                                            "TrainLoraNode always uses 1.0 and refuses another value)")
+    learning_rate: float = Field(1e-4, gt=0, le=1)
+    epochs: int = Field(10, ge=1, le=200, description="a LoRA file is kept per epoch; identity picks one")
+    repeats: int = Field(10, ge=1, le=1000, description="how often each image is seen per epoch")
+    batch_size: int = Field(1, ge=1, le=64)
+    seed: int = Field(42, ge=0, lt=2**32)
+    optimizer: Name = Field("AdamW", description="kohya --optimizer_type (AdamW, AdamW8bit, Lion, ...); "
+                                                 "ComfyUI: AdamW, Adam, SGD or RMSprop")
+    mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
+    resolution: int | None = Field(None, ge=256, le=2048, description="unset: 512 for SD 1.x, 1024 for SDXL")
+    validation_prompts: int = Field(4, ge=1, le=16, description="renders per epoch for the identity choice")
+    train_text_encoder: bool = Field(True, description="kohya: also train the text encoder(s); ComfyUI "
+                                                       "trains the diffusion model only")
 
 
 class ShowConfig(StrictModel):
@@ -357,6 +401,7 @@ class ShowConfig(StrictModel):
     episodes: list[Episode] = Field(min_length=1, max_length=MAX_EPISODES)
     quality: Quality = Quality()
     backends: Backends = Backends()
+    training: TrainerSettings = TrainerSettings()
     audio: Audio = Audio()
     jellyfin: Jellyfin | None = Field(None, description="the server's view of the library (publisher: jellyfin)")
 

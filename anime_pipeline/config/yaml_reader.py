@@ -52,6 +52,9 @@ class _Resolver(Resolver):
     }
 
 
+# YAML 1.1 reads `1e-4` (no dot) as text; YAML 1.2 and every user read it as a number.
+_Resolver.add_implicit_resolver(FLOAT, re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                list("-+0123456789"))
 _RESOLVER = _Resolver()
 
 

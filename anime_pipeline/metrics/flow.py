@@ -1,4 +1,4 @@
-"""Weight-free optical flow: coarse-to-fine bilateral block matching, and what is built on it.
+"""Weight-free optical flow for frame interpolation: coarse-to-fine bilateral block matching.
 
 Bilateral (symmetric) block matching explains each B×B block of the frame *between* a and b
 by a half-step displacement d: the block's content was at p − d in a and is at p + d in b.
@@ -14,16 +14,14 @@ beat standing still by `MOTION_BIAS` a pixel, so flat or merely noisy regions ge
 The full motion from a to b is 2d; the largest representable |d| per axis is
 2·(2·4 + 1) + 1 = 19 px.
 
-It is a stand-in for learned flow and interpolation (RAFT, AMT) and says so in every result.
+It is the midpoint interpolator of the weight-free VBench motion smoothness (a stand-in for AMT,
+`weightfree.BLOCK_FLOW`) and says so in every result. The temporal gates' sub-pixel flow between
+consecutive frames is `motion`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-
-from anime_pipeline.metrics.scores import Score
 
 FLOW_BLOCK = 16  # px at full resolution; the block grid is the same at every pyramid level
 LEVELS = 3  # full, ½ and ¼ resolution
@@ -33,13 +31,7 @@ REFINE_VECTORS = 6  # common motions offered to every block at each finer level
 # on a still, or a block that could dodge a sliver of a moving edge, is not motion.
 MOTION_BIAS = 1.0
 FLOW_BACKEND = "weight-free: bilateral block-matching flow"
-DYNAMIC_BACKEND = FLOW_BACKEND + ", VBench dynamic-degree rule"
 LUMA_STEPS = 8  # Y is luma rounded to 1/8 of a level
-
-# VBench dynamic degree (vbench/dynamic_degree.py), with this flow in place of RAFT
-DYNAMIC_SAMPLE_FPS = 8.0
-DYNAMIC_TOP_SHARE = 0.05
-DYNAMIC_THRESHOLD_PX = 6.0  # at a 256-px short side, scaled with the short side
 
 # Implementation: every level holds whole numbers. The full-resolution level is Y in eighths
 # (|Y| ≤ 2040) as int16; level k > 0 holds 2×2 *sums* applied k times (4^k × the average) as
@@ -204,58 +196,3 @@ def interpolate_midpoint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     from_a, from_b = _sample(a, flow, -1), _sample(b, flow, 1)
     # ⌊(x + y)/2⌋ = (x & y) + ((x ^ y) >> 1), without widening past uint8
     return (from_a & from_b) + ((from_a ^ from_b) >> 1)
-
-
-def _block_lengths(flow: np.ndarray) -> np.ndarray:
-    """Per block, the length in px of the motion from a to b (2·|d|)."""
-    return 2.0 * np.hypot(flow[..., 0], flow[..., 1])
-
-
-def motion_magnitude(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per pixel of the middle frame, the length in px of the motion from a to b (2·|d|)."""
-    length = _block_lengths(block_flow(a, b))
-    return np.repeat(np.repeat(length, FLOW_BLOCK, axis=0), FLOW_BLOCK, axis=1)[:a.shape[0], :a.shape[1]]
-
-
-def _top_share_mean(lengths: np.ndarray, height: int, width: int, share: float) -> float:
-    """Mean of the largest `share` of the per-pixel motion lengths of an H×W frame (VBench: mean
-    of the top 5 % flow lengths), from its blocks' lengths without expanding them to pixels:
-    blocks longest first, each weighing its pixel count (the last block row and column are cut
-    at the frame's edge), the last one needed taken in part."""
-    block_rows = np.minimum(FLOW_BLOCK, height - FLOW_BLOCK * np.arange(lengths.shape[0]))
-    block_cols = np.minimum(FLOW_BLOCK, width - FLOW_BLOCK * np.arange(lengths.shape[1]))
-    count = max(1, int(height * width * share))
-    order = np.argsort(-lengths.ravel(), kind="stable")
-    values, pixels = lengths.ravel()[order], np.outer(block_rows, block_cols).ravel()[order]
-    before = np.cumsum(pixels) - pixels  # pixels of the longer blocks
-    taken = np.clip(count - before, 0, pixels)
-    return float((values * taken).sum() / count)
-
-
-def flow_dynamic_degree(frames: Sequence[np.ndarray], fps: float) -> Score:
-    """VBench dynamic degree with block-matching flow in place of RAFT: frames are sampled every
-    round(fps/8) (≥ 1); for each consecutive sampled pair, m = mean of the top 5 % per-pixel
-    motion lengths; a pair moves when m > 6·max(1, 8/fps)·min(H, W)/256 px; the clip is dynamic
-    (value 1.0, else 0.0) when at least round(4·n/16) of the n sampled frames' pairs move —
-    here at least 1, so that a short still never passes (VBench's count can round to 0).
-    per_frame[i] = m for sampled pair i. A looping still, noise or flicker on a still all have
-    zero flow, so this is the motion floor the pixel-difference `dynamic_degree` cannot be."""
-    if len(frames) < 2:
-        raise ValueError(f"need at least 2 frames, got {len(frames)}")
-    interval = max(1, round(fps / DYNAMIC_SAMPLE_FPS))
-    sampled = frames[::interval]
-    height, width = frames[0].shape[:2]
-    if any(frame.shape != frames[0].shape for frame in sampled):
-        raise ValueError(f"flow needs equal sizes, got {sorted({frame.shape for frame in sampled})}")
-    threshold = max(1.0, DYNAMIC_SAMPLE_FPS / fps) * DYNAMIC_THRESHOLD_PX * min(height, width) / 256.0
-    needed = max(1, round(4 * len(sampled) / 16.0))
-    motion = []
-    previous = _pyramid(sampled[0])
-    for frame in sampled[1:]:  # each inner frame is in two pairs: its pyramid is built once
-        current = _pyramid(frame)
-        motion.append(_top_share_mean(_block_lengths(_flow(previous, current)), height, width, DYNAMIC_TOP_SHARE))
-        previous = current
-    moving = sum(m > threshold for m in motion)
-    return Score("flow_dynamic_degree", 1.0 if moving >= needed else 0.0, DYNAMIC_BACKEND,
-                 tuple(motion), {"threshold_px": threshold, "moving_pairs": moving, "pairs_needed": needed,
-                                 "interval": interval})

@@ -165,16 +165,23 @@ def reference_embedding(model: FaceModel, image: np.ndarray) -> np.ndarray | Non
     return max(faces, key=lambda face: face.area).embedding if faces else None
 
 
-def _assign(faces: Sequence[DetectedFace], anchors: Mapping[str, np.ndarray]) -> dict[str, float | None]:
-    """Per character, the cosine of the face assigned to it (None if none), one face per character."""
-    scores: dict[str, float | None] = {slug: None for slug in anchors}
+def assign_faces(faces: Sequence[DetectedFace], anchors: Mapping[str, np.ndarray]) -> dict[str, DetectedFace | None]:
+    """Per character, the face assigned to it (None if none): one face per character, maximising
+    the summed cosine to the anchors."""
+    assigned: dict[str, DetectedFace | None] = {slug: None for slug in anchors}
     if not faces:
-        return scores
+        return assigned
     slugs = list(anchors)
     similarity = np.array([[cosine(face.embedding, anchors[slug]) for face in faces] for slug in slugs])
     for row, column in zip(*linear_sum_assignment(-similarity)):
-        scores[slugs[row]] = float(similarity[row, column])
-    return scores
+        assigned[slugs[row]] = faces[column]
+    return assigned
+
+
+def _assign(faces: Sequence[DetectedFace], anchors: Mapping[str, np.ndarray]) -> dict[str, float | None]:
+    """Per character, the cosine of the face assigned to it (None if none), one face per character."""
+    return {slug: None if face is None else cosine(face.embedding, anchors[slug])
+            for slug, face in assign_faces(faces, anchors).items()}
 
 
 def arcface_identity(frames: Sequence[np.ndarray], anchors: Mapping[str, np.ndarray], model: FaceModel) -> dict[str, Score]:

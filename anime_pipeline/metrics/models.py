@@ -8,6 +8,10 @@ in `registry.model_rows`.
 Folder layout under the models root (`ANIME_PIPELINE_MODELS`, default `./models`):
 
     insightface/models/<pack>/*.onnx          InsightFace pack, e.g. buffalo_l (det_10g.onnx, w600k_r50.onnx, …)
+    ccip_onnx/<model>/                        deepghs CCIP, e.g. ccip-caformer-24-randaug-pruned (model_feat.onnx,
+                                              model_metrics.onnx, metrics.json): the hub repository deepghs/ccip_onnx
+    anime_face_detection/<name>/model.onnx    deepghs YOLOv8 anime face detector, e.g. face_detect_v1.4_s
+    anime_head_detection/<name>/model.onnx    or a head detector (names head_detect_*), from deepghs/anime_head_detection
     torch/                                    torch home (`TORCH_HOME` overrides it)
       hub/checkpoints/alexnet-owt-7be5be79.pth        AlexNet backbone for LPIPS
       hub/checkpoints/dino_vitbase16_pretrain.pth     DINO ViT-B/16 weights
@@ -28,6 +32,11 @@ MODELS_ENV = "ANIME_PIPELINE_MODELS"
 DEVICE_ENV = "ANIME_PIPELINE_METRICS_DEVICE"
 FACE_PACK_ENV = "ANIME_PIPELINE_FACE_PACK"
 DEFAULT_FACE_PACK = "buffalo_l"
+CCIP_MODEL_ENV = "ANIME_PIPELINE_CCIP_MODEL"
+DEFAULT_CCIP_MODEL = "ccip-caformer-24-randaug-pruned"  # imgutils' default
+ANIME_DETECTOR_ENV = "ANIME_PIPELINE_ANIME_DETECTOR"
+DEFAULT_ANIME_DETECTOR = "face_detect_v1.4_s"  # imgutils' detect_faces default (version v1.4, level s)
+CCIP_FILES = ("model_feat.onnx", "model_metrics.onnx", "metrics.json")
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 DINO_FILE = "dino_vitbase16_pretrain.pth"
 DINO_REPO = "facebookresearch_dino_main"
@@ -40,6 +49,10 @@ class ModelUnavailable(RuntimeError):
     """A model-based metric cannot run here: weights or a package are missing (the message says which)."""
 
 
+class ModelOutputError(RuntimeError):
+    """A loaded model answered with an output of the wrong shape or with non-finite values."""
+
+
 @dataclass(frozen=True)
 class ModelStore:
     """The configured weight folders and the metrics device ("cpu", "cuda", "cuda:N" or a bare GPU id)."""
@@ -48,6 +61,8 @@ class ModelStore:
     torch_home: Path
     device: str = "cpu"
     face_pack: str = DEFAULT_FACE_PACK
+    ccip_model: str = DEFAULT_CCIP_MODEL
+    anime_detector: str = DEFAULT_ANIME_DETECTOR
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ModelStore:
@@ -55,7 +70,9 @@ class ModelStore:
         torch_home = environ.get("TORCH_HOME", "").strip()
         return cls(root=root, torch_home=Path(torch_home).absolute() if torch_home else root / "torch",
                    device=environ.get(DEVICE_ENV, "").strip() or "cpu",
-                   face_pack=environ.get(FACE_PACK_ENV, "").strip() or DEFAULT_FACE_PACK)
+                   face_pack=environ.get(FACE_PACK_ENV, "").strip() or DEFAULT_FACE_PACK,
+                   ccip_model=environ.get(CCIP_MODEL_ENV, "").strip() or DEFAULT_CCIP_MODEL,
+                   anime_detector=environ.get(ANIME_DETECTOR_ENV, "").strip() or DEFAULT_ANIME_DETECTOR)
 
     @property
     def insightface_root(self) -> Path:
@@ -64,6 +81,15 @@ class ModelStore:
     @property
     def face_pack_dir(self) -> Path:
         return self.insightface_root / "models" / self.face_pack
+
+    @property
+    def ccip_dir(self) -> Path:
+        return self.root / "ccip_onnx" / self.ccip_model
+
+    @property
+    def anime_detector_file(self) -> Path:
+        repository = "anime_head_detection" if self.anime_detector.startswith("head") else "anime_face_detection"
+        return self.root / repository / self.anime_detector / "model.onnx"
 
     @property
     def checkpoints(self) -> Path:
@@ -145,3 +171,20 @@ def missing_requirements(path: Path, packages: tuple[str, ...] = ()) -> str:
 
 def identity_backend(pack: str) -> str:
     return f"InsightFace ArcFace ({pack}, onnxruntime)"
+
+
+def ccip_backend(model: str, detector: str) -> str:
+    return f"CCIP ({model}) with anime detector ({detector}), onnxruntime"
+
+
+def identity_policy(drawn: str | None, photoreal: str | None) -> str:
+    """Which identity backend judges which frames (`suite.MetricSuite.identity_backend`): CCIP on
+    rendered frames of drawn styles, ArcFace on rendered photoreal ones, each where installed, and
+    the weight-free head palette signature everywhere else, previz drawings always."""
+    from anime_pipeline.metrics import weightfree
+
+    fallback = weightfree.CHARACTER_BACKEND
+    if drawn is None and photoreal is None:
+        return fallback
+    return (f"{drawn or fallback} on rendered drawn styles; {photoreal or fallback} on rendered photoreal styles; "
+            f"{fallback} on previz drawings")

@@ -3,8 +3,8 @@
 Definition (no-reference, protocols §6 (b)): per_frame[i] = LPIPS(f_i, f_i+1) for consecutive
 pairs, frames as NCHW RGB scaled to [−1, 1] (x/127.5 − 1, `lpips.im2tensor`); value = the mean
 over pairs. Lower means less frame-to-frame change: flicker or instability, but also real
-motion, so it is reported next to a motion floor (`flow.flow_dynamic_degree`) that a still
-cannot pass.
+motion, so the gate measures it between motion-compensated pairs (`temporal.compensated_lpips`)
+next to a motion floor that a still cannot pass (`temporal.motion_floor`).
 
 LPIPS v0.1's linear heads ship inside the `lpips` package; its AlexNet backbone does not. It is
 read from `$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth` and never downloaded: the
@@ -92,14 +92,21 @@ def _tensor(frames: Sequence[np.ndarray], device: str) -> Any:
 
 def temporal_lpips(frames: Sequence[np.ndarray], model: LpipsModel) -> Score:
     """Mean LPIPS of consecutive frames (see the module doc); per_frame[i] is pair (i, i+1)."""
-    import torch
-
     if len(frames) < 2:
         raise ValueError(f"need at least 2 frames, got {len(frames)}")
-    distances = []
-    with torch.inference_mode():
-        for start in range(0, len(frames) - 1, BATCH):
-            batch = _tensor(frames[start:start + BATCH + 1], model.device)
-            distances += model.module(batch[:-1], batch[1:]).flatten().tolist()
+    distances = lpips_distances(frames[:-1], frames[1:], model)
     return Score("temporal_lpips", float(np.mean(distances)), model.backend, tuple(distances),
-                 {"device": model.device})
+                 {"device": model.device}, higher_is_worse=True)
+
+
+def lpips_distances(firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray], model: LpipsModel) -> list[float]:
+    """LPIPS(firsts[i], seconds[i]) for each i, in batches of BATCH pairs."""
+    import torch
+
+    distances: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(firsts), BATCH):
+            first = _tensor(firsts[start:start + BATCH], model.device)
+            second = _tensor(seconds[start:start + BATCH], model.device)
+            distances += model.module(first, second).flatten().tolist()
+    return distances

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anime_pipeline.metrics import perceptual, vbench, weightfree
-from anime_pipeline.metrics.models import ModelStore, identity_backend, missing_requirements
+from anime_pipeline.metrics.models import (CCIP_FILES, ModelStore, ccip_backend, identity_backend, identity_policy,
+                                           missing_requirements)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ def model_rows(store: ModelStore) -> list[ModelRow]:
     weight file; weight-free metrics get one row without a path. The active backend is the one
     the gates run (`suite.MetricSuite`). Checks files and importable packages only; nothing is loaded."""
     face = _pack_missing(store)
+    ccip = missing_requirements(store.ccip_dir, ("onnxruntime",)) or "; ".join(
+        filter(None, (missing_requirements(store.ccip_dir / name) for name in CCIP_FILES)))
+    detector = missing_requirements(store.anime_detector_file, ("onnxruntime",))
     lpips = missing_requirements(store.alexnet, ("torch", "torchvision", "lpips"))
     amt = missing_requirements(store.amt_weights, ("torch", "vbench"))
     dino = "; ".join(filter(None, [missing_requirements(store.dino_weights, ("torch", "torchvision")),
@@ -51,12 +55,14 @@ def model_rows(store: ModelStore) -> list[ModelRow]:
     head = missing_requirements(store.aesthetic_head, ("torch",))
     # the LAION score needs both files: with either missing, both rows show the proxy active
     aesthetic = weightfree.AESTHETIC_PROXY_BACKEND if clip or head else vbench.AESTHETIC_BACKEND
-    arcface = identity_backend(store.face_pack)
+    arcface, anime = identity_backend(store.face_pack), ccip_backend(store.ccip_model, store.anime_detector)
+    identity_active = identity_policy(None if ccip or detector else anime, None if face else arcface)
     weight_free = [("temporal_flickering", weightfree.FLICKER_BACKEND), ("dynamic_degree", weightfree.PIXEL_BACKEND),
                    ("style_adherence", weightfree.STYLE_BACKEND), ("scene_continuity", weightfree.CONTINUITY_BACKEND)]
     return [
-        _weighted("identity", arcface, store.face_pack_dir, face, weightfree.PALETTE_BACKEND,
-                  f"{arcface} on rendered frames; {weightfree.PALETTE_BACKEND} on previz drawings"),
+        _weighted("identity", anime, store.ccip_dir, ccip, identity_active, identity_active),
+        _weighted("identity", anime, store.anime_detector_file, detector, identity_active, identity_active),
+        _weighted("identity", arcface, store.face_pack_dir, face, identity_active, identity_active),
         _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips, weightfree.TEMPORAL_SSIM_BACKEND),
         _weighted("motion_smoothness", vbench.AMT_BACKEND, store.amt_weights, amt, weightfree.BLOCK_FLOW.backend),
         _weighted("subject_consistency", vbench.DINO_BACKEND, store.dino_weights, dino,

@@ -22,10 +22,20 @@ class Score:
     backend: str
     per_frame: tuple[float, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    higher_is_worse: bool = False  # per_frame's direction: True for changes and errors (LPIPS, timing)
 
-    def worst_frames(self, k: int, higher_is_worse: bool = False) -> list[int]:
+    def worst_frames(self, k: int, higher_is_worse: bool | None = None) -> list[int]:
         """Indexes into `per_frame` of the k worst values, worst first (ties: earlier first): the
-        lowest, or the highest for measures where more is worse (temporal LPIPS)."""
+        lowest, or the highest for measures where more is worse (by default the Score's own
+        `higher_is_worse`)."""
         values = np.asarray(self.per_frame, dtype=np.float64)
-        order = np.argsort(-values if higher_is_worse else values, kind="stable")
+        higher = self.higher_is_worse if higher_is_worse is None else higher_is_worse
+        order = np.argsort(-values if higher else values, kind="stable")
         return [int(i) for i in order[: max(k, 0)]]
+
+    @property
+    def worst(self) -> float | None:
+        """The worst per-frame value (None without per-frame values)."""
+        if not self.per_frame:
+            return None
+        return float(max(self.per_frame) if self.higher_is_worse else min(self.per_frame))

@@ -3,23 +3,31 @@ weight-free fallback, with the backend that computed it in every Score.
 
 Models are loaded on first use and kept for the process (one suite per `ModelStore`); a model
 that cannot load (missing, corrupt) is remembered as unavailable, with the reason, and not
-retried in the same process. Identity is the one choice that also depends on the frames: ArcFace runs on rendered
-frames, never on previz drawings (a face detector trained on photos and renders does not see
-flat drawn faces), so those always use the palette signature.
+retried in the same process. Identity is the one choice that also depends on the frames and the
+show (`identity_backend`): CCIP with an anime face/head detector on rendered frames of drawn
+styles, ArcFace on rendered frames of photoreal ones, and the weight-free head palette signature
+on previz drawings (detectors trained on illustrations and photos do not see flat previz faces;
+the previz renderer knows its face boxes exactly) and wherever the models are missing.
+
+`shot_measures` computes every shot gate's measure in one pass (`ShotMeasures`); each Score's
+`value` is what its gate compares with its threshold (the worst moment for the temporal ones).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 import numpy as np
 
-from anime_pipeline.drawings import is_previz
+from anime_pipeline.drawings import find_face, is_previz
 from anime_pipeline.imaging import Box
-from anime_pipeline.metrics import identity, perceptual, vbench, weightfree
+from anime_pipeline.metrics import ccip, identity, motion, perceptual, temporal, vbench, weightfree
+from anime_pipeline.metrics.character import (ARCFACE_RULE, PALETTE_RULE, IdentityRule, ccip_identity,
+                                              ccip_reference, ccip_rule, ccip_similarity, ccip_tracks,
+                                              cosine_matrix, tracked_consistency)
 from anime_pipeline.metrics.models import ModelStore, ModelUnavailable
 from anime_pipeline.metrics.scores import Score
 
@@ -29,7 +37,44 @@ LOADERS: dict[str, Callable[[ModelStore], Any]] = {
     "motion_smoothness": vbench.load_amt,
     "subject_consistency": vbench.load_dino,
     "aesthetic": vbench.load_aesthetic,
+    "ccip": lambda store: ccip.load_ccip(store.ccip_dir, store.device),
+    "anime_detector": lambda store: ccip.load_detector(store.anime_detector_file, store.device),
 }
+
+
+@dataclass(frozen=True)
+class PaletteIdentity:
+    """The weight-free identity backend: `weightfree.character_signature` against the anchor."""
+
+    rule: IdentityRule = PALETTE_RULE
+    backend: str = weightfree.CHARACTER_BACKEND
+
+
+@dataclass(frozen=True)
+class ArcFaceIdentity:
+    faces: identity.FaceModel
+    rule: IdentityRule = ARCFACE_RULE
+
+    @property
+    def backend(self) -> str:
+        return self.faces.backend
+
+
+@dataclass(frozen=True)
+class CcipIdentity:
+    model: ccip.CcipModel
+    detector: ccip.AnimeDetector
+
+    @property
+    def rule(self) -> IdentityRule:
+        return ccip_rule(self.model)
+
+    @property
+    def backend(self) -> str:
+        return f"{self.model.backend} + {self.detector.backend}"
+
+
+IdentityBackend = PaletteIdentity | ArcFaceIdentity | CcipIdentity
 
 
 @dataclass
@@ -55,6 +100,18 @@ class MetricSuite:
                 self.unavailable[metric] = f"{metric} model failed to load: {type(error).__name__}: {error}"
         return self._models.get(metric)
 
+    def identity_backend(self, renderer_backend: str, photoreal: bool = False) -> IdentityBackend:
+        """Who judges identity on a renderer's images (see the module doc): previz drawings always
+        the palette signature; rendered frames CCIP (drawn styles) or ArcFace (`photoreal`) where
+        installed, else the palette signature (the reason is in `unavailable`)."""
+        if is_previz(renderer_backend):
+            return PaletteIdentity()
+        if photoreal:
+            faces = self.model("identity")
+            return ArcFaceIdentity(faces) if faces is not None else PaletteIdentity()
+        model, detector = self.model("ccip"), self.model("anime_detector")
+        return CcipIdentity(model, detector) if model is not None and detector is not None else PaletteIdentity()
+
     def face_model(self, renderer_backend: str) -> identity.FaceModel | None:
         """ArcFace for images of a real renderer where a pack is installed; None for previz
         drawings (`is_previz`) or without a pack."""
@@ -66,8 +123,15 @@ class MetricSuite:
         return perceptual.temporal_lpips(frames, model) if model else weightfree.temporal_change(frames)
 
     def motion_smoothness(self, frames: Sequence[np.ndarray]) -> Score:
-        """VBench motion smoothness with AMT-S, else with the block-matching flow interpolator."""
-        return weightfree.motion_smoothness(frames, self.model("motion_smoothness") or weightfree.BLOCK_FLOW)
+        """VBench motion smoothness with AMT-S, else with the block-matching flow interpolator on
+        frames area-resized to the flow's working size (`motion.working_rgb`; D is a mean
+        absolute difference, so the scale barely moves it, and a 512² clip costs a quarter)."""
+        amt = self.model("motion_smoothness")
+        if amt is not None:
+            return weightfree.motion_smoothness(frames, amt)
+        small = [motion.working_rgb(frame) for frame in frames]
+        score = weightfree.motion_smoothness(small, weightfree.BLOCK_FLOW)
+        return replace(score, details={**score.details, "size": list(small[0].shape[:2])})
 
     def subject_consistency(self, frames: Sequence[np.ndarray]) -> Score:
         """VBench subject consistency on DINO ViT-B/16 features, else on palette signatures."""
@@ -81,6 +145,47 @@ class MetricSuite:
         loaded = self.model("aesthetic")
         return vbench.aesthetic_quality(images, *loaded) if loaded else weightfree.aesthetic_proxy(images)
 
+    def temporal_stability(self, frames: Sequence[np.ndarray], clip: temporal.ClipMotion) -> Score:
+        """Worst-pair temporal LPIPS after motion compensation where AlexNet is installed, else the
+        weight-free 1 − SSIM after the same compensation: one rule, one threshold."""
+        model = self.model("temporal_lpips")
+        return temporal.compensated_lpips(frames, clip, model) if model else temporal.temporal_stability(clip)
+
+    def shot_measures(self, frames: Sequence[np.ndarray], fps: float, face_boxes: Sequence[Mapping[str, Box]],
+                      anchors: Mapping[str, Anchor], backend: IdentityBackend) -> ShotMeasures:
+        """Every shot gate's measure on one clip, the flow computed once."""
+        clip = temporal.analyse(frames, fps)
+        return ShotMeasures(temporal.motion_floor(clip), self.temporal_stability(frames, clip),
+                            temporal.temporal_flickering(clip), temporal.frame_timing(clip),
+                            temporal.worst_moment(self.motion_smoothness(frames)),
+                            character_identity(frames, face_boxes, anchors, backend))
+
+    def tracked_subject_consistency(self, frames: Sequence[np.ndarray], characters: Mapping[str, Appearance],
+                                    backend: IdentityBackend) -> Score:
+        """Subject consistency on the identity of each character across `frames` (a scene; see
+        `character.tracked_consistency`), found in every frame by the identity backend's detector,
+        or by its key skin and eye colours on drawings (`drawings.find_faces`). Without
+        characters, or when none is found in two frames, VBench's formula on whole frames
+        (`subject_consistency`)."""
+        tracked = self._tracked(frames, characters, backend) if characters else None
+        return tracked if tracked is not None else self.subject_consistency(frames)
+
+    def _tracked(self, frames: Sequence[np.ndarray], characters: Mapping[str, Appearance],
+                 backend: IdentityBackend) -> Score | None:
+        if isinstance(backend, CcipIdentity) and all(a.anchor.ccip is not None for a in characters.values()):
+            found = ccip_tracks(frames, {slug: a.anchor.ccip for slug, a in characters.items()}, backend.model,
+                                backend.detector)
+            tracks = {slug: [None if f is None else f[0] for f in track] for slug, track in found.items()}
+            return tracked_consistency(tracks, ccip_similarity(backend.model), backend.rule, backend.backend)
+        if isinstance(backend, ArcFaceIdentity) and all(a.anchor.arcface is not None for a in characters.values()):
+            anchors = {slug: a.anchor.arcface for slug, a in characters.items()}
+            per_frame = [identity.assign_faces(identity.detect_faces(backend.faces, f), anchors) for f in frames]
+            tracks = {slug: [None if faces[slug] is None else faces[slug].embedding for faces in per_frame]
+                      for slug in anchors}
+            return tracked_consistency(tracks, cosine_matrix, backend.rule, backend.backend)
+        tracks = {slug: [_drawn_signature(frame, appearance) for frame in frames] for slug, appearance in characters.items()}
+        return tracked_consistency(tracks, cosine_matrix, PALETTE_RULE, weightfree.CHARACTER_BACKEND)
+
 
 @cache
 def suite_for(store: ModelStore) -> MetricSuite:
@@ -90,14 +195,105 @@ def suite_for(store: ModelStore) -> MetricSuite:
 
 @dataclass(frozen=True)
 class Anchor:
-    """A character's identity anchors: the palette signature's always, ArcFace's where the
-    reference renders were measured with a face pack."""
+    """A character's identity anchors: the palette signature's always, the head palette
+    signature's (`weightfree.character_signature`, the palette backend's) where computed,
+    ArcFace's where the reference renders were measured with a face pack, CCIP's (`ccip.merge`
+    of the references' head features) where CCIP is installed."""
 
     palette: np.ndarray
     arcface: np.ndarray | None = None
+    signature: np.ndarray | None = None
+    ccip: np.ndarray | None = None
 
     def as_lists(self) -> dict[str, list[float] | None]:
-        return {"palette": self.palette.tolist(), "arcface": None if self.arcface is None else self.arcface.tolist()}
+        def listed(vector: np.ndarray | None) -> list[float] | None:
+            return None if vector is None else vector.tolist()
+
+        return {"palette": self.palette.tolist(), "arcface": listed(self.arcface), "signature": listed(self.signature),
+                "ccip": listed(self.ccip)}
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """How to find a character in frames that come without face boxes (an assembled scene): its
+    anchors, and its key skin and eye colours for drawings."""
+
+    anchor: Anchor
+    skin: str
+    eyes: str
+
+
+FIND_SHORT_SIDE = 128  # px: drawn faces are looked for on frames subsampled to about this short side
+
+
+def _drawn_signature(frame: np.ndarray, appearance: Appearance) -> np.ndarray | None:
+    """The head signature of the character's largest drawn face, found on the frame subsampled to
+    a short side of about FIND_SHORT_SIDE (flat fills keep their exact colours; a face too small
+    to be found there is too small to judge), or None."""
+    step = max(1, min(frame.shape[:2]) // FIND_SHORT_SIDE)
+    face = find_face(frame[::step, ::step], appearance.skin, appearance.eyes)
+    if face is None:
+        return None
+    x0, y0, x1, y1 = face
+    return weightfree.character_signature(frame, (x0 * step, y0 * step, x1 * step, y1 * step))
+
+
+@dataclass(frozen=True)
+class IdentityResult:
+    """Per character its identity Score (per-frame similarity; value = the worst frame) and the
+    backend's same-character rule: the character is itself when value ≥ rule.threshold."""
+
+    scores: Mapping[str, Score]
+    rule: IdentityRule
+    note: str = ""  # why a lesser backend judged, when one did
+
+    def same_character(self, slug: str) -> bool:
+        return self.rule.same(self.scores[slug].value)
+
+    @property
+    def value(self) -> float:
+        """The least similar character's worst frame (1.0 for a shot without characters)."""
+        return min((score.value for score in self.scores.values()), default=1.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.rule.same(self.value)
+
+
+@dataclass(frozen=True)
+class ShotMeasures:
+    """Every shot gate's measure on one clip; each Score's value is what its gate compares."""
+
+    motion_floor: Score  # ≥ temporal.MIN_MOVING_SHARE
+    temporal_stability: Score  # ≤ quality.temporal_lpips
+    temporal_flickering: Score  # ≥ quality.temporal_flickering
+    frame_timing: Score  # ≤ temporal.FRAME_TIMING_TOLERANCE
+    motion_smoothness: Score  # ≥ quality.motion_smoothness, on the worst interpolated frame
+    identity: IdentityResult  # ≥ identity.rule.threshold
+
+
+def character_identity(frames: Sequence[np.ndarray], face_boxes: Sequence[Mapping[str, Box]],
+                       anchors: Mapping[str, Anchor], backend: IdentityBackend) -> IdentityResult:
+    """Per character, its identity over the clip by `backend`, when every character has that
+    backend's anchor; else by the palette signature inside the renderer's face boxes."""
+    if not anchors:
+        return IdentityResult({}, backend.rule)
+    if isinstance(backend, CcipIdentity) and all(a.ccip is not None for a in anchors.values()):
+        return IdentityResult(ccip_identity(frames, {s: a.ccip for s, a in anchors.items()}, backend.model,
+                                            backend.detector), backend.rule)
+    if isinstance(backend, ArcFaceIdentity) and all(a.arcface is not None for a in anchors.values()):
+        return IdentityResult(identity.arcface_identity(frames, {s: a.arcface for s, a in anchors.items()},
+                                                        backend.faces), backend.rule)
+    note = "" if isinstance(backend, PaletteIdentity) else f"no {backend.rule.backend} anchor for every character"
+    scores = {}
+    for slug, anchor in anchors.items():
+        boxes = [frame_boxes.get(slug) for frame_boxes in face_boxes]
+        if anchor.signature is not None:
+            scores[slug] = weightfree.identity_score(frames, boxes, anchor.signature, weightfree.character_signature,
+                                                     weightfree.CHARACTER_BACKEND)
+        else:
+            scores[slug] = weightfree.identity_score(frames, boxes, anchor.palette)
+    return IdentityResult(scores, PALETTE_RULE, note)
 
 
 def clip_identity(frames: Sequence[np.ndarray], face_boxes: Sequence[Mapping[str, Box]], anchors: Mapping[str, Anchor],
@@ -120,3 +316,37 @@ def image_identity(image: np.ndarray, box: Box | None, anchor: Anchor, faces: id
         return (0.0 if embedding is None else weightfree.cosine(embedding, anchor.arcface)), faces.backend
     palette = weightfree.palette_signature(image, box)
     return weightfree.cosine(palette, anchor.palette), weightfree.PALETTE_BACKEND
+
+
+@dataclass(frozen=True)
+class StillIdentity:
+    """One still's identity: its similarity to the anchor, the backend's rule, the backend."""
+
+    similarity: float
+    rule: IdentityRule
+    backend: str
+
+    @property
+    def same_character(self) -> bool:
+        return self.rule.same(self.similarity)
+
+
+def still_identity(image: np.ndarray, face_box: Box | None, anchor: Anchor, backend: IdentityBackend) -> StillIdentity:
+    """A still's identity (dataset candidates, LoRA checks) by `backend` where the anchor has its
+    vector: CCIP on the largest detected head, ArcFace on the largest face (0 when none is found),
+    else the head palette signature around `face_box` (the whole image without a box), else the
+    palette signature."""
+    if isinstance(backend, CcipIdentity) and anchor.ccip is not None:
+        feature = ccip_reference(backend.model, backend.detector, image)
+        similarity = 0.0 if feature is None else 1.0 - float(backend.model.differences_to(feature, anchor.ccip)[0, 0])
+        return StillIdentity(similarity, backend.rule, backend.backend)
+    if isinstance(backend, ArcFaceIdentity) and anchor.arcface is not None:
+        embedding = identity.reference_embedding(backend.faces, image)
+        similarity = 0.0 if embedding is None else weightfree.cosine(embedding, anchor.arcface)
+        return StillIdentity(similarity, backend.rule, backend.backend)
+    if anchor.signature is not None:
+        box = face_box or (0, 0, image.shape[1], image.shape[0])
+        return StillIdentity(weightfree.cosine(weightfree.character_signature(image, box), anchor.signature),
+                             PALETTE_RULE, weightfree.CHARACTER_BACKEND)
+    return StillIdentity(weightfree.cosine(weightfree.palette_signature(image, face_box), anchor.palette), PALETTE_RULE,
+                         weightfree.PALETTE_BACKEND)

@@ -22,6 +22,7 @@ from anime_pipeline.metrics import flow
 from anime_pipeline.metrics.scores import Score
 
 PALETTE_BACKEND = "weight-free: palette signature"
+CHARACTER_BACKEND = "weight-free: palette signature of the head, 3x3 grid"
 PIXEL_BACKEND = "weight-free: pixel statistics"
 FLICKER_BACKEND = "weight-free: VBench temporal flickering formula"
 SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, linear-blend interpolator"
@@ -39,6 +40,10 @@ SSIM_TRUNCATE = 3.5  # radius int(3.5·1.5 + 0.5) = 5: Wang et al.'s 11×11 wind
 SSIM_K1, SSIM_K2, SSIM_L = 0.01, 0.03, 255.0
 SHARPNESS_HALF = 100.0  # Laplacian variance ≈ 100 is the usual blurry/sharp cut-off on 8-bit images
 THUMBNAIL_HEIGHT = 64
+# A face box holds the face only; a character is told apart by hair and headwear too, so the head
+# is the face box widened by a quarter of its width each side and raised by half its height
+FACE_TO_HEAD_SIDE, FACE_TO_HEAD_UP = 0.25, 0.5
+HEAD_GRID = 3
 
 
 # --- colours and regions ---------------------------------------------------------------
@@ -84,6 +89,25 @@ def palette_signature(image: np.ndarray, box: Box | None = None) -> np.ndarray:
     return unit(np.sqrt(counts.astype(np.float64)))
 
 
+def head_box(face: Box, shape: tuple[int, ...]) -> Box:
+    """The head around a face box (see FACE_TO_HEAD_*), clipped to an image of `shape`."""
+    x0, y0, x1, y1 = face
+    width, height = x1 - x0, y1 - y0
+    return (max(0, round(x0 - FACE_TO_HEAD_SIDE * width)), max(0, round(y0 - FACE_TO_HEAD_UP * height)),
+            min(shape[1], round(x1 + FACE_TO_HEAD_SIDE * width)), min(shape[0], y1))
+
+
+def character_signature(image: np.ndarray, face: Box) -> np.ndarray:
+    """4608-d identity signature of a drawn character: the `palette_signature` of each cell of a
+    3 × 3 grid over its head (`head_box`), concatenated and divided by 3. Where colours are
+    matters as much as which: a hair or outfit colour change that a whole-box histogram shrugs
+    off (most of a face box is skin) changes the cells it lives in."""
+    x0, y0, x1, y1 = head_box(face, image.shape)
+    xs, ys = np.linspace(x0, x1, HEAD_GRID + 1).round().astype(int), np.linspace(y0, y1, HEAD_GRID + 1).round().astype(int)
+    cells = [palette_signature(image, (xs[j], ys[i], xs[j + 1], ys[i + 1])) for i in range(HEAD_GRID) for j in range(HEAD_GRID)]
+    return np.concatenate(cells) / HEAD_GRID
+
+
 def colour_mood(image: np.ndarray) -> np.ndarray:
     """64-d coarse colour signature of a whole frame: the joint 4×4×4 RGB histogram, square-rooted
     and L2-normalised. Coarse on purpose: it compares a scene's light and palette across cuts,
@@ -113,15 +137,19 @@ def anchor(vectors: Sequence[np.ndarray]) -> np.ndarray:
     return unit(np.mean([unit(np.asarray(v, dtype=np.float64)) for v in vectors], axis=0))
 
 
-def identity_score(frames: Sequence[np.ndarray], boxes_per_frame: Sequence[Box | None], anchor: np.ndarray) -> Score:
-    """per_frame[i] = cosine(palette_signature(frame_i, box_i), anchor), 0 where the frame has no
-    box; value = min over frames (the gate is "identity ≥ threshold in every frame")."""
+def identity_score(frames: Sequence[np.ndarray], boxes_per_frame: Sequence[Box | None], anchor: np.ndarray,
+                   signature: Callable[[np.ndarray, Box], np.ndarray] = palette_signature,
+                   backend: str = PALETTE_BACKEND) -> Score:
+    """per_frame[i] = cosine(signature(frame_i, box_i), anchor), 0 where the frame has no box;
+    value = min over frames (the gate is "identity ≥ threshold in every frame"). The anchor must
+    come from the same `signature` (`palette_signature`, or `character_signature` with
+    CHARACTER_BACKEND)."""
     if len(frames) != len(boxes_per_frame) or not len(frames):
         raise ValueError(f"need one box (or None) per frame, got {len(frames)} frames, {len(boxes_per_frame)} boxes")
-    per_frame = tuple(0.0 if box is None else cosine(palette_signature(frame, box), anchor)
+    per_frame = tuple(0.0 if box is None else cosine(signature(frame, box), anchor)
                       for frame, box in zip(frames, boxes_per_frame))
     missing = [i for i, box in enumerate(boxes_per_frame) if box is None]
-    return Score("identity", min(per_frame), PALETTE_BACKEND, per_frame, {"frames_without_face": missing})
+    return Score("identity", min(per_frame), backend, per_frame, {"frames_without_face": missing})
 
 
 # --- SSIM and near-duplicates ---------------------------------------------------------

@@ -3,10 +3,7 @@ with caption files and a manifest, scored for identity, aesthetics and style."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateSet, Measured
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
-from anime_pipeline.storage import outputs, write_text
+from anime_pipeline.storage import outputs, staged_dir, write_text
 
 BATCH_SIZE = 3  # SPEC §5
 MAX_BATCHES_PER_RUN = 4
@@ -132,24 +129,6 @@ def _backend(used: Iterable[str]) -> str:
     return ", ".join(sorted(set(used))) or "none (no approved images)"
 
 
-def replace_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Build a folder beside `target`, then swap it in, so a reader sees the old set or the new one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        fill(staging)
-        if target.exists():
-            retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, retired)
-            os.replace(staging, target)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-
-
 class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
     """Candidates are generated in batches of 3 until approved + awaiting review reach the target; the
     reviewer decides automatically where the rules allow (never for non-human characters), a person
@@ -205,13 +184,11 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
             identity_backend=backends["identity"], aesthetic_backend=backends["aesthetic"],
             style_backend=backends["style"], batches_this_run=batches, new_verdicts=verdicts)
 
-        def fill(folder: Path) -> None:
+        with staged_dir(self.folder(ref, env.paths)) as folder:
             for record in approved:
                 save_png(folder / record.image, images[record.id])
                 write_text(folder / f"{record.id}.txt", record.caption + "\n")
             manifest.model_copy(update={"files": _files(folder)}).write(folder)
-
-        replace_dir(self.folder(ref, env.paths), fill)
         return DatasetManifest.require(self.folder(ref, env.paths), f"approved_dataset {ref.key}")
 
     def metadata(self, manifest: DatasetManifest, folder: Path) -> dict[str, MetadataValue]:

@@ -26,13 +26,14 @@ from anime_pipeline.metrics.identity import FaceModel
 from anime_pipeline.metrics.suite import Anchor, MetricSuite, clip_identity
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.character_embedding import load_anchor
-from anime_pipeline.production.character_lora import load_adapter_palette
+from anime_pipeline.production.character_lora import LoraManifest
 from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateResult, GateSet, Measured, all_passed, ranking
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
-from anime_pipeline.prompts import negative_prompt, shot_prompt
+from anime_pipeline.prompts import negative_prompt, shot_prompt, with_trigger_words
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
 from anime_pipeline.storage import outputs, sha256_file, sha256_json
+from anime_pipeline.training.availability import LoraRequest
 
 FIRST_FRAME = "first_frame.png"
 STEPS_PER_RETRY = 8
@@ -290,18 +291,27 @@ class ShotClip(Step[ShotRef, ShotManifest]):
                                     f"materialize its shot_clip first")
         return first
 
-    def _inputs(self, ref: ShotRef, env: StepEnv) -> tuple[dict[str, Anchor], dict[str, dict[str, str] | None]]:
-        show = ref.config.show.slug
-        anchors = {c.slug: load_anchor(env.paths.embedding(f"{show}/{c.slug}")) for c in ref.characters()}
-        adapters = {c.slug: load_adapter_palette(env.paths.adapter(f"{show}/{c.slug}")) for c in ref.characters()}
+    def _inputs(self, ref: ShotRef, env: StepEnv) -> tuple[dict[str, Anchor], dict[str, LoraManifest]]:
+        """Each character's identity anchor and its character_lora (palette adapter or LoRA)."""
+        keys = {c.slug: f"{ref.config.show.slug}/{c.slug}" for c in ref.characters()}
+        anchors = {slug: load_anchor(env.paths.embedding(key)) for slug, key in keys.items()}
+        adapters = {slug: LoraManifest.require(env.paths.adapter(key), f"character_lora {key}")
+                    for slug, key in keys.items()}
         return anchors, adapters
 
     def fingerprint(self, ref: ShotRef, env: StepEnv) -> str:
         anchors, adapters = self._inputs(ref, env)
         first = self._first_frame(ref, env.paths)
+        # a retrained LoRA is a new file: its sha makes exactly this character's shots render again
+        adapted = {s: {"palette": m.palette, "lora": m.lora.sha256 if m.lora else None} for s, m in adapters.items()}
         return sha256_json({"spec": self.spec(ref), "version": self.version,
-                            "anchors": {s: a.as_lists() for s, a in anchors.items()}, "adapters": adapters,
+                            "anchors": {s: a.as_lists() for s, a in anchors.items()}, "adapters": adapted,
                             "first_frame": sha256_file(first) if first else None, "metrics": dict(env.metric_backends)})
+
+    def _loras(self, ref: ShotRef, env: StepEnv, adapters: dict[str, LoraManifest]) -> list[LoraRequest]:
+        show = ref.config.show.slug
+        return [request for c in ref.characters()
+                if (request := adapters[c.slug].request(env.paths.adapter(f"{show}/{c.slug}"), c)) is not None]
 
     def produce(self, ref: ShotRef, env: StepEnv, fingerprint: str | None) -> ShotManifest:
         cfg, shot = ref.config, ref.shot
@@ -314,19 +324,21 @@ class ShotClip(Step[ShotRef, ShotManifest]):
             shot_prompt(style, characters, shot.type, shot.prompt, cfg.world.art_direction),
             ref.scene.time_of_day, ref.scene.mood)
         env.log(f"{ref.key}: prompt via {' → '.join(refinement.path)}")
+        loras = self._loras(ref, env, adapters)
         negative = ", ".join([negative_prompt(style, characters), *refinement.negative_additions])
         base = ClipRequest(
-            characters=tuple(characters), shot_type=shot.type, prompt=refinement.refined,
+            characters=tuple(characters), shot_type=shot.type,
+            prompt=with_trigger_words(refinement.refined, [lora.character for lora in loras]),
             motion_prompt=shot.motion_prompt, negative_prompt=negative, seed=shot_seed(ref), width=video.width,
             height=video.height, fps=video.fps, n_frames=max(3, round(shot.duration * video.fps)),
             background=tuple(cfg.world.palette), steps=style.steps, first_frame=first,
-            palette_overrides={s: p for s, p in adapters.items() if p},
+            palette_overrides={s: m.palette for s, m in adapters.items() if m.palette},
         )
         out_dir = self.folder(ref, env.paths)
         timings = Timings()
         references = {slug: p for slug in shot.characters
                       for p in [front_panel(env.paths, f"{cfg.show.slug}/{slug}")] if p}
-        with env.open_renderer(cfg, references) as renderer:
+        with env.open_renderer(cfg, references, loras) as renderer:
             attempts, chosen, clip = render_attempts(ref, renderer, base, anchors, env.metrics, cfg.quality, timings,
                                                      env.log)
         with timings.phase("write_frames"):
@@ -335,14 +347,14 @@ class ShotClip(Step[ShotRef, ShotManifest]):
             info = encode_clip(clip.frames, video.fps, out_dir / "clip.mp4")
         manifest = ShotManifest(
             kind=self.artifact, key=ref.key, backend=renderer.backend, device=renderer.device,
-            inputs_fingerprint=fingerprint, renderer_version=renderer.version, prompt=refinement.refined,
+            inputs_fingerprint=fingerprint, renderer_version=renderer.version, prompt=base.prompt,
             prompt_before_refinement=refinement.original, director=refinement.source,
             director_path=list(refinement.path), negative_additions=list(refinement.negative_additions),
             negative_prompt=negative, motion_prompt=shot.motion_prompt, shot_type=shot.type,
             characters=list(shot.characters), checkpoint=style.checkpoint, checkpoint_hash=None,
             sampler=style.sampler, scheduler=style.scheduler, cfg=style.cfg, resolution=(video.width, video.height),
             fps=video.fps, frames=len(clip.frames), duration=round(len(clip.frames) / video.fps, 4),
-            loras=[{"character": s, "adapter": "previz palette adapter", "palette": p} for s, p in adapters.items() if p],
+            loras=_adapters_used(adapters, loras),
             ip_adapter=None, continuity_from=ref.previous_key if first is not None else None, attempts=attempts,
             chosen_attempt=chosen, metric_fallbacks=dict(env.metrics.unavailable), video_codec=info.video_codec,
             audio_codec=info.audio_codec, files=[FileEntry.of(out_dir / "clip.mp4", out_dir)], timings=timings.seconds,
@@ -369,3 +381,19 @@ class ShotClip(Step[ShotRef, ShotManifest]):
             "gates": {r.name: r.passed for r in results}, "seed": manifest.chosen.seed})
         if sent:
             env.log(f"{manifest.key}: gate results sent to the director")
+
+
+def _adapters_used(adapters: dict[str, LoraManifest], loras: list[LoraRequest]) -> list[dict[str, Any]]:
+    """The manifest's record of each character's adapter: the LoRA loaded (file, hash, strengths), or
+    the previz palette applied."""
+    loaded = {lora.character: lora for lora in loras}
+    used: list[dict[str, Any]] = []
+    for slug, manifest in adapters.items():
+        if manifest.lora is not None:
+            lora = loaded[slug]
+            used.append({"character": slug, "adapter": f"LoRA ({manifest.trainer})", "file": manifest.lora.served_name,
+                         "sha256": manifest.lora.sha256, "epoch": manifest.chosen_epoch, "weight": lora.weight,
+                         "clip_weight": lora.weight if lora.clip_weight is None else lora.clip_weight})
+        elif manifest.palette:
+            used.append({"character": slug, "adapter": "previz palette adapter", "palette": manifest.palette})
+    return used

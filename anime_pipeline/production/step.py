@@ -10,11 +10,11 @@ between producing and keeping: the same manifest type comes back either way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
@@ -29,6 +29,9 @@ from anime_pipeline.render.base import Renderer
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.services.jellyfin import JellyfinClient
 from anime_pipeline.storage import sha256_json
+from anime_pipeline.training.availability import LoraRequest
+from anime_pipeline.training.backends import TrainerSession
+from anime_pipeline.training.errors import TrainerConfigError
 
 M = TypeVar("M", bound=Manifest)
 R = TypeVar("R")
@@ -67,6 +70,19 @@ class Table:
 MetadataValue = str | int | float | bool | None | Preview | FileLink | Table
 
 
+class OpenRenderer(Protocol):
+    """The show's renderer for one step, with IP-Adapter `references` (character slug → image) and
+    the characters' LoRAs made available on the server that renders."""
+
+    def __call__(self, config: ShowConfig, references: Mapping[str, Path],
+                 loras: Sequence[LoraRequest] = ()) -> AbstractContextManager[Renderer]: ...
+
+
+def no_trainer(config: ShowConfig) -> AbstractContextManager[TrainerSession]:
+    raise TrainerConfigError(f"show {config.show.slug!r} sets backends.trainer: {config.backends.trainer}, but this "
+                             "environment has no LoRA trainer")
+
+
 class StepFailed(RuntimeError):
     """The artifact cannot be made, for the one-line reason given (a service refused, a line could not
     be spoken, a track is missing); nothing of it was written."""
@@ -82,13 +98,15 @@ class StepEnv:
     project: Project
     metrics: MetricSuite
     metric_backends: Mapping[str, str]  # per metric, the backend the installed weights enable
-    open_renderer: Callable[[ShowConfig, Mapping[str, Path]], AbstractContextManager[Renderer]]
+    open_renderer: OpenRenderer
     reviewer: Callable[[ShowConfig], Reviewer]
     director: Callable[[ShowConfig], Director]
     open_speech: Callable[[ShowConfig], AbstractContextManager[SpeechBackend]]  # the show's `backends.speech`
     open_music: Callable[[ShowConfig], AbstractContextManager[MusicBackend]]  # the show's `backends.music`
     jellyfin: Callable[[ShowConfig], JellyfinClient]  # the server of `publisher: jellyfin`
     log: Callable[[str], None] = print
+    # the show's LoRA trainer (`backends.trainer` comfyui / kohya) on its GPU, holding that GPU's pool
+    open_trainer: Callable[[ShowConfig], AbstractContextManager[TrainerSession]] = no_trainer
     extras: dict[str, Any] = field(default_factory=dict)
 
     def show_dir(self, show: str) -> Path:
@@ -137,6 +155,10 @@ class Step(ABC, Generic[R, M]):
     def outputs(self, manifest: M, folder: Path) -> list[Path]:
         """The files whose contents are the artifact's data version."""
         return [folder / f.path for f in manifest.files]
+
+    def data_version(self, manifest: M, folder: Path) -> str | None:
+        """The artifact's data version where it is one known hash (None: a hash of `outputs`)."""
+        return None
 
     def metadata(self, manifest: M, folder: Path) -> dict[str, MetadataValue]:
         return {"backend": manifest.backend, "device": manifest.device}

@@ -7,7 +7,7 @@ the resource holds where it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,7 +36,10 @@ from anime_pipeline.services.echo_brain import EchoBrainClient
 from anime_pipeline.services.jellyfin import JellyfinClient
 from anime_pipeline.services.ollama import OllamaClient
 from anime_pipeline.services.speech import OpenAISpeechClient
-from anime_pipeline.settings import CPU, parse_gpu_urls, pool_for
+from anime_pipeline.settings import CPU, parse_gpu_folders, parse_gpu_urls, pool_for, training_environment
+from anime_pipeline.training.availability import LoraRequest, SharedLoraFolder, serve_loras
+from anime_pipeline.training.backends import TrainerSession, base_model_for, trainer_for, training_gpu
+from anime_pipeline.training.environment import TrainingEnvironment
 
 
 class NotConfigured(dg.Failure):
@@ -113,10 +116,13 @@ class EchoBrainResource(dg.ConfigurableResource):
 
 
 class RendererResource(dg.ConfigurableResource):
-    """The previz renderer, or one ComfyUI server per GPU (`comfyui_urls`: "0=http://host:8188,1=…")."""
+    """The previz renderer, or one ComfyUI server per GPU (`comfyui_urls`: "0=http://host:8188,1=…"),
+    each with the folder it lists under models/loras where there is one (`lora_folders`:
+    "0=/mnt/loras,…"; without one, LoRAs are uploaded to it)."""
 
     device: str = CPU
     comfyui_urls: str = ""
+    lora_folders: str = ""
     timeout: float = 1800.0
     reconnect_window: float = 120.0  # how long a restarting ComfyUI may be unreachable before a render fails
 
@@ -124,11 +130,20 @@ class RendererResource(dg.ConfigurableResource):
     def servers(self) -> dict[str, str]:
         return dict(parse_gpu_urls(self.comfyui_urls))
 
+    def shared_folder(self, gpu: str) -> SharedLoraFolder | None:
+        folder = dict(parse_gpu_folders(self.lora_folders)).get(gpu)
+        return SharedLoraFolder(folder) if folder is not None else None
+
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
-                references: Mapping[str, Path] | None = None) -> Iterator[Renderer]:
-        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step."""
+                references: Mapping[str, Path] | None = None, loras: Sequence[LoraRequest] = ()) -> Iterator[Renderer]:
+        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step, and
+        the LoRAs asked for are made available on that GPU's server (checked listed) before it renders."""
         if config.backends.renderer == "previz":
+            if loras:
+                raise ValueError(f"show {config.show.slug!r}: the previz renderer cannot load LoRA files "
+                                 f"({', '.join(f'{r.character}: {r.name}' for r in loras)}); set backends.renderer: "
+                                 "comfyui, or materialize character_lora again with trainer: previz")
             yield PrevizRenderer()
             return
         servers = self.servers
@@ -141,9 +156,44 @@ class RendererResource(dg.ConfigurableResource):
             client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context),
                                    reconnect_window=self.reconnect_window)
             with client:
+                served = serve_loras(client, gpu, loras, self.shared_folder(gpu))
                 yield ComfyUIRenderer(client, config.backends.comfyui_workflows or None, device=gpu,
-                                      style=config.show.style, references=dict(references or {}),
+                                      style=config.show.style, loras=served, references=dict(references or {}),
                                       overrides=config.backends.comfyui_overrides, timeout=self.timeout)
+
+
+class TrainerResource(dg.ConfigurableResource):
+    """Where character LoRAs train (`backends.trainer`): on the ComfyUI server of `trainer_gpu` (empty:
+    the first of `comfyui_urls`), or with the kohya checkout `kohya_dir` on CUDA index `kohya_gpu`;
+    `base_models` is the local folder of the shows' checkpoints. A training holds its GPU's pool slot.
+    The values are the ANIME_PIPELINE_* variables' (`settings.training_environment` reads them)."""
+
+    comfyui_urls: str = ""
+    trainer_gpu: str = ""
+    base_models: str = ""
+    kohya_dir: str = ""
+    kohya_python: str = ""
+    kohya_launcher: str = ""
+    kohya_gpu: str = ""
+    kohya_timeout_s: str = ""
+
+    def environment(self) -> TrainingEnvironment:
+        return training_environment({
+            "ANIME_PIPELINE_TRAINER_GPU": self.trainer_gpu, "ANIME_PIPELINE_BASE_MODELS": self.base_models,
+            "ANIME_PIPELINE_KOHYA_DIR": self.kohya_dir, "ANIME_PIPELINE_KOHYA_PYTHON": self.kohya_python,
+            "ANIME_PIPELINE_KOHYA_LAUNCHER": self.kohya_launcher, "ANIME_PIPELINE_KOHYA_GPU": self.kohya_gpu,
+            "ANIME_PIPELINE_KOHYA_TIMEOUT": self.kohya_timeout_s})
+
+    @contextmanager
+    def session(self, context: dg.AssetExecutionContext, config: ShowConfig) -> Iterator[TrainerSession]:
+        """The show's trainer and base model, holding the trainer's GPU pool slot while the block runs."""
+        backend, env, servers = config.backends.trainer, self.environment(), parse_gpu_urls(self.comfyui_urls)
+        gpu = training_gpu(backend, env, servers)
+        base = base_model_for(config.show.style.checkpoint, env)
+        trainer = trainer_for(backend, env, servers, log=context.log.info)
+        step = context.asset_key.to_user_string()
+        with GpuLease(context.instance, context.run.run_id, step, [pool_for(gpu)], log=context.log.info):
+            yield TrainerSession(backend, trainer, base, gpu)
 
 
 def _progress_logger(context: dg.AssetExecutionContext) -> Callable[[ProgressEvent], None]:

@@ -11,17 +11,22 @@ reaches a rendering server in one of two ways:
 
 Either way the server must then list it under `LoraLoader.lora_name` in /object_info, or the
 render would fail validation; `require_lora_available` says which server and which file.
+
+A step asks for LoRAs by `LoraRequest` (the local file, the name to serve it under, the
+strengths); the renderer resource turns them into LoraLoader entries on the server it leased
+(`serve_loras`).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anime_pipeline.render.workflows import Lora
 from anime_pipeline.services import redact_url
 from anime_pipeline.services.comfyui import ComfyUIClient, ComfyUIError
 from anime_pipeline.storage import atomic_path, sha256_file
@@ -106,3 +111,32 @@ def make_lora_available(client: ComfyUIClient, lora: Path | str, name: str,
     lora_name = shared.place(lora, name) if shared is not None else upload_lora(client, lora, name)
     require_lora_available(client, lora_name)
     return lora_name
+
+
+@dataclass(frozen=True)
+class LoraRequest:
+    """One character's LoRA for a render. `name` is the file name to serve it under (content-hashed,
+    so a new LoRA is a new name); `listed_on` is (GPU id, LoraLoader name) where a server lists the
+    file already (the ComfyUI server that trained it)."""
+
+    character: str
+    path: Path
+    name: str
+    weight: float
+    clip_weight: float | None = None
+    listed_on: tuple[str, str] | None = None
+
+
+def serve_loras(client: ComfyUIClient, gpu: str, requests: Sequence[LoraRequest],
+                shared: SharedLoraFolder | None) -> dict[str, Lora]:
+    """Per character, the LoraLoader entry for the server of `gpu`: its own listing where it holds the
+    file already, else the file placed in its shared folder or uploaded; each one checked listed."""
+    served = {}
+    for request in requests:
+        if request.listed_on is not None and request.listed_on[0] == gpu:
+            require_lora_available(client, request.listed_on[1])
+            name = request.listed_on[1]
+        else:
+            name = make_lora_available(client, request.path, request.name, shared)
+        served[request.character] = Lora(name, request.weight, request.clip_weight)
+    return served

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from anime_pipeline.config.schema import TrainerSettings
 from anime_pipeline.training.dataset import TrainingDataset
 from anime_pipeline.training.errors import TrainingCancelled
 from anime_pipeline.training.lora_keys import BaseModel
-from anime_pipeline.training.schema import TrainerSettings
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+from anime_pipeline.storage import write_text
 from anime_pipeline.training.base import (
     CancelToken,
     EpochCheckpoint,
@@ -35,6 +36,7 @@ from anime_pipeline.training.base import (
     ValidationPrompt,
     steps_per_epoch,
 )
+from anime_pipeline.training.environment import KohyaInstall
 from anime_pipeline.training.errors import (
     MalformedTrainerOutput,
     TrainerConfigError,
@@ -45,8 +47,6 @@ from anime_pipeline.training.errors import (
 )
 from anime_pipeline.training.kohya_log import KohyaLog, StepReport
 from anime_pipeline.training.safetensors_io import read_header
-from anime_pipeline.training.schema import KohyaInstall
-from anime_pipeline.storage import write_text
 
 KOHYA_ALPHA = 1.0  # --network_alpha's default
 TERMINATE_GRACE_S = 15.0

@@ -44,3 +44,18 @@ def test_outside_problem_follows_symbolic_links(tmp_path: Path):
     (tmp_path / "out_link").symlink_to("/")
     assert outside_problem("in_link/x.ogg", tmp_path) is None
     assert outside_problem("out_link/etc/shadow", tmp_path) == f"leads outside {tmp_path} through a symbolic link"
+
+
+def test_a_shot_whose_frames_exceed_the_memory_budget_is_refused_with_the_reason(sample_text, tmp_path):
+    import yaml
+
+    from anime_pipeline.config import ConfigError
+
+    data = yaml.safe_load(sample_text)
+    data["show"]["video"] = {"width": 3840, "height": 2160, "fps": 60}
+    data["episodes"][0]["scenes"][0]["shots"][0]["duration"] = 30
+    with pytest.raises(ConfigError) as caught:
+        parse_show(yaml.safe_dump(data, sort_keys=False), tmp_path / "uhd.yaml")
+    lines = [line for line in str(caught.value).splitlines() if "scenes[0].shots[0].duration" in line]
+    assert len(lines) == 1 and "episodes[0].scenes[0].shots[0].duration: 30 s at 3840×2160, 60 fps is 41.7 GiB" \
+        in lines[0] and "at most 3 GiB (2.2 s at this size)" in lines[0]

@@ -83,3 +83,10 @@ def test_an_expansion_of_text_over_budget_is_refused():
     text = "a: &a '" + "x" * 1_000_000 + "'\nb: [" + ", ".join(["*a"] * 17) + "]\n"
     ((field, reason, _),) = _error(text)
     assert field == "b[15]" and "characters of text once its aliases are expanded" in reason
+
+
+def test_exponent_numbers_without_a_dot_are_numbers_as_in_yaml_1_2():
+    from anime_pipeline.config.yaml_reader import read_yaml
+
+    data = read_yaml(b"lr: 1e-4\nbig: 2.5E+3\nname: 1e4x\n", "numbers.yaml").data
+    assert data == {"lr": 0.0001, "big": 2500.0, "name": "1e4x"}

@@ -1,4 +1,4 @@
-"""Block-matching flow, the flow interpolator and the motion floor on clips with known answers."""
+"""Block-matching flow and the flow interpolator on clips with known answers."""
 
 from __future__ import annotations
 
@@ -112,49 +112,3 @@ def test_block_costs_are_the_documented_sums(level):
     inner_a, inner_b = (p[reach:-reach, reach:-reach] for p in (pyramid_a, pyramid_b))
     expected = brute_force_costs(inner_a, inner_b, block, offsets)
     np.testing.assert_array_equal(flow._costs(pyramid_a, pyramid_b, reach, block, offsets), expected)
-
-
-def test_top_share_mean_of_blocks_is_that_of_their_pixels():
-    lengths = 2.0 * np.hypot(*np.random.default_rng(3).integers(-9, 10, (2, 7, 9)))
-    lengths[2:4, 3:6] = lengths.max()  # ties at the top
-    pixels = np.repeat(np.repeat(lengths, 16, axis=0), 16, axis=1)[:101, :133]  # edge blocks cut
-    for share in (0.0, 0.01, 0.05, 0.5, 1.0):
-        count = max(1, int(pixels.size * share))
-        expected = np.sort(pixels.ravel())[-count:].mean()
-        assert flow._top_share_mean(lengths, 101, 133, share) == pytest.approx(expected, rel=1e-12)
-
-
-def test_motion_magnitude_is_the_full_motion_length():
-    a, _, b = moving_patch(3, (3, 4))
-    magnitude = flow.motion_magnitude(a, b)
-    assert magnitude.shape == a.shape[:2]
-    assert magnitude[60, 60] == pytest.approx(10.0)  # 2·|(3, 4)| between frames two apart
-    assert magnitude[0, 0] == 0.0
-
-
-def noisy(frames: list[np.ndarray], sigma: float, seed: int = 1) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [np.clip(f + rng.normal(0, sigma, f.shape), 0, 255).astype(np.uint8) for f in frames]
-
-
-@pytest.mark.parametrize("loop", ["noise", "flicker"])
-def test_motion_floor_rejects_a_looping_still_that_the_pixel_measure_lets_through(loop):
-    still = moving_patch(1, (0, 0), size=(256, 256))[0]
-    if loop == "noise":  # a still re-encoded every frame
-        frames = noisy([still] * 24, sigma=3.0)
-    else:  # a still whose brightness pulses
-        frames = [np.clip(still.astype(int) + (20 if t % 2 else 0), 0, 255).astype(np.uint8) for t in range(24)]
-    assert wf.dynamic_degree(frames).value == 1.0  # every pair differs in pixels …
-    floor = flow.flow_dynamic_degree(frames, fps=24)
-    assert floor.value == 0.0  # … but nothing moves
-    assert floor.details["interval"] == 3 and floor.details["pairs_needed"] == 2
-    assert floor.details["threshold_px"] == pytest.approx(6.0)
-
-
-def test_motion_floor_passes_real_motion():
-    frames = moving_patch(24, (0, 4), start=(100, 10), size=(256, 256))
-    floor = flow.flow_dynamic_degree(frames, fps=24)
-    assert floor.value == 1.0
-    assert floor.per_frame == (12.0,) * 7  # sampled 3 frames apart: 12 px, above the 6 px threshold
-    assert flow.flow_dynamic_degree(noisy(frames, sigma=3.0), fps=24).value == 1.0
-    assert floor.backend == flow.DYNAMIC_BACKEND

@@ -23,6 +23,16 @@ def test_store_reads_the_environment(tmp_path):
     assert ModelStore.from_env({}).root == Path("models").absolute()
 
 
+def test_anime_identity_models_live_in_the_hub_repositories_layout(tmp_path):
+    store = ModelStore.from_env({"ANIME_PIPELINE_MODELS": str(tmp_path)})
+    assert store.ccip_dir == tmp_path / "ccip_onnx" / "ccip-caformer-24-randaug-pruned"
+    assert store.anime_detector_file == tmp_path / "anime_face_detection" / "face_detect_v1.4_s" / "model.onnx"
+    chosen = ModelStore.from_env({"ANIME_PIPELINE_MODELS": str(tmp_path), "ANIME_PIPELINE_CCIP_MODEL": "ccip-caformer-5_fp32",
+                                  "ANIME_PIPELINE_ANIME_DETECTOR": "head_detect_v0_s"})
+    assert chosen.ccip_dir == tmp_path / "ccip_onnx" / "ccip-caformer-5_fp32"
+    assert chosen.anime_detector_file == tmp_path / "anime_head_detection" / "head_detect_v0_s" / "model.onnx"
+
+
 @pytest.mark.parametrize("device, index", [("cpu", None), ("cuda", 0), ("cuda:2", 2), ("1", 1), ("mps", None)])
 def test_cuda_index(device, index):
     assert models.cuda_index(device) == index

@@ -115,3 +115,108 @@ class TestArcFace:
         anchor = Anchor(weightfree.palette_signature(face(1)))
         scores = clip_identity([face(1)], [{"mio": (0, 0, 112, 112)}], {"mio": anchor}, faces)
         assert scores["mio"].backend == weightfree.PALETTE_BACKEND and scores["mio"].value == pytest.approx(1.0)
+
+
+class TestIdentityBackends:
+    """Which backend judges identity, and the one same-character rule each brings."""
+
+    def test_previz_drawings_and_missing_models_get_the_palette_signature(self, weight_free):
+        from anime_pipeline.metrics.suite import PaletteIdentity
+
+        assert weight_free.identity_backend(PREVIZ) == PaletteIdentity()
+        assert weight_free.identity_backend(COMFYUI) == PaletteIdentity()
+        assert weight_free.identity_backend(COMFYUI, photoreal=True) == PaletteIdentity()
+        assert "not found" in weight_free.unavailable["ccip"] and "not found" in weight_free.unavailable["anime_detector"]
+
+    def test_photoreal_renders_get_arcface_where_a_pack_is_installed(self, tmp_path):
+        from anime_pipeline.metrics.character import ARCFACE_RULE
+        from anime_pipeline.metrics.suite import ArcFaceIdentity
+
+        suite = MetricSuite(empty_store(tmp_path), preloaded={"identity": "face pack"})
+        backend = suite.identity_backend(COMFYUI, photoreal=True)
+        assert backend == ArcFaceIdentity("face pack") and backend.rule == ARCFACE_RULE
+
+    def test_drawn_renders_get_ccip_from_the_placed_files(self, tmp_path):
+        pytest.importorskip("onnxruntime")
+        from anime_pipeline.metrics import ccip
+        from anime_pipeline.metrics.suite import CcipIdentity, character_identity
+        from tiny_models import tiny_anime_detector, tiny_ccip
+
+        store = empty_store(tmp_path)
+        tiny_ccip(store.ccip_dir, threshold=0.2)
+        tiny_anime_detector(store.anime_detector_file, [(320, 320, 320, 320, 0.9)])
+        suite = MetricSuite(store)
+        backend = suite.identity_backend(COMFYUI)
+        assert isinstance(backend, CcipIdentity) and backend.rule.threshold == pytest.approx(0.8)
+        assert backend.backend.startswith("CCIP (ccip-caformer-24-randaug-pruned, onnxruntime)")
+        cells = [np.kron(np.random.default_rng(s).integers(0, 256, (8, 8, 3), dtype=np.uint8), np.ones((40, 40, 1), np.uint8))
+                 for s in (1, 2)]
+        from anime_pipeline.metrics.character import ccip_reference
+
+        anchor = Anchor(np.zeros(512), ccip=ccip.merge([ccip_reference(backend.model, backend.detector, cells[0])]))
+        result = character_identity([cells[0], cells[1]], [{}, {}], {"mio": anchor}, backend)
+        assert result.rule == backend.rule and result.scores["mio"].per_frame[0] == pytest.approx(1.0, abs=1e-5)
+        assert not result.passed and not result.same_character("mio")
+        from anime_pipeline.metrics.suite import still_identity
+
+        assert still_identity(cells[0], None, anchor, backend).similarity == pytest.approx(1.0, abs=1e-5)
+        assert not still_identity(cells[1], None, anchor, backend).same_character
+        # without a CCIP anchor the palette signature judges, and says why
+        palette = character_identity(cells, [{"mio": (0, 0, 320, 320)}] * 2, {"mio": Anchor(weightfree.palette_signature(cells[0], (0, 0, 320, 320)))}, backend)
+        assert palette.rule.backend == "palette" and palette.note == "no ccip anchor for every character"
+
+    def test_the_head_signature_judges_where_the_anchor_has_one(self):
+        from anime_pipeline.metrics.suite import PaletteIdentity, character_identity
+
+        frame = np.zeros((60, 60, 3), np.uint8)
+        frame[20:50, 20:40] = (200, 150, 120)
+        box = (20, 20, 40, 50)
+        anchor = Anchor(weightfree.palette_signature(frame, box), signature=weightfree.character_signature(frame, box))
+        result = character_identity([frame], [{"mio": box}], {"mio": anchor}, PaletteIdentity())
+        assert result.scores["mio"].backend == weightfree.CHARACTER_BACKEND and result.value == pytest.approx(1.0)
+        assert result.passed and result.same_character("mio")
+        assert character_identity([frame], [{}], {}, PaletteIdentity()).value == 1.0  # no characters: nothing to fail
+        assert set(anchor.as_lists()) == {"palette", "arcface", "signature", "ccip"}
+
+
+def test_shot_measures_compute_every_gate_on_one_flow(weight_free):
+    from anime_pipeline.metrics import temporal
+    from anime_pipeline.metrics.suite import PaletteIdentity
+
+    wide = np.kron(np.random.default_rng(3).integers(0, 256, (12, 30, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+    frames = [np.ascontiguousarray(wide[:, 2 * t:2 * t + 96]) for t in range(9)]
+    measures = weight_free.shot_measures(frames, 24, [{}] * 9, {}, PaletteIdentity())
+    assert measures.motion_floor.value == 1.0 and measures.motion_floor.backend == temporal.FLOOR_BACKEND
+    assert measures.temporal_stability.backend == temporal.STABILITY_BACKEND
+    assert measures.temporal_flickering.value > 0.95 and measures.frame_timing.value < 0.2
+    smooth = measures.motion_smoothness
+    assert smooth.value == min(smooth.per_frame) and smooth.details["mean"] >= smooth.value
+    assert measures.identity.scores == {}
+
+
+def test_subject_consistency_without_characters_found_is_vbench_on_whole_frames(weight_free):
+    from anime_pipeline.metrics.suite import Appearance, PaletteIdentity
+
+    whole = weight_free.subject_consistency(FRAMES)
+    assert weight_free.tracked_subject_consistency(FRAMES, {}, PaletteIdentity()) == whole
+    nowhere = {"mio": Appearance(Anchor(np.zeros(512)), "#f3d3bd", "#d08a1e")}  # flat grey frames: no face
+    assert weight_free.tracked_subject_consistency(FRAMES, nowhere, PaletteIdentity()) == whole
+
+
+def test_a_still_is_judged_by_the_backend_its_anchor_allows(tmp_path):
+    from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE
+    from anime_pipeline.metrics.suite import ArcFaceIdentity, PaletteIdentity, still_identity
+
+    image = np.zeros((60, 60, 3), np.uint8)
+    image[20:50, 20:40] = (200, 150, 120)
+    box = (20, 20, 40, 50)
+    signature = weightfree.character_signature(image, box)
+    judged = still_identity(image, box, Anchor(weightfree.palette_signature(image, box), signature=signature),
+                            PaletteIdentity())
+    assert judged.similarity == pytest.approx(1.0) and judged.same_character and judged.rule == PALETTE_RULE
+    whole = still_identity(image, None, Anchor(np.zeros(512), signature=weightfree.character_signature(image, (0, 0, 60, 60))),
+                           PaletteIdentity())
+    assert whole.similarity == pytest.approx(1.0) and whole.backend == weightfree.CHARACTER_BACKEND
+    old = still_identity(image, box, Anchor(weightfree.palette_signature(image, box)), ArcFaceIdentity("pack"))
+    assert old.backend == weightfree.PALETTE_BACKEND and old.rule == PALETTE_RULE  # no ArcFace anchor: palette
+    assert ArcFaceIdentity("pack").rule == ARCFACE_RULE

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from drawn_images import EYES, SKIN, drawn_face
+from drawn_images import EYES, HAIR, SKIN, drawn_face
 
 from anime_pipeline.drawings import find_face
 from anime_pipeline.metrics import weightfree as wf
@@ -168,6 +168,29 @@ def test_identity_is_high_for_the_character_and_low_for_a_recoloured_one():
     assert changed.per_frame[2] == 0.0 and changed.value == 0.0
     assert changed.details["frames_without_face"] == [2]
     assert changed.backend == "weight-free: palette signature"
+
+
+def test_the_head_is_the_face_box_widened_and_raised_inside_the_image():
+    assert wf.head_box((40, 40, 80, 100), (200, 300, 3)) == (30, 10, 90, 100)
+    assert wf.head_box((0, 10, 20, 30), (200, 300, 3)) == (0, 0, 25, 30)
+
+
+def test_the_head_signature_sees_a_hair_colour_change_the_whole_box_histogram_shrugs_off():
+    image = Image.fromarray(drawn_face())
+    ImageDraw.Draw(image).ellipse((160 - 55, 100 - 75, 160 + 55, 100 + 20), fill=HAIR)  # a mop of hair …
+    face = drawn_face()
+    face[np.all(face == (30, 30, 60), axis=-1)] = np.asarray(image)[np.all(face == (30, 30, 60), axis=-1)]  # … behind
+    box = find_face(face, SKIN, EYES)
+    signature = wf.character_signature(face, box)
+    assert signature.shape == (9 * 512,) and np.linalg.norm(signature) == pytest.approx(1.0)
+    green_hair = face.copy()
+    green_hair[np.all(face == HAIR, axis=-1)] = (40, 160, 60)
+    whole = wf.cosine(wf.palette_signature(green_hair, box), wf.palette_signature(face, box))
+    head = wf.cosine(wf.character_signature(green_hair, box), signature)
+    assert head < 0.70 < whole  # the hair is a small share of the face box, most of its top cells
+    score = wf.identity_score([face, green_hair], [box, box], signature, wf.character_signature, wf.CHARACTER_BACKEND)
+    assert score.per_frame == pytest.approx((1.0, head)) and score.backend == wf.CHARACTER_BACKEND
+
 
 
 # --- stills ------------------------------------------------------------------------------

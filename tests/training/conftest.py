@@ -16,7 +16,7 @@ from tiny_checkpoints import SD15, SDXL, write_checkpoint  # noqa: E402
 from anime_pipeline.training.base import TrainingJob  # noqa: E402
 from anime_pipeline.training.dataset import TrainingDataset  # noqa: E402
 from anime_pipeline.training.lora_keys import BaseModel  # noqa: E402
-from anime_pipeline.training.schema import TrainerSettings  # noqa: E402
+from anime_pipeline.config.schema import TrainerSettings  # noqa: E402
 
 SD_SCRIPTS = Path(__file__).resolve().parent / "sd_scripts"
 CAPTIONS = ["mio, 1girl, courier, default outfit, neutral expression, standing",

@@ -23,7 +23,7 @@ from anime_pipeline.training.errors import LoraKeyMismatch
 from anime_pipeline.training.kohya import KohyaTrainer
 from anime_pipeline.training.lora_keys import BaseModel
 from anime_pipeline.training.safetensors_io import verify_loadable
-from anime_pipeline.training.schema import KohyaInstall
+from anime_pipeline.training.environment import KohyaInstall
 from anime_pipeline.training.selection import pick_best_epoch
 
 INSTALL = KohyaInstall(SD_SCRIPTS, Path(sys.executable), "python", "cpu")

@@ -12,7 +12,7 @@ from anime_pipeline.training.base import TrainingProgress
 from anime_pipeline.training.comfyui_trainer import ComfyUITrainer
 from anime_pipeline.training.errors import TrainerConfigError
 from anime_pipeline.training.kohya import KohyaTrainer
-from anime_pipeline.training.schema import KohyaInstall, TrainingEnvironment
+from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment
 
 URLS = (("0", "http://gpu:8188"), ("1", "http://gpu:8189"))
 

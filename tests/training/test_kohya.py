@@ -27,7 +27,7 @@ from anime_pipeline.training.errors import (
 from anime_pipeline.training.kohya import KohyaTrainer, dataset_toml, kohya_command, sample_prompts
 from anime_pipeline.training.lora_keys import BaseModel, check_lora_keys
 from anime_pipeline.training.safetensors_io import read_header, write_with_metadata
-from anime_pipeline.training.schema import KohyaInstall
+from anime_pipeline.training.environment import KohyaInstall
 
 INSTALL = KohyaInstall(SD_SCRIPTS, Path(sys.executable), "python", "cpu")
 PROMPTS = (ValidationPrompt("mio, portrait, smiling\nexpression", "lowres --bad", 5, 64, 96, 20, 6.5),)

@@ -1,34 +1,18 @@
-"""Training settings in the show file and where the trainers run, from the environment."""
+"""Where the trainers run, from the environment (settings.py is the one reader of os.environ)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from anime_pipeline.settings import training_environment
+from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment
 from anime_pipeline.training.errors import TrainerConfigError
-from anime_pipeline.training.schema import (
-    DEFAULT_LORA_WEIGHT,
-    CharacterLora,
-    KohyaInstall,
-    TrainerSettings,
-    TrainingEnvironment,
-)
-
-
-def test_settings_defaults_and_strictness():
-    settings = TrainerSettings()
-    assert (settings.rank, settings.alpha, settings.epochs, settings.repeats) == (16, None, 10, 10)
-    with pytest.raises(ValidationError, match="rank"):
-        TrainerSettings(rank=0)
-    with pytest.raises(ValidationError, match="extra"):
-        TrainerSettings(network_dim=8)
-    assert CharacterLora().weight == DEFAULT_LORA_WEIGHT and CharacterLora().clip_weight is None
 
 
 def test_environment_names_the_kohya_install_and_lora_folders():
-    env = TrainingEnvironment.from_env({
+    env = training_environment({
         "ANIME_PIPELINE_KOHYA_DIR": "/opt/sd-scripts", "ANIME_PIPELINE_KOHYA_GPU": "1",
         "ANIME_PIPELINE_BASE_MODELS": "/models/checkpoints", "ANIME_PIPELINE_LORA_FOLDERS": "0=/mnt/loras, 1=/srv/loras",
         "ANIME_PIPELINE_TRAINER_GPU": "1"})
@@ -36,7 +20,7 @@ def test_environment_names_the_kohya_install_and_lora_folders():
     assert env.kohya.script(sdxl=True) == Path("/opt/sd-scripts/sdxl_train_network.py")
     assert env.lora_folder("1") == Path("/srv/loras") and env.lora_folder("2") is None
     assert (env.trainer_gpu, env.base_models) == ("1", Path("/models/checkpoints"))
-    assert TrainingEnvironment.from_env({}) == TrainingEnvironment()
+    assert training_environment({}) == TrainingEnvironment()
 
 
 @pytest.mark.parametrize("env, message", [
@@ -47,4 +31,14 @@ def test_environment_names_the_kohya_install_and_lora_folders():
 ])
 def test_bad_environment_values_name_the_variable(env: dict, message: str):
     with pytest.raises(TrainerConfigError, match=message):
-        TrainingEnvironment.from_env(env)
+        training_environment(env)
+
+
+def test_settings_read_the_training_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from anime_pipeline.settings import Settings
+
+    monkeypatch.setenv("ANIME_PIPELINE_KOHYA_DIR", str(tmp_path / "sd-scripts"))
+    monkeypatch.setenv("ANIME_PIPELINE_LORA_FOLDERS", f"0={tmp_path / 'loras'}")
+    settings = Settings.from_env()
+    assert settings.training.kohya is not None and settings.training.kohya.sd_scripts == tmp_path / "sd-scripts"
+    assert settings.training.lora_folder("0") == tmp_path / "loras"
