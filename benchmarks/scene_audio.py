@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/scene_audio.py --repeat 5
 
-Renders the sample show's shots once (previz, no Dagster), then per repeat and per scene: the audio
+Produces the sample show once (the demo's runner, embedded defaults), then per repeat and per scene: the audio
 part of scene_video (`make_scene_audio`: voices, speech, placement, music bed, mix) with empty caches
 and again with the speech and music cached, the whole scene_video step (audio cached, as on a re-run
 after a picture-only edit), and episode_video (stream copy, chapters, subtitles, loudness). Prints
@@ -23,19 +23,37 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the embedded StepEnv the step tests use
 
+import dagster as dg  # noqa: E402
 from step_env import embedded_env  # noqa: E402
 
-from anime_pipeline.production import CharacterEmbedding, CharacterReference, EpisodeVideo, SceneVideo, ShotClip  # noqa: E402
+from anime_pipeline.config import Project  # noqa: E402
+from anime_pipeline.definitions import build_definitions  # noqa: E402
+from anime_pipeline.paths import StoragePaths  # noqa: E402
+from anime_pipeline.production import EpisodeVideo, SceneVideo  # noqa: E402
 from anime_pipeline.production.scene_audio import CACHE, make_scene_audio  # noqa: E402
 from anime_pipeline.production.scene_video import overlap_frames  # noqa: E402
 from anime_pipeline.production.shot_clip import ShotManifest  # noqa: E402
 from anime_pipeline.production.step import run_step  # noqa: E402
+from anime_pipeline.runner import Runner, plan_for  # noqa: E402
+from anime_pipeline.settings import Settings  # noqa: E402
 
 
 def _timed(action) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
+
+
+def produce_demo(root: Path) -> None:
+    """The sample show end to end, as `anime-pipeline demo` makes it."""
+    configs, storage = root / "configs", root / "storage"
+    project = Project.load(configs)
+    settings = Settings(configs, storage, storage / "library", "cpu", "cpu")
+    (root / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
+        runner = Runner(build_definitions(settings, project), instance, StoragePaths(storage), report=lambda _: None)
+        if not runner.run_plan(plan_for(project), project, approve_as="benchmark"):
+            raise SystemExit("the demo failed; run `anime-pipeline demo` to see why")
 
 
 def main() -> None:
@@ -45,12 +63,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shutil.copytree(REPO / "project_configs", root / "configs")
+        produce_demo(root)
         env = embedded_env(root / "configs", root / "storage", root / "models")
-        for ref in env.project.characters.values():
-            run_step(CharacterReference(), ref, env)
-            run_step(CharacterEmbedding(), ref, env)
-        for ref in env.project.shots.values():
-            run_step(ShotClip(), ref, env)
         times: dict[str, list[float]] = defaultdict(list)
         seconds: dict[str, float] = {}
         for _ in range(args.repeat):

@@ -141,22 +141,24 @@ def _dialogue(ref: SceneRef, env: StepEnv, shot_frames: list[int], fps: int, ove
             placed = place_dialogue(spans, requests, cache, duration, out / "dialogue.wav", config.audio.line_gap)
     except SpeechError as exc:
         raise StepFailed(str(exc)) from exc
-    fits = isinstance(placed, DialogueTrack)
-    starts = {(p.request.shot, p.request.index): p.start for p in placed.lines} if fits else {}
-    available = {span.shot: span.length for span in spans}
+    track = placed if isinstance(placed, DialogueTrack) else None
+    starts = {(p.request.shot, p.request.index): round(p.start, 3) for p in track.lines} if track else {}
+    available = {span.shot: round(span.length, 3) for span in spans}
     lines = [LineRecord(shot=r.shot, index=r.index, speaker=r.speaker, text=r.text, voice=r.voice.name,
-                        duration=round(clip.duration, 3), available=round(available[r.shot], 3),
-                        start=round(starts[(r.shot, r.index)], 3) if fits else None, cached=clip.cached)
+                        duration=round(clip.duration, 3), available=available[r.shot],
+                        start=starts.get((r.shot, r.index)), cached=clip.cached)
              for r, clip in zip(requests, spoken, strict=True)]
     record = DialogueRecord(backend=speech.label, embedded=speech.embedded, lines=lines,
-                            misfit="" if fits else placed.message,
-                            voices={slug: VoiceRecord(backend=v.backend, name=v.name, pitch=v.pitch, rate=v.rate,
-                                                      speed=v.speed, derived=v.derived) for slug, v in voices.items()})
-    if not fits:
+                            misfit="" if track else placed.message, voices=_voice_records(voices))
+    if track is None:
         # The scene is still made, with its music alone, so a person can see and hear what failed.
         write_wav(out / "dialogue.wav", np.zeros(round(duration * SAMPLE_RATE), dtype=np.float32))
-        return None, record
-    return placed, record
+    return track, record
+
+
+def _voice_records(voices: dict[str, Voice]) -> dict[str, VoiceRecord]:
+    return {slug: VoiceRecord(backend=v.backend, name=v.name, pitch=v.pitch, rate=v.rate, speed=v.speed,
+                              derived=v.derived) for slug, v in voices.items()}
 
 
 def music_request(ref: SceneRef, duration: float) -> MusicRequest:
