@@ -1,4 +1,4 @@
-"""`anime-pipeline`: demo, dev, validate, sync, status, review, backfill, reproduce, models.
+"""`anime-pipeline`: demo, dev, validate, sync, status, review, replenish, backfill, reproduce, models.
 
 Errors print as one line with the fix, never a traceback (set ANIME_PIPELINE_DEBUG=1 for one).
 """
@@ -175,6 +175,63 @@ def cmd_review(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_replenish(args, settings: Settings) -> int:
+    from anime_pipeline import dagster_compat
+    from anime_pipeline.sensors.replenishment import SENSOR_NAME, replenishment_state
+
+    project = _project(settings)
+    instance = _instance()
+    if args.action in ("on", "off"):
+        running = dagster_compat.set_sensor_running(instance, SENSOR_NAME, args.action == "on")
+        print(f"{SENSOR_NAME} is {'on' if running else 'off'} in the Dagster home {instance.root_directory}"
+              + (": the daemon (`anime-pipeline dev`) ticks it every 30 s" if running else ""))
+        return 0
+    if args.action == "reset":
+        return _reset_rejects(args, project, StoragePaths(settings.storage_root))
+    running = dagster_compat.sensor_running(instance, SENSOR_NAME, default_running=False)
+    states = replenishment_state(instance, project, StoragePaths(settings.storage_root))
+    if args.json:
+        print(json.dumps({"sensor": SENSOR_NAME, "running": running,
+                          "characters": [s.model_dump(mode="json") for s in states]}, indent=2))
+        return 0
+    print(f"{SENSOR_NAME}: {'on' if running else 'off'} (`anime-pipeline replenish on|off`)")
+    for state in states:
+        for line in _replenishment_lines(state):
+            print(line)
+    return 0
+
+
+def _replenishment_lines(state) -> list[str]:
+    from anime_pipeline.production.replenishment import utc
+
+    c = state.counts
+    next_at = ("now" if state.eligible else "none, target reached" if state.held_by == "target"
+               else utc(state.next_eligible_at) if state.next_eligible_at is not None else "when a person or a run acts")
+    lines = [f"{state.key}  {c.approved}/{c.target} approved, {c.awaiting_review} awaiting review, "
+             f"{c.rejected} rejected ({c.consecutive_rejects} in a row), {state.batches_today} batch(es) in 24 h, "
+             f"next batch: {next_at}"]
+    lines += [f"    {guard.describe()}" for guard in state.guards]
+    if state.last_batch is not None:
+        b = state.last_batch
+        decided = ", ".join(f"{cid} {d}" for cid, d in b.automatic.items())
+        lines.append(f"    last batch {b.batch} at {b.finished_at}: {decided}; {b.learner}")
+    return lines
+
+
+def _reset_rejects(args, project: Project, paths: StoragePaths) -> int:
+    from anime_pipeline.production.candidates import list_candidates
+    from anime_pipeline.production.replenishment import ResetLog
+
+    if args.character not in project.characters:
+        raise CliError(f"unknown character {args.character!r}" if args.character else "name the character to reset",
+                       f"choose one of {sorted(project.characters)}")
+    made = list_candidates(paths.candidates(args.character))
+    last = made[-1].id if made else None
+    ResetLog(paths.replenishment_log(args.character)).record(f"human:{args.user}", last)
+    print(f"{args.character}: rejects up to {last or 'now'} no longer count against the consecutive-rejects guard")
+    return 0
+
+
 def cmd_reproduce(args, settings: Settings) -> int:
     from anime_pipeline.production.shot_clip import ShotManifest
     from anime_pipeline.reproduce import reproduce_shot
@@ -266,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--all-pending", action="store_true")
     review.add_argument("--user", default=user_name())
     review.add_argument("--reason", default="")
+    replenish = sub.add_parser("replenish", help="the dataset replenishment sensor: on, off, status; "
+                                                 "reset CHARACTER's consecutive-rejects guard")
+    replenish.add_argument("action", choices=["on", "off", "status", "reset"])
+    replenish.add_argument("character", nargs="?", help="for reset: character key, e.g. lantern-post/mio")
+    replenish.add_argument("--user", default=user_name())
+    replenish.add_argument("--json", action="store_true", help="status as JSON")
     reproduce = sub.add_parser("reproduce", help="re-render a recorded output and compare it with the recording")
     reproduce.add_argument("asset", help="shot_clip")
     reproduce.add_argument("key", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
@@ -276,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backfill": cmd_backfill,
-            "status": cmd_status, "review": cmd_review, "dev": cmd_dev, "reproduce": cmd_reproduce,
-            "models": cmd_models}
+            "status": cmd_status, "review": cmd_review, "replenish": cmd_replenish, "dev": cmd_dev,
+            "reproduce": cmd_reproduce, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,27 @@ against a real instance so that an upgrade that changes them fails loudly there,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCause, StaleStatus
+from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.definitions.selector import InstigatorSelector
 from dagster._core.loader import LoadingContextForTest
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._serdes import create_snapshot_id
 
 __all__ = ["StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
-           "pool_limit", "stale_resolver"]
+           "pool_limit", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
+
+# The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
+# after the module, and the daemon finds a sensor's stored state by (location, repository, sensor name).
+CODE_LOCATION = "anime_pipeline.definitions"
 
 
 def latest_check_evaluations(instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey]
@@ -58,3 +71,44 @@ def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default(pool)
     return storage.get_concurrency_info(pool).limit
+
+
+def _sensor_state(instance: dg.DagsterInstance, name: str, location: str) -> InstigatorState | None:
+    """The sensor's stored state (on/off and cursor) as the daemon finds it, by its selector."""
+    selector = create_snapshot_id(InstigatorSelector(location_name=location, repository_name=SINGLETON_REPOSITORY_NAME,
+                                                         name=name))
+    return next((state for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+                 if state.selector_id == selector), None)
+
+
+def sensor_cursor(instance: dg.DagsterInstance, name: str, location: str = CODE_LOCATION) -> str | None:
+    """The cursor the daemon last stored for the sensor; None before its first tick."""
+    state = _sensor_state(instance, name, location)
+    data = state.instigator_data if state is not None else None
+    return getattr(data, "cursor", None)
+
+
+def sensor_running(instance: dg.DagsterInstance, name: str, default_running: bool,
+                   location: str = CODE_LOCATION) -> bool:
+    """Whether the daemon runs the sensor: its switch (UI or CLI) if ever set, else its default status."""
+    state = _sensor_state(instance, name, location)
+    if state is None or state.status == InstigatorStatus.DECLARED_IN_CODE:
+        return default_running
+    return state.status == InstigatorStatus.RUNNING
+
+
+def set_sensor_running(instance: dg.DagsterInstance, name: str, running: bool, module: str = CODE_LOCATION,
+                       working_directory: Path | None = None) -> bool:
+    """Turn the sensor on or off for the daemon, as `dagster sensor start|stop -w workspace.yaml` does:
+    load the code location (here in-process, under the name the workspace gives it), find the sensor,
+    store its state in the instance. Returns whether it now runs."""
+    target = LoadableTargetOrigin(executable_path=sys.executable, module_name=module,
+                                  working_directory=str(working_directory or Path.cwd()))
+    origin = InProcessCodeLocationOrigin(target, location_name=CODE_LOCATION)
+    with origin.create_location(instance) as location:
+        sensor = location.get_repository(SINGLETON_REPOSITORY_NAME).get_sensor(name)
+        if running:
+            state = instance.start_sensor(sensor)
+        else:
+            state = instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+    return state.status == InstigatorStatus.RUNNING

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
-from anime_pipeline.manifest import Manifest
+from anime_pipeline.manifest import Manifest, Record
 from anime_pipeline.metrics.suite import MetricSuite
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.director import Director
@@ -64,6 +64,11 @@ class Table:
 MetadataValue = str | int | float | bool | None | Preview | FileLink | Table
 
 
+class StepOptions(Record):
+    """What one run may ask of a step besides producing it (its run config in the Dagster Launchpad).
+    A step with choices declares a subclass as its `options_type`; the default offers none."""
+
+
 @dataclass
 class StepEnv:
     """What a step runs with: storage, the show's backends (opened by the orchestration layer, which
@@ -79,6 +84,7 @@ class StepEnv:
     director: Callable[[ShowConfig], Director]
     log: Callable[[str], None] = print
     extras: dict[str, Any] = field(default_factory=dict)
+    options: StepOptions = field(default_factory=StepOptions)  # what this run asked of the step
 
     def show_dir(self, show: str) -> Path:
         """The folder of a show's YAML file (reference images and music are relative to it)."""
@@ -101,6 +107,7 @@ class Step(ABC, Generic[R, M]):
     gates: ClassVar[GateSet]
     device: ClassVar[RenderDevice] = "none"
     version: ClassVar[str] = "1"  # bump when the step's code changes what it makes
+    options_type: ClassVar[type[StepOptions]] = StepOptions
 
     @abstractmethod
     def folder(self, ref: R, paths: StoragePaths) -> Path: ...
@@ -132,6 +139,10 @@ class Step(ABC, Generic[R, M]):
 
     def after_gates(self, ref: R, manifest: M, results: list[GateResult], env: StepEnv) -> None:
         """Called with the gates' results once they are judged (e.g. to send them to the director)."""
+
+    def options(self, env: StepEnv) -> StepOptions:
+        """This run's options as the step's own type (defaults where the run asked for none)."""
+        return self.options_type.model_validate(env.options.model_dump())
 
     def code_version(self, ref: R) -> str:
         return f"{self.version}-{sha256_json(self.spec(ref))[:12]}"
