@@ -182,7 +182,14 @@ def cmd_replenish(args, settings: Settings) -> int:
     project = _project(settings)
     instance = _instance()
     if args.action in ("on", "off"):
-        running = dagster_compat.set_sensor_running(instance, SENSOR_NAME, args.action == "on")
+        workspace = Path("workspace.yaml")
+        if not workspace.exists():
+            raise CliError("workspace.yaml not found in this folder",
+                           "run `anime-pipeline replenish on|off` from the repository root, where `anime-pipeline dev` runs")
+        try:
+            running = dagster_compat.set_sensor_running(instance, SENSOR_NAME, args.action == "on", workspace)
+        except dagster_compat.SensorSwitchError as exc:
+            raise CliError(str(exc), "run `anime-pipeline validate`, then try again") from None
         print(f"{SENSOR_NAME} is {'on' if running else 'off'} in the Dagster home {instance.root_directory}"
               + (": the daemon (`anime-pipeline dev`) ticks it every 30 s" if running else ""))
         return 0

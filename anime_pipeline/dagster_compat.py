@@ -6,7 +6,6 @@ against a real instance so that an upgrade that changes them fails loudly there,
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -16,13 +15,13 @@ from dagster._core.definitions.repository_definition.valid_definitions import SI
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.definitions.selector import InstigatorSelector
 from dagster._core.loader import LoadingContextForTest
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._serdes import create_snapshot_id
 
 __all__ = ["StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
-           "pool_limit", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
+           "pool_limit", "SensorSwitchError", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
 
 # The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
 # after the module, and the daemon finds a sensor's stored state by (location, repository, sensor name).
@@ -97,18 +96,25 @@ def sensor_running(instance: dg.DagsterInstance, name: str, default_running: boo
     return state.status == InstigatorStatus.RUNNING
 
 
-def set_sensor_running(instance: dg.DagsterInstance, name: str, running: bool, module: str = CODE_LOCATION,
-                       working_directory: Path | None = None) -> bool:
-    """Turn the sensor on or off for the daemon, as `dagster sensor start|stop -w workspace.yaml` does:
-    load the code location (here in-process, under the name the workspace gives it), find the sensor,
-    store its state in the instance. Returns whether it now runs."""
-    target = LoadableTargetOrigin(executable_path=sys.executable, module_name=module,
-                                  working_directory=str(working_directory or Path.cwd()))
-    origin = InProcessCodeLocationOrigin(target, location_name=CODE_LOCATION)
-    with origin.create_location(instance) as location:
-        sensor = location.get_repository(SINGLETON_REPOSITORY_NAME).get_sensor(name)
+def set_sensor_running(instance: dg.DagsterInstance, name: str, running: bool, workspace: Path,
+                       location: str = CODE_LOCATION) -> bool:
+    """Turn the sensor on or off for the daemon and the UI, as `dagster sensor start|stop -w workspace.yaml`
+    does: load the workspace's code location (in its own code server, so the stored state carries the
+    very origin the daemon and the UI load), find the sensor, store its state. Returns whether it now runs."""
+    target = WorkspaceFileTarget(paths=[str(workspace)])
+    with WorkspaceProcessContext(instance, target, version=dg.__version__, code_server_log_level="WARNING") as process:
+        context = process.create_request_context()
+        error = context.get_code_location_error(location)
+        if error is not None or not context.has_code_location(location):
+            first = error.message.strip().splitlines()[-1] if error is not None else "it is not in the workspace"
+            raise SensorSwitchError(f"the code location {location!r} of {workspace} did not load: {first}")
+        sensor = context.get_code_location(location).get_repository(SINGLETON_REPOSITORY_NAME).get_sensor(name)
         if running:
             state = instance.start_sensor(sensor)
         else:
             state = instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
     return state.status == InstigatorStatus.RUNNING
+
+
+class SensorSwitchError(Exception):
+    """The workspace could not be loaded to switch a sensor (its message names the location and why)."""

@@ -39,14 +39,18 @@ class StepConfig(dg.Config):
     force: bool = False  # produce again even when nothing that determines the artifact changed
 
 
-@functools.cache  # one class per step: Dagster names config types by class
 def config_type(step: Step) -> type[StepConfig]:
     """The run config of a step's assets: `force`, plus the step's own options (`Step.options_type`),
     so the Launchpad shows them and a sensor can ask for them."""
-    fields = step.options_type.model_fields
+    return _config_type(type(step))
+
+
+@functools.cache  # one class per kind of step: Dagster names config types by class
+def _config_type(kind: type[Step]) -> type[StepConfig]:
+    fields = kind.options_type.model_fields
     if not fields:
         return StepConfig
-    return pydantic.create_model(f"{type(step).__name__}Config", __base__=StepConfig,
+    return pydantic.create_model(f"{kind.__name__}Config", __base__=StepConfig,
                                  **{name: (f.annotation, f) for name, f in fields.items()})
 
 

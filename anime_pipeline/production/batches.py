@@ -40,13 +40,26 @@ class BatchRecord(Record):
 
 def batch_records(candidates_dir: Path) -> list[BatchRecord]:
     """The recorded batches, oldest first; a damaged or foreign file is not a batch."""
-    out = []
-    for path in sorted((candidates_dir / BATCHES).glob("b*.json")):
-        try:
-            out.append(BatchRecord.model_validate(read_json(path)))
-        except (ValidationError, ValueError):
-            continue
-    return sorted(out, key=lambda r: r.batch)
+    return sorted(filter(None, map(_read, (candidates_dir / BATCHES).glob("b*.json"))), key=lambda r: r.batch)
+
+
+def latest_batch_record(candidates_dir: Path) -> BatchRecord | None:
+    """The newest readable batch record, reading no more files than it must (a sensor asks every tick)."""
+    for path in sorted((candidates_dir / BATCHES).glob("b*.json"), key=_number, reverse=True):
+        if (record := _read(path)) is not None:
+            return record
+    return None
+
+
+def _read(path: Path) -> BatchRecord | None:
+    try:
+        return BatchRecord.model_validate(read_json(path))
+    except (ValidationError, ValueError):
+        return None
+
+
+def _number(path: Path) -> int:
+    return int(path.stem[1:]) if path.stem[1:].isdigit() else -1
 
 
 def next_batch(candidates_dir: Path) -> int:

@@ -21,7 +21,7 @@ from anime_pipeline.config.project import CharacterRef
 from anime_pipeline.config.schema import DatasetPolicy
 from anime_pipeline.manifest import Record
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production.batches import batch_records
+from anime_pipeline.production.batches import latest_batch_record
 from anime_pipeline.production.candidates import DecisionLog, list_candidates
 from anime_pipeline.storage import append_jsonl, read_jsonl
 
@@ -168,10 +168,9 @@ def character_counts(ref: CharacterRef, paths: StoragePaths) -> Counts:
 
 
 def last_batch(paths: StoragePaths, key: str) -> LastBatch | None:
-    records = batch_records(paths.candidates(key))
-    if not records:
+    r = latest_batch_record(paths.candidates(key))
+    if r is None:
         return None
-    r = records[-1]
     return LastBatch(batch=r.batch, started_at=r.started_at, finished_at=r.finished_at, made=r.made,
                      automatic=r.automatic, learner=r.plan.summary())
 

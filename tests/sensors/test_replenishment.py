@@ -262,6 +262,7 @@ def test_end_to_end_the_cli_turns_it_on_and_the_runs_reach_the_target(characters
                         ("ANIME_PIPELINE_LIBRARY", characters.storage / "library"),
                         ("ANIME_PIPELINE_MODELS", characters.root / "models"), ("DAGSTER_HOME", characters.home)):
         monkeypatch.setenv(name, str(value))
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # where workspace.yaml is, as for `anime-pipeline dev`
     project = Project.load(characters.configs)
     repository = build_definitions(characters.settings(), project).get_repository_def()
     sensor, job = repository.get_sensor_def(SENSOR_NAME), repository.get_job(JOB_NAME)
