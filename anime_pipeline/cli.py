@@ -212,8 +212,10 @@ def _replenishment_lines(state) -> list[str]:
     from anime_pipeline.production.replenishment import utc
 
     c = state.counts
-    next_at = ("now" if state.eligible else "none, target reached" if state.held_by == "target"
-               else utc(state.next_eligible_at) if state.next_eligible_at is not None else "when a person or a run acts")
+    if state.eligible or state.held_by == "target":
+        next_at = "now" if state.eligible else "none, target reached"
+    else:
+        next_at = utc(state.next_eligible_at) if state.next_eligible_at is not None else "when a person or a run acts"
     lines = [f"{state.key}  {c.approved}/{c.target} approved, {c.awaiting_review} awaiting review, "
              f"{c.rejected} rejected ({c.consecutive_rejects} in a row), {state.batches_today} batch(es) in 24 h, "
              f"next batch: {next_at}"]

@@ -163,9 +163,10 @@ def generate_batch(ref: CharacterRef, renderer: Renderer, reviewer: Reviewer, an
     made = []
     for planned in plan.candidates:
         outfit, expression, pose, framing = planned.outfit, planned.expression, planned.pose, planned.framing
+        prompt = still_prompt(style, character, framing, outfit, expression, pose)
         request = StillRequest(
             characters=(character,), negative_prompt=negative, seed=planned.seed, width=width, height=height,
-            prompt=extended(still_prompt(style, character, framing, outfit, expression, pose), steering.prompt_additions),
+            prompt=extended(prompt, steering.prompt_additions),
             framing=framing, pose=pose, expression=expression, outfit=outfit, background=tuple(cfg.world.palette),
             steps=steering.steps, cfg=steering.cfg, exposure=steering.exposure, contrast=steering.contrast,
         )

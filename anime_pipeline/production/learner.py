@@ -28,18 +28,19 @@ FRAMINGS = ("full_body", "portrait")
 CANDIDATE_SEED = 50_000
 SEED_STRIDE = 1_009  # a prime: seeds skipped past used ones never fall back onto the same sequence
 
-# Reasons as the reviewers write them (review/heuristic.py, review/vision.py) and as people type them.
-# Most specific first; a rejection none of them explains is put down to quality.
-CAUSE_PATTERNS: tuple[tuple[Cause, re.Pattern[str]], ...] = tuple((cause, re.compile(pattern, re.IGNORECASE)) for cause, pattern in (
+# Reasons as the reviewers write them (review/heuristic.py, review/vision.py) and as people type them; each
+# pattern that matches names its cause, and a rejection none of them explains is put down to quality.
+CAUSE_WORDS: tuple[tuple[Cause, str], ...] = (
     ("brightness", r"too dark|too bright|under-?exposed|over-?exposed|\bdim\b|brightness"),
     ("blur", r"blurr|out of focus|soft focus|not sharp|unsharp"),
     ("contrast", r"low contrast|washed.out|flat lighting|contrast too low|muddy"),
     ("resolution", r"low.?res|resolution|pixelat|too small|jagged"),
     ("solo", r"not solo|more than one|multiple characters|extra (character|person|figure)|faces found"),
     ("appearance", r"failed check|missing (hair|skin|eyes|outfit|accent)\b|species check failed|off.model|"
-                   r"wrong (colou?r|species|hair|eyes|outfit|face)|looks human|human face"),
+                   r"wrong (colou?r|species|hair|eyes|outfit|face)"),
     ("quality", r"near-duplicate|artifact|artefact|bad anatomy|low quality|deformed|distorted|noisy"),
-))
+)
+CAUSE_PATTERNS = tuple((cause, re.compile(pattern, re.IGNORECASE)) for cause, pattern in CAUSE_WORDS)
 BRIGHT_WORDS = re.compile(r"too bright|over-?exposed", re.IGNORECASE)
 MEASURED_STOPS = re.compile(r"reads ([+-]?\d+(?:\.\d+)?) stops", re.IGNORECASE)  # the heuristic's skin reading
 CHARACTER_MATCH = re.compile(r"character match (\d(?:\.\d+)?)", re.IGNORECASE)
@@ -88,8 +89,8 @@ class Steering(Record):
         return self.steps, self.cfg, self.exposure, self.contrast, self.scale
 
     def describe(self) -> str:
-        return (f"steps {self.steps}, cfg {self.cfg:g}, exposure {self.exposure:+g} stops, contrast ×{self.contrast:g}, "
-                f"scale {self.scale:g}")
+        return (f"steps {self.steps}, cfg {self.cfg:g}, exposure {self.exposure:+g} stops, "
+                f"contrast ×{self.contrast:g}, scale {self.scale:g}")
 
 
 class Outcome(Record):
@@ -195,7 +196,8 @@ def _apply(cause: Cause, s: Steering, character: Character, history: Sequence[Ou
         fixed, change = s.model_copy(update={"steps": steps}), f"steps {s.steps} → {steps}"
     elif cause == "resolution":
         scale = min(SCALE_LIMIT, s.scale + SCALE_STEP)
-        fixed, change = s.model_copy(update={"scale": scale}), f"render scale {s.scale:g} → {scale:g} of the style's resolution"
+        fixed = s.model_copy(update={"scale": scale})
+        change = f"render scale {s.scale:g} → {scale:g} of the style's resolution"
     elif cause == "appearance":
         cfg = min(CFG_LIMIT, s.cfg + CFG_STEP)
         features = tuple(character.appearance.key_features)

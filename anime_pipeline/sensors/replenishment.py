@@ -100,24 +100,26 @@ class RunLedger:
 
     def batches(self, key: str, cursor: CharacterCursor | None) -> list[Batch]:
         """The character's batches, one per run key: the cursor's requests joined with their runs."""
-        out: dict[str, Batch] = {r.run_key: Batch(key=r.run_key, requested_at=r.at) for r in (cursor.requested if cursor else [])}
+        requested = cursor.requested if cursor else []
+        out: dict[str, Batch] = {r.run_key: Batch(key=r.run_key, requested_at=r.at) for r in requested}
         for record in self.records.values():
             run = record.dagster_run
             if run.tags.get(REPLENISH_TAG) != key:
                 continue
             batch_key = run.tags.get(RUN_KEY_TAG, run.run_id)
-            requested = out[batch_key].requested_at if batch_key in out else record.create_timestamp.timestamp()
-            out[batch_key] = Batch(key=batch_key, requested_at=requested, finished_at=record.end_time,
+            at = out[batch_key].requested_at if batch_key in out else record.create_timestamp.timestamp()
+            out[batch_key] = Batch(key=batch_key, requested_at=at, finished_at=record.end_time,
                                    in_flight=run.status in NOT_FINISHED, run_id=run.run_id, status=run.status.value)
         return sorted(out.values(), key=lambda b: b.requested_at)
 
     def next_generation(self, key: str, cursor: CharacterCursor | None) -> int:
-        """One past every batch counter the cursor or any run of the character used (the cursor may be lost)."""
-        seen = [cursor.generation] if cursor else []
-        runs = self._instance.get_run_records(dg.RunsFilter(tags={REPLENISH_TAG: key}), limit=1) if not cursor else []
-        seen += [int(r.dagster_run.tags.get(GENERATION_TAG, "0") or 0) for r in [*self.records.values(), *runs]
-                 if r.dagster_run.tags.get(REPLENISH_TAG) == key and r.dagster_run.tags.get(GENERATION_TAG, "").isdigit()]
-        return max(seen, default=0) + 1
+        """One past every batch counter the cursor or a run of the character used."""
+        runs = list(self.records.values())
+        if cursor is None:  # a lost cursor: the character's newest run still carries its counter
+            runs += self._instance.get_run_records(dg.RunsFilter(tags={REPLENISH_TAG: key}), limit=1)
+        counters = [int(tag) for r in runs if r.dagster_run.tags.get(REPLENISH_TAG) == key
+                    and (tag := r.dagster_run.tags.get(GENERATION_TAG, "")).isdigit()]
+        return max([cursor.generation if cursor else 0, *counters]) + 1
 
 
 def assess(project: Project, paths: StoragePaths, ledger: RunLedger, cursor: ReplenishCursor,
@@ -155,27 +157,26 @@ class Tick:
 
 def evaluate(project: Project, paths: StoragePaths, instance: dg.DagsterInstance, cursor: ReplenishCursor,
              now: float) -> Tick:
-    """One tick (the cursor is updated with what it requests). Characters are taken longest-waiting first;
-    each request counts against the in-flight cap of the ones after it."""
+    """One tick (the cursor is updated with what it requests). Characters are judged longest-waiting first,
+    each against the batches in flight including the ones this tick requested before it."""
     ledger = RunLedger(instance, list(project.characters), now)
-    states = assess(project, paths, ledger, cursor, now)
-    order = sorted(states, key=lambda s: (s.latest.requested_at if s.latest else 0.0, s.key))
-    requests, lines, in_flight = [], [], ledger.in_flight
-    for state in order:
-        ref = project.characters[state.key]
-        if in_flight != ledger.in_flight:  # an earlier request this tick may have reached the cap
-            state = replenishment(ref, paths, ledger.batches(state.key, cursor.characters.get(state.key)),
-                                  in_flight, now)
+    batches = {key: ledger.batches(key, cursor.characters.get(key)) for key in project.characters}
+    order = sorted(batches, key=lambda key: (max((b.requested_at for b in batches[key]), default=0.0), key))
+    requests, lines, at_target, in_flight = [], [], True, ledger.in_flight
+    for key in order:
+        ref = project.characters[key]
+        state = replenishment(ref, paths, batches[key], in_flight, now)
+        at_target &= state.held_by == "target"
         if not state.eligible:
             lines.append(state.describe())
             continue
-        generation = ledger.next_generation(state.key, cursor.characters.get(state.key))
+        generation = ledger.next_generation(key, cursor.characters.get(key))
         requests.append(run_request(ref, generation, state))
-        cursor.requested(state.key, run_key(state.key, generation), now)
+        cursor.requested(key, run_key(key, generation), now)
         in_flight += 1
-        lines.append(f"{state.key}: batch {generation} requested ({state.counts.approved}/{state.counts.target} "
+        lines.append(f"{key}: batch {generation} requested ({state.counts.approved}/{state.counts.target} "
                      f"approved, {state.counts.awaiting_review} awaiting review)")
-    return Tick(requests=requests, lines=lines, all_at_target=all(s.held_by == "target" for s in states))
+    return Tick(requests=requests, lines=lines, all_at_target=at_target)
 
 
 def build_replenishment_job(project: Project) -> dg.UnresolvedAssetJobDefinition:

@@ -53,8 +53,10 @@ def test_reasons_map_onto_the_seven_causes():
         assert cause in diagnose(reasons), (cause, diagnose(reasons))
     assert set(BY_CAUSE) == set(CAUSES)
     assert diagnose(["score 0.31 < auto-reject threshold 0.40"]) == {"quality": ("rejected without a named cause",)}
-    # a person's own words count too
+    # a person's own words count too; a passed check is no cause
     assert set(diagnose(["way too dark, and she has two tails here"])) >= {"brightness"}
+    assert set(diagnose(["species check passed (star-fox spirit; matches: True, looks human: False): fur",
+                         "not solo (the model sees more than one character)"])) == {"solo"}
 
 
 def test_a_wrong_exposure_s_symptoms_are_not_fixed_as_causes_of_their_own():
