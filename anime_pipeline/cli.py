@@ -177,7 +177,7 @@ def cmd_review(args, settings: Settings) -> int:
 
 def cmd_replenish(args, settings: Settings) -> int:
     from anime_pipeline import dagster_compat
-    from anime_pipeline.sensors.replenishment import SENSOR_NAME, replenishment_state
+    from anime_pipeline.sensors.dataset_replenishment import SENSOR_NAME, replenishment_state
 
     project = _project(settings)
     instance = _instance()

@@ -12,7 +12,7 @@ from anime_pipeline.assets.planning import build_story_breakdowns
 from anime_pipeline.config.project import EpisodeRef, Project, dagster_name
 from anime_pipeline.resources import (DirectorResource, EchoBrainResource, MetricsResource, OllamaResource,
                                       ProjectResource, RendererResource, ReviewerResource, StorageResource)
-from anime_pipeline.sensors.replenishment import build_replenishment_job, build_replenishment_sensor
+from anime_pipeline.sensors.dataset_replenishment import build_replenishment_job, build_replenishment_sensor
 from anime_pipeline.sensors.sync import build_project_sync
 from anime_pipeline.settings import Settings
 

@@ -32,9 +32,9 @@ from dagster._core.test_utils import create_run_for_test  # noqa: E402
 from anime_pipeline.config import Project  # noqa: E402
 from anime_pipeline.paths import StoragePaths  # noqa: E402
 from anime_pipeline.resources import StorageResource  # noqa: E402
-from anime_pipeline.sensors.replenishment import (JOB_NAME, REPLENISH_TAG, RUN_KEY_TAG,  # noqa: E402
-                                                  build_replenishment_job, build_replenishment_sensor,
-                                                  replenishment_state, run_key)
+from anime_pipeline.sensors.dataset_replenishment import (JOB_NAME, REPLENISH_TAG, RUN_KEY_TAG,  # noqa: E402
+                                                          build_replenishment_job, build_replenishment_sensor,
+                                                          replenishment_state, run_key)
 from tests.conftest import SAMPLE, World  # noqa: E402
 
 SOURCE = "lantern-post/mio"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from anime_pipeline import dagster_compat
-from anime_pipeline.sensors.replenishment import SENSOR_NAME
+from anime_pipeline.sensors.dataset_replenishment import SENSOR_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 

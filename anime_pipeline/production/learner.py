@@ -62,8 +62,7 @@ PROMPT_FOR: dict[Cause, tuple[tuple[str, ...], tuple[str, ...]]] = {  # (positiv
     "blur": (("sharp focus", "clean lineart"), ("blurry", "out of focus")),
     "contrast": (("high contrast",), ("washed out", "low contrast")),
     "solo": (("solo", "single character"), ("multiple characters", "crowd", "2girls", "2boys")),
-    "appearance": ((), ()),  # the character's own key features are added instead
-}
+}  # appearance adds the character's own key features; brightness, its own words (BRIGHTEN / DARKEN)
 BRIGHTEN = (("well lit", "bright lighting"), ("dark", "underexposed"))
 DARKEN = (("soft lighting",), ("overexposed", "blown highlights"))
 

@@ -23,9 +23,9 @@ from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.candidates import DecisionLog, list_candidates
 from anime_pipeline.production.replenishment import DAY, ResetLog, utc
 from anime_pipeline.resources import StorageResource
-from anime_pipeline.sensors.replenishment import (GENERATION_TAG, JOB_NAME, REPLENISH_TAG, RUN_KEY_TAG, SENSOR_NAME,
-                                                  ReplenishCursor, build_replenishment_job,
-                                                  build_replenishment_sensor, replenishment_state, run_key)
+from anime_pipeline.sensors.dataset_replenishment import (GENERATION_TAG, JOB_NAME, REPLENISH_TAG, RUN_KEY_TAG,
+                                                          SENSOR_NAME, ReplenishCursor, build_replenishment_job,
+                                                          build_replenishment_sensor, replenishment_state, run_key)
 from anime_pipeline.storage import read_json, write_json
 from tests.conftest import World, write_show
 
