@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/replenish_tick.py --characters 50 --ticks 15
 
 Renders the sample show's characters once (reference, anchor, dataset in learner-steered batches), then
-gives every one of N characters (one show of N copies of Mio) that storage: its candidates, decision
-log, batch records and anchor. The instance holds a day of replenishment runs (three per character,
-finished) and two in flight, so each tick reads what a busy day leaves behind. Each tick is timed
+makes N characters of the show (Mio, Hoshi and N−2 copies of Mio, each given Mio's storage: candidates,
+decision log, batch records, anchor). The instance holds a day of replenishment runs (three finished per
+copy) and two in flight, so each tick reads what a busy day leaves behind. Each tick is timed
 through `SensorDefinition.evaluate_tick`, its cursor carried to the next as the daemon does; the
 median (wall and CPU time) is reported with the first (cold) tick apart, and the same for
 `replenishment_state`.
