@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from anime_pipeline.media.audio_config import Audio
-from anime_pipeline.media.ffmpeg import SAMPLE_RATE, MediaError, checked_output, mp4_output_args, run_ffmpeg
+from anime_pipeline.media.ffmpeg import SAMPLE_RATE, checked_output, mp4_output_args, run_ffmpeg
 from anime_pipeline.media.loudness import (AudibilityVerdict, Loudness, LoudnessVerdict, audibility, loudness_verdict,
                                            measure, parse_summary)
 from anime_pipeline.media.pcm import read_wav
