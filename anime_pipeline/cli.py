@@ -1,4 +1,4 @@
-"""`anime-pipeline`: demo, dev, validate, sync, status, review, backfill, reproduce, models.
+"""`anime-pipeline`: demo, dev, validate, sync, status, review, replenish, backfill, reproduce, models.
 
 Errors print as one line with the fix, never a traceback (set ANIME_PIPELINE_DEBUG=1 for one).
 """
@@ -15,8 +15,15 @@ from pathlib import Path
 from anime_pipeline.config import ConfigError, Project, check_files
 from anime_pipeline.config.loader import show_files
 from anime_pipeline.paths import StoragePaths
+from anime_pipeline.settings import (
+    Settings,
+    dagster_ui_url,
+    debug,
+    default_dagster_home,
+    use_dagster_home,
+    user_name,
+)
 from anime_pipeline.studio import cli as studio_cli
-from anime_pipeline.settings import Settings, dagster_ui_url, debug, default_dagster_home, use_dagster_home, user_name
 
 EMBEDDED_INSTANCE_YAML = """\
 # Embedded instance for `anime-pipeline demo` and `dev`: SQLite in this folder, no services needed.
@@ -109,8 +116,8 @@ def _run_episodes(settings: Settings, project: Project, instance, episodes: list
                   approve_as: str | None = None) -> bool:
     from anime_pipeline.definitions import build_definitions
     from anime_pipeline.recovery import clean_dead_runs
-    from anime_pipeline.storage import clean_leftovers
     from anime_pipeline.runner import Runner, plan_for
+    from anime_pipeline.storage import clean_leftovers
 
     for dead in clean_dead_runs(instance):
         print(f"cleaned up {dead.describe()}")
@@ -175,6 +182,97 @@ def cmd_review(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_studio(args, settings: Settings) -> int:
+    """The studio, with the replenishment panel fed from this Dagster home."""
+    return studio_cli.run(args, settings, replenishment=_replenishment_source(settings))
+
+
+def _replenishment_source(settings: Settings):
+    from anime_pipeline import dagster_compat
+    from anime_pipeline.sensors.dataset_replenishment import (
+        SENSOR_NAME,
+        replenishment_state,
+    )
+    from anime_pipeline.studio.models import ReplenishmentView
+
+    instance = _instance()
+
+    def view(key: str) -> ReplenishmentView | None:
+        states = {s.key: s for s in replenishment_state(instance, _project(settings), StoragePaths(settings.storage_root))}
+        running = dagster_compat.sensor_running(instance, SENSOR_NAME, default_running=False)
+        return ReplenishmentView(running, states[key]) if key in states else None
+    return view
+
+
+def cmd_replenish(args, settings: Settings) -> int:
+    from anime_pipeline import dagster_compat
+    from anime_pipeline.sensors.dataset_replenishment import (
+        SENSOR_NAME,
+        replenishment_state,
+    )
+
+    project = _project(settings)
+    instance = _instance()
+    if args.action in ("on", "off"):
+        workspace = Path("workspace.yaml")
+        if not workspace.exists():
+            raise CliError("workspace.yaml not found in this folder",
+                           "run `anime-pipeline replenish on|off` from the repository root, where `anime-pipeline dev` runs")
+        try:
+            running = dagster_compat.set_sensor_running(instance, SENSOR_NAME, args.action == "on", workspace)
+        except dagster_compat.SensorSwitchError as exc:
+            raise CliError(str(exc), "run `anime-pipeline validate`, then try again") from None
+        print(f"{SENSOR_NAME} is {'on' if running else 'off'} in the Dagster home {instance.root_directory}"
+              + (": the daemon (`anime-pipeline dev`) ticks it every 30 s" if running else ""))
+        return 0
+    if args.action == "reset":
+        return _reset_rejects(args, project, StoragePaths(settings.storage_root))
+    running = dagster_compat.sensor_running(instance, SENSOR_NAME, default_running=False)
+    states = replenishment_state(instance, project, StoragePaths(settings.storage_root))
+    if args.json:
+        print(json.dumps({"sensor": SENSOR_NAME, "running": running,
+                          "characters": [s.model_dump(mode="json") for s in states]}, indent=2))
+        return 0
+    print(f"{SENSOR_NAME}: {'on' if running else 'off'} (`anime-pipeline replenish on|off`)")
+    for state in states:
+        for line in _replenishment_lines(state):
+            print(line)
+    return 0
+
+
+def _replenishment_lines(state) -> list[str]:
+    from anime_pipeline.production.replenishment import utc
+
+    c = state.counts
+    if state.eligible or state.held_by == "target":
+        next_at = "now" if state.eligible else "none, target reached"
+    else:
+        next_at = utc(state.next_eligible_at) if state.next_eligible_at is not None else "when a person or a run acts"
+    lines = [f"{state.key}  {c.approved}/{c.target} approved, {c.awaiting_review} awaiting review, "
+             f"{c.rejected} rejected ({c.consecutive_rejects} in a row), {state.batches_today} batch(es) in 24 h, "
+             f"next batch: {next_at}"]
+    lines += [f"    {guard.describe()}" for guard in state.guards]
+    if state.last_batch is not None:
+        b = state.last_batch
+        decided = ", ".join(f"{cid} {d}" for cid, d in b.automatic.items())
+        lines.append(f"    last batch {b.batch} at {b.finished_at}: {decided}; {b.learner}")
+    return lines
+
+
+def _reset_rejects(args, project: Project, paths: StoragePaths) -> int:
+    from anime_pipeline.production.candidates import list_candidates
+    from anime_pipeline.production.replenishment import ResetLog
+
+    if args.character not in project.characters:
+        raise CliError(f"unknown character {args.character!r}" if args.character else "name the character to reset",
+                       f"choose one of {sorted(project.characters)}")
+    made = list_candidates(paths.candidates(args.character))
+    last = made[-1].id if made else None
+    ResetLog(paths.replenishment_log(args.character)).record(f"human:{args.user}", last)
+    print(f"{args.character}: rejects up to {last or 'now'} no longer count against the consecutive-rejects guard")
+    return 0
+
+
 def cmd_reproduce(args, settings: Settings) -> int:
     from anime_pipeline.production.shot_clip import ShotManifest
     from anime_pipeline.reproduce import reproduce_shot
@@ -204,8 +302,8 @@ def cmd_reproduce(args, settings: Settings) -> int:
 
 def _renderer_for(manifest, ref, settings: Settings):
     """The backend that made the recording: previz, or the ComfyUI server now configured for its GPU."""
-    from anime_pipeline.production.character_reference import front_panel
     from anime_pipeline.drawings import is_previz
+    from anime_pipeline.production.character_reference import front_panel
     from anime_pipeline.render.comfyui import ComfyUIRenderer
     from anime_pipeline.render.previz import PrevizRenderer
     from anime_pipeline.services.comfyui import ComfyUIClient
@@ -266,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--all-pending", action="store_true")
     review.add_argument("--user", default=user_name())
     review.add_argument("--reason", default="")
+    replenish = sub.add_parser("replenish", help="the dataset replenishment sensor: on, off, status; "
+                                                 "reset CHARACTER's consecutive-rejects guard")
+    replenish.add_argument("action", choices=["on", "off", "status", "reset"])
+    replenish.add_argument("character", nargs="?", help="for reset: character key, e.g. lantern-post/mio")
+    replenish.add_argument("--user", default=user_name())
+    replenish.add_argument("--json", action="store_true", help="status as JSON")
     reproduce = sub.add_parser("reproduce", help="re-render a recorded output and compare it with the recording")
     reproduce.add_argument("asset", help="shot_clip")
     reproduce.add_argument("key", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
@@ -277,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backfill": cmd_backfill,
-            "status": cmd_status, "review": cmd_review, "dev": cmd_dev, "reproduce": cmd_reproduce,
-            "models": cmd_models, "studio": studio_cli.run}
+            "status": cmd_status, "review": cmd_review, "replenish": cmd_replenish, "dev": cmd_dev,
+            "reproduce": cmd_reproduce, "models": cmd_models, "studio": cmd_studio}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,25 @@ against a real instance so that an upgrade that changes them fails loudly there,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCause, StaleStatus
+from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.definitions.selector import InstigatorSelector
 from dagster._core.loader import LoadingContextForTest
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._serdes import create_snapshot_id
 
 __all__ = ["StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
-           "pool_limit", "stale_resolver"]
+           "pool_limit", "SensorSwitchError", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
+
+# The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
+# after the module, and the daemon finds a sensor's stored state by (location, repository, sensor name).
+CODE_LOCATION = "anime_pipeline.definitions"
 
 
 def latest_check_evaluations(instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey]
@@ -58,3 +70,51 @@ def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default(pool)
     return storage.get_concurrency_info(pool).limit
+
+
+def _sensor_state(instance: dg.DagsterInstance, name: str, location: str) -> InstigatorState | None:
+    """The sensor's stored state (on/off and cursor) as the daemon finds it, by its selector."""
+    selector = create_snapshot_id(InstigatorSelector(location_name=location, repository_name=SINGLETON_REPOSITORY_NAME,
+                                                         name=name))
+    return next((state for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+                 if state.selector_id == selector), None)
+
+
+def sensor_cursor(instance: dg.DagsterInstance, name: str, location: str = CODE_LOCATION) -> str | None:
+    """The cursor the daemon last stored for the sensor; None before its first tick."""
+    state = _sensor_state(instance, name, location)
+    data = state.instigator_data if state is not None else None
+    return getattr(data, "cursor", None)
+
+
+def sensor_running(instance: dg.DagsterInstance, name: str, default_running: bool,
+                   location: str = CODE_LOCATION) -> bool:
+    """Whether the daemon runs the sensor: its switch (UI or CLI) if ever set, else its default status."""
+    state = _sensor_state(instance, name, location)
+    if state is None or state.status == InstigatorStatus.DECLARED_IN_CODE:
+        return default_running
+    return state.status == InstigatorStatus.RUNNING
+
+
+def set_sensor_running(instance: dg.DagsterInstance, name: str, running: bool, workspace: Path,
+                       location: str = CODE_LOCATION) -> bool:
+    """Turn the sensor on or off for the daemon and the UI, as `dagster sensor start|stop -w workspace.yaml`
+    does: load the workspace's code location (in its own code server, so the stored state carries the
+    very origin the daemon and the UI load), find the sensor, store its state. Returns whether it now runs."""
+    target = WorkspaceFileTarget(paths=[str(workspace)])
+    with WorkspaceProcessContext(instance, target, version=dg.__version__, code_server_log_level="WARNING") as process:
+        context = process.create_request_context()
+        error = context.get_code_location_error(location)
+        if error is not None or not context.has_code_location(location):
+            first = error.message.strip().splitlines()[-1] if error is not None else "it is not in the workspace"
+            raise SensorSwitchError(f"the code location {location!r} of {workspace} did not load: {first}")
+        sensor = context.get_code_location(location).get_repository(SINGLETON_REPOSITORY_NAME).get_sensor(name)
+        if running:
+            state = instance.start_sensor(sensor)
+        else:
+            state = instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+    return state.status == InstigatorStatus.RUNNING
+
+
+class SensorSwitchError(Exception):
+    """The workspace could not be loaded to switch a sensor (its message names the location and why)."""

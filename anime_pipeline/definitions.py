@@ -13,6 +13,7 @@ from anime_pipeline.config.project import EpisodeRef, Project, dagster_name
 from anime_pipeline.resources import (DirectorResource, EchoBrainResource, JellyfinResource, MetricsResource,
                                       MusicResource, OllamaResource, ProjectResource, RendererResource,
                                       ReviewerResource, SpeechResource, StorageResource, TrainerResource)
+from anime_pipeline.sensors.dataset_replenishment import build_replenishment_job, build_replenishment_sensor
 from anime_pipeline.sensors.sync import build_project_sync
 from anime_pipeline.settings import Settings, format_gpu_folders, format_gpu_urls
 
@@ -84,8 +85,10 @@ def build_assets(project: Project, settings: Settings) -> list[dg.AssetsDefiniti
 
 def build_definitions(settings: Settings, project: Project | None = None) -> dg.Definitions:
     project = project or Project.load(settings.configs_dir)
-    return dg.Definitions(assets=build_assets(project, settings), jobs=build_jobs(project),
-                          sensors=[build_project_sync(project), production_automation],
+    replenish = build_replenishment_job(project)
+    return dg.Definitions(assets=build_assets(project, settings), jobs=[*build_jobs(project), replenish],
+                          sensors=[build_project_sync(project), production_automation,
+                                   build_replenishment_sensor(project, replenish)],
                           resources=build_resources(settings), executor=dg.in_process_executor)
 
 

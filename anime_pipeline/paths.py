@@ -40,6 +40,10 @@ class StoragePaths:
     def decisions_log(self, key: str) -> Path:
         return self.character(key) / "decisions.jsonl"
 
+    def replenishment_log(self, key: str) -> Path:
+        """A person's resets of the replenishment sensor's consecutive-rejects guard, append-only."""
+        return self.character(key) / "replenishment.jsonl"
+
     def dataset(self, key: str) -> Path:
         return self.character(key) / "dataset"
 

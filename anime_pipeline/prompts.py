@@ -58,6 +58,11 @@ def shot_prompt(style: Style, characters: Sequence[Character], shot_type: str, p
     return _join(parts)
 
 
+def extended(prompt: str, additions: Sequence[str]) -> str:
+    """A prompt with words added (a fix the dataset learner chose), each once."""
+    return _join([prompt, *additions])
+
+
 def caption(character: Character, outfit: str, expression: str, pose: str) -> str:
     """Training caption: trigger word first (the slug), then the variation — kohya's convention."""
     return _join([character.slug, character.design_prompt, outfit, f"{expression} expression", pose])

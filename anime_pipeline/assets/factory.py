@@ -6,12 +6,14 @@ entities it reads; its blocking checks are its step's gates. Production assets w
 show's previous phase (`phases.py`).
 """
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pydantic
 
 from anime_pipeline.assets.keys import PHASE_GATES, asset_key, group_name, tags
 from anime_pipeline.assets.phases import phase_key, require_open
@@ -41,6 +43,21 @@ class StepConfig(dg.Config):
     force: bool = False  # produce again even when nothing that determines the artifact changed
 
 
+def config_type(step: Step) -> type[StepConfig]:
+    """The run config of a step's assets: `force`, plus the step's own options (`Step.options_type`),
+    so the Launchpad shows them and a sensor can ask for them."""
+    return _config_type(type(step))
+
+
+@functools.cache  # one class per kind of step: Dagster names config types by class
+def _config_type(kind: type[Step]) -> type[StepConfig]:
+    fields = kind.options_type.model_fields
+    if not fields:
+        return StepConfig
+    return pydantic.create_model(f"{kind.__name__}Config", __base__=StepConfig,
+                                 **{name: (f.annotation, f) for name, f in fields.items()})
+
+
 def _pool(step: Step, settings: Settings) -> str | None:
     return {"renderer": settings.renderer_pool, "metrics": settings.metrics_pool, "none": None}[step.device]
 
@@ -66,6 +83,7 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
         deps.append(phase_key(show, phase))
     version = step.code_version(ref)
     studio = dg.MetadataValue.url(studio_url(step.artifact, ref.key, studio_base(settings.studio_url)))
+    run_config = config_type(step)
     specs = [dg.AssetCheckSpec(g.name, asset=key, blocking=True,
                                description=f"{g.description} Threshold: {g.threshold_source}.") for g in step.gates]
 
@@ -73,7 +91,7 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
               tags=tags(step.level, ref.key, "production"), kinds=kinds, pool=_pool(step, settings),
               automation_condition=GATED, check_specs=specs, description=step.describe(),
               required_resource_keys=RESOURCES)
-    def _asset(context: dg.AssetExecutionContext, config: StepConfig) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def _asset(context: dg.AssetExecutionContext, config: run_config) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         project = context.resources.project.load()
         current = refs(project, step.level).get(ref.key)
         if current is None or step.code_version(current) != version:
@@ -83,6 +101,7 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
         if phase is not None:
             require_open(context.instance, phase, show)
         env = step_env(context, project, _pool(step, settings))
+        env.options = step.options_type.model_validate(config.model_dump(exclude={"force"}))
         try:
             produced = run_step(step, current, env, force=config.force)
         # missing upstream, empty dataset, bad input files; a LoRA that cannot train, load or be served; a

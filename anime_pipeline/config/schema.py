@@ -287,6 +287,21 @@ class Quality(StrictModel):
     review: ReviewThresholds = ReviewThresholds()
 
 
+class DatasetPolicy(StrictModel):
+    """How the replenishment sensor tops up each character's dataset (SPEC §5): batches of `batch_size`
+    candidates while approved < dataset_target, each held back by the guards below (the defaults are SPEC §5's).
+    Not part of any artifact's code version: changing a guard never makes an asset stale."""
+
+    batch_size: int = Field(3, ge=1, le=12, description="candidates per batch")
+    cooldown_seconds: float = Field(60, ge=0, le=86_400, description="per character, after its last batch")
+    daily_batch_limit: int = Field(10, ge=1, le=1000, description="batches per character in any 24 hours")
+    max_consecutive_rejects: int = Field(
+        5, ge=1, le=1000, description="stop after this many rejected candidates in a row, until a person "
+                                      "resets it (`anime-pipeline replenish reset`) or an approval arrives")
+    max_awaiting_review: int = Field(3, ge=1, le=1000, description="no new batch while this many await a person")
+    max_batches_in_flight: int = Field(2, ge=1, le=100, description="replenishment runs not finished, project-wide")
+
+
 class Ducking(StrictModel):
     """Sidechain compression of the music bed under the dialogue (ffmpeg sidechaincompress)."""
 
@@ -400,6 +415,7 @@ class ShowConfig(StrictModel):
     characters: list[Character] = Field(min_length=1, max_length=MAX_CHARACTERS)
     episodes: list[Episode] = Field(min_length=1, max_length=MAX_EPISODES)
     quality: Quality = Quality()
+    dataset: DatasetPolicy = DatasetPolicy()
     backends: Backends = Backends()
     training: TrainerSettings = TrainerSettings()
     audio: Audio = Audio()

@@ -321,9 +321,14 @@ def sharpness(image: np.ndarray) -> float:
     return variance / (variance + SHARPNESS_HALF)
 
 
+def mean_luminance(image: np.ndarray) -> float:
+    """Mean BT.601 luma in 0–1."""
+    return float(_luma(image).mean()) / 255.0
+
+
 def exposure(image: np.ndarray) -> float:
     """1 − |mean luminance − 0.5|·2, luminance in 0–1: 1 for mid-grey mean, 0 for black or white."""
-    return 1.0 - abs(float(_luma(image).mean()) / 255.0 - 0.5) * 2.0
+    return 1.0 - abs(mean_luminance(image) - 0.5) * 2.0
 
 
 def contrast(image: np.ndarray) -> float:

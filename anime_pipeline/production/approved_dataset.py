@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+from pydantic import Field
 
 from anime_pipeline.config.project import CharacterRef, character_spec
 from anime_pipeline.imaging import load_png, save_png
@@ -14,17 +16,23 @@ from anime_pipeline.manifest import FileEntry, Manifest, Record
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.metrics.suite import Anchor, MetricSuite, image_identity
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production.candidates import (Candidate, DatasetState, Decision, DecisionLog, dataset_state,
-                                                  generate_batch)
+from anime_pipeline.production.batches import BatchRecord, run_batch
+from anime_pipeline.production.candidates import Candidate, DatasetState, Decision, DecisionLog, dataset_state
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateSet, Measured
 from anime_pipeline.review.base import Reviewer
-from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
+from anime_pipeline.production.step import (FileLink, MetadataValue, Preview, Step, StepEnv, StepOptions, Table,
+                                            Upstream)
 from anime_pipeline.storage import outputs, staged_dir, write_text
 
-BATCH_SIZE = 3  # SPEC §5
 MAX_BATCHES_PER_RUN = 4
+
+
+class DatasetOptions(StepOptions):
+    batches: int | None = Field(None, ge=1, le=MAX_BATCHES_PER_RUN, description=(
+        "generate exactly this many learner-steered batches, then judge the dataset (the replenishment "
+        "sensor asks for 1); unset: batches until approved + awaiting review reach the target"))
 
 
 class ApprovedImage(Record):
@@ -63,6 +71,8 @@ class DatasetManifest(Manifest):
     style_backend: str
     batches_this_run: int
     new_verdicts: list[BatchVerdict]
+    new_batches: list[int] = []  # their records: candidates/batches/bNNNN.json
+    learner: list[str] = []  # per new batch, what the learner chose
 
 
 def _enough(m: DatasetManifest, _q) -> Measured:
@@ -130,15 +140,18 @@ def _backend(used: Iterable[str]) -> str:
 
 
 class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
-    """Candidates are generated in batches of 3 until approved + awaiting review reach the target; the
-    reviewer decides automatically where the rules allow (never for non-human characters), a person
-    decides the rest (`anime-pipeline review`); the approved images are scored and written with captions."""
+    """Candidates are generated in batches (the show's dataset.batch_size, 3 by default), each steered by the
+    decisions on the earlier ones (production.learner), until approved + awaiting review reach the target —
+    or exactly the batches a run asks for (the replenishment sensor asks for one). The reviewer decides
+    automatically where the rules allow (never for non-human characters), a person decides the rest
+    (`anime-pipeline review`); the approved images are scored and written with captions."""
 
     artifact = "approved_dataset"
     level = "character"
     manifest_type = DatasetManifest
     gates = GATES
     device = "renderer"
+    options_type = DatasetOptions
 
     def folder(self, ref: CharacterRef, paths: StoragePaths) -> Path:
         return paths.dataset(ref.key)
@@ -154,23 +167,29 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
         anchor = load_anchor(paths.embedding(ref.key))
         log = DecisionLog(paths.decisions_log(ref.key))
         reviewer = env.reviewer(ref.config)
-        target = ref.character.dataset_target
-        state = dataset_state(paths.candidates(ref.key), log)
+        wanted = cast(DatasetOptions, self.options(env)).batches
+        candidates = paths.candidates(ref.key)
+        state = dataset_state(candidates, log)
         references = {ref.character.slug: p for p in [front_panel(paths, ref.key)] if p}
-        batches, verdicts = 0, []
+        made: list[BatchRecord] = []
         with env.open_renderer(ref.config, references) as renderer:
-            while len(state.approved) + len(state.pending) < target and batches < MAX_BATCHES_PER_RUN:
-                made = generate_batch(ref, renderer, reviewer, anchor, paths.candidates(ref.key), log, BATCH_SIZE)
-                batches += 1
-                verdicts += [_verdict(c) for c in made]
-                state = dataset_state(paths.candidates(ref.key), log)
-                env.log(f"batch {batches}: {[(c.id, c.record.verdict.decision) for c in made]}; "
-                        f"{len(state.approved)}/{target} approved, {len(state.pending)} await review")
+            while self._another(ref, state, len(made), wanted):
+                record = run_batch(ref, renderer, reviewer, anchor, candidates, log, ref.config.dataset.batch_size)
+                made.append(record)
+                state = dataset_state(candidates, log)
+                env.log(f"{record.plan.summary()}: {record.automatic}; {len(state.approved)}/"
+                        f"{ref.character.dataset_target} approved, {len(state.pending)} await review")
             renderer_name = renderer.backend
-        return self.assemble(ref, env, state, log, anchor, reviewer, renderer_name, batches, verdicts)
+        return self.assemble(ref, env, state, log, anchor, reviewer, renderer_name, made)
+
+    @staticmethod
+    def _another(ref: CharacterRef, state: DatasetState, done: int, wanted: int | None) -> bool:
+        if wanted is not None:
+            return done < wanted
+        return len(state.approved) + len(state.pending) < ref.character.dataset_target and done < MAX_BATCHES_PER_RUN
 
     def assemble(self, ref: CharacterRef, env: StepEnv, state: DatasetState, log: DecisionLog, anchor: Anchor,
-                 reviewer: Reviewer, renderer: str, batches: int, verdicts: list[BatchVerdict]) -> DatasetManifest:
+                 reviewer: Reviewer, renderer: str, batches: list[BatchRecord]) -> DatasetManifest:
         """Score the approved images and swap the dataset folder in whole."""
         approved, backends, images = score_approved(ref, state.approved, anchor, env.metrics, log.latest())
         ids = [a.id for a in approved]
@@ -182,7 +201,9 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
             target=ref.character.dataset_target, reviewer=reviewer.name, renderer=renderer, approved=approved, pending=[c.id for c in state.pending],
             rejected=[c.id for c in state.rejected], duplicates=duplicates, near_duplicate_similarity=similarity,
             identity_backend=backends["identity"], aesthetic_backend=backends["aesthetic"],
-            style_backend=backends["style"], batches_this_run=batches, new_verdicts=verdicts)
+            style_backend=backends["style"], batches_this_run=len(batches),
+            new_verdicts=[_verdict(c) for c in _made(state, batches)], new_batches=[b.batch for b in batches],
+            learner=[b.plan.summary() for b in batches])
 
         with staged_dir(self.folder(ref, env.paths)) as folder:
             for record in approved:
@@ -199,6 +220,8 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
             "folder": FileLink(folder)}
         if manifest.new_verdicts:
             out["new_verdicts"] = Table([v.model_dump() for v in manifest.new_verdicts])
+        if manifest.learner:
+            out["learner"] = Table(manifest.learner)
         if manifest.approved:
             out["preview"] = Preview(folder / manifest.approved[0].image, "first approved image")
         if manifest.pending:
@@ -208,6 +231,11 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
 
 def _files(folder: Path) -> list[FileEntry]:
     return [FileEntry.of(p, folder) for p in outputs(folder, "*") if p.is_file()]
+
+
+def _made(state: DatasetState, batches: list[BatchRecord]) -> list[Candidate]:
+    ids = {cid for b in batches for cid in b.made}
+    return sorted((c for c in [*state.approved, *state.pending, *state.rejected] if c.id in ids), key=lambda c: c.id)
 
 
 def _verdict(candidate: Candidate) -> BatchVerdict:

@@ -17,10 +17,12 @@ import numpy as np
 from pydantic import ValidationError
 
 from anime_pipeline.config.project import CharacterRef
+from anime_pipeline.config.schema import Style
 from anime_pipeline.imaging import Box, load_png, save_png
 from anime_pipeline.manifest import Record
 from anime_pipeline.metrics.suite import Anchor
-from anime_pipeline.prompts import caption, negative_prompt, still_prompt
+from anime_pipeline.production.learner import BatchPlan, Outcome, Steering
+from anime_pipeline.prompts import caption, extended, negative_prompt, still_prompt
 from anime_pipeline.render.base import Renderer, StillRequest
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.verdict import Verdict
@@ -28,7 +30,7 @@ from anime_pipeline.storage import append_jsonl, outputs, read_json, read_jsonl,
 
 DecisionKind = Literal["approve", "reject", "human_review"]
 DECISIONS: tuple[DecisionKind, ...] = ("approve", "reject", "human_review")
-CANDIDATE_SEED = 50_000
+AUTOMATIC = "auto:"  # how a reviewer's decider name starts; a person's never does
 
 
 class RendererRecord(Record):
@@ -53,6 +55,8 @@ class CandidateRecord(Record):
     caption: str
     verdict: Verdict
     renderer: RendererRecord
+    batch: int | None = None  # None: made before batches were recorded
+    steering: Steering | None = None  # None: the show style's settings at half its resolution
 
 
 class Decision(Record):
@@ -139,47 +143,61 @@ def dataset_state(candidates_dir: Path, log: DecisionLog) -> DatasetState:
     return DatasetState(groups["approve"], groups["human_review"], groups["reject"])
 
 
-def variation(character, index: int) -> tuple[str, str, str, str]:
-    """The index-th combination of outfit, expression, pose and framing."""
-    v = character.variations
-    outfit = v.outfits[index % len(v.outfits)]
-    expression = v.expressions[(index // len(v.outfits)) % len(v.expressions)]
-    pose = v.poses[(index // (len(v.outfits) * len(v.expressions))) % len(v.poses)]
-    framing = "full_body" if index % 2 == 0 else "portrait"
-    return outfit, expression, pose, framing
+def outcomes(candidates: list[Candidate], log: DecisionLog, style: Style) -> list[Outcome]:
+    """The candidates as the learner sees them, oldest first: how each was made, its latest decision and
+    the reasons given (the reviewer's, and a person's when a person decided)."""
+    latest = log.latest()
+    out = []
+    for c in candidates:
+        decision = latest.get(c.id)
+        kind = decision.decision if decision else "human_review"
+        reasons = list(c.record.verdict.reasons)
+        if decision is not None and decision.reason and not decision.decider.startswith(AUTOMATIC):
+            reasons.append(decision.reason)
+        r = c.record
+        out.append(Outcome(id=c.id, seed=r.seed, outfit=r.outfit, expression=r.expression, pose=r.pose,
+                           framing=r.framing, steering=r.steering or Steering.from_style(style),
+                           decision=kind if kind in ("approve", "reject") else "pending", reasons=tuple(reasons)))
+    return out
+
+
+def scaled(resolution: tuple[int, int], scale: float) -> tuple[int, int]:
+    """A share of the style's resolution, in multiples of 8 (what the backends accept)."""
+    return tuple(max(64, round(side * scale / 8) * 8) for side in resolution)  # type: ignore[return-value]
 
 
 def generate_batch(ref: CharacterRef, renderer: Renderer, reviewer: Reviewer, anchor: Anchor, candidates_dir: Path,
-                   log: DecisionLog, batch_size: int, seed: int = CANDIDATE_SEED) -> list[Candidate]:
-    """Render `batch_size` new candidates, review each, and log the reviewer's decision."""
+                   log: DecisionLog, plan: BatchPlan) -> list[Candidate]:
+    """Render the plan's candidates with its steering, review each, and log the reviewer's decision."""
     cfg, character = ref.config, ref.character
-    style = cfg.show.style
-    existing = list_candidates(candidates_dir)
-    others: list[np.ndarray] = [load_png(c.image_path) for c in existing]
-    width, height = style.resolution
+    style, steering = cfg.show.style, plan.steering
+    others: list[np.ndarray] = [load_png(c.image_path) for c in list_candidates(candidates_dir)]
+    width, height = scaled(style.resolution, steering.scale)
+    negative = extended(negative_prompt(style, [character]), steering.negative_additions)
     made = []
-    for offset in range(batch_size):
-        index = len(existing) + offset
-        outfit, expression, pose, framing = variation(character, index)
+    for planned in plan.candidates:
+        outfit, expression, pose, framing = planned.outfit, planned.expression, planned.pose, planned.framing
+        prompt = still_prompt(style, character, framing, outfit, expression, pose)
         request = StillRequest(
-            characters=(character,), prompt=still_prompt(style, character, framing, outfit, expression, pose),
-            negative_prompt=negative_prompt(style, [character]), seed=seed + index, width=width // 2,
-            height=height // 2, framing=framing, pose=pose, expression=expression, outfit=outfit,
-            background=tuple(cfg.world.palette), steps=style.steps,
+            characters=(character,), negative_prompt=negative, seed=planned.seed, width=width, height=height,
+            prompt=extended(prompt, steering.prompt_additions),
+            framing=framing, pose=pose, expression=expression, outfit=outfit, background=tuple(cfg.world.palette),
+            steps=steering.steps, cfg=steering.cfg, exposure=steering.exposure, contrast=steering.contrast,
         )
         result = renderer.render_still(request)
         box = result.face_boxes.get(character.slug)
         verdict = reviewer.review(result.image, character, box, anchor.palette, others, cfg.quality.review,
                                   cfg.quality.near_duplicate_similarity)
-        candidate_id = f"c{index:04d}"
+        candidate_id = f"c{planned.index:04d}"
         image_path = save_png(candidates_dir / f"{candidate_id}.png", result.image)
         record = CandidateRecord(
             id=candidate_id, prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed,
             outfit=outfit, expression=expression, pose=pose, framing=framing, resolution=(request.width, request.height),
             face_box=box, caption=caption(character, outfit, expression, pose), verdict=verdict,
-            renderer=RendererRecord(backend=renderer.backend, device=renderer.device, params=result.params))
+            renderer=RendererRecord(backend=renderer.backend, device=renderer.device, params=result.params),
+            batch=plan.batch, steering=steering)
         write_json(candidates_dir / f"{candidate_id}.json", record.model_dump(mode="json"))
-        log.record(candidate_id, verdict.decision, f"auto:{verdict.reviewer}", "; ".join(verdict.reasons))
+        log.record(candidate_id, verdict.decision, f"{AUTOMATIC}{verdict.reviewer}", "; ".join(verdict.reasons))
         others.append(result.image)
         made.append(Candidate(candidate_id, image_path, record))
     return made

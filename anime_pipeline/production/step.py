@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
-from anime_pipeline.manifest import Manifest
+from anime_pipeline.manifest import Manifest, Record
 from anime_pipeline.media.music import MusicBackend
 from anime_pipeline.media.speech import SpeechBackend
 from anime_pipeline.metrics.suite import MetricSuite
@@ -88,6 +88,11 @@ class StepFailed(RuntimeError):
     be spoken, a track is missing); nothing of it was written."""
 
 
+class StepOptions(Record):
+    """What one run may ask of a step besides producing it (its run config in the Dagster Launchpad).
+    A step with choices declares a subclass as its `options_type`; the default offers none."""
+
+
 @dataclass
 class StepEnv:
     """What a step runs with: storage, the show's backends (opened by the orchestration layer, which
@@ -108,6 +113,7 @@ class StepEnv:
     # the show's LoRA trainer (`backends.trainer` comfyui / kohya) on its GPU, holding that GPU's pool
     open_trainer: Callable[[ShowConfig], AbstractContextManager[TrainerSession]] = no_trainer
     extras: dict[str, Any] = field(default_factory=dict)
+    options: StepOptions = field(default_factory=StepOptions)  # what this run asked of the step
 
     def show_dir(self, show: str) -> Path:
         """The folder of a show's YAML file (reference images and music are relative to it)."""
@@ -130,6 +136,7 @@ class Step(ABC, Generic[R, M]):
     gates: ClassVar[GateSet]
     device: ClassVar[RenderDevice] = "none"
     version: ClassVar[str] = "1"  # bump when the step's code changes what it makes
+    options_type: ClassVar[type[StepOptions]] = StepOptions
 
     @abstractmethod
     def folder(self, ref: R, paths: StoragePaths) -> Path: ...
@@ -165,6 +172,10 @@ class Step(ABC, Generic[R, M]):
 
     def after_gates(self, ref: R, manifest: M, results: list[GateResult], env: StepEnv) -> None:
         """Called with the gates' results once they are judged (e.g. to send them to the director)."""
+
+    def options(self, env: StepEnv) -> StepOptions:
+        """This run's options as the step's own type (defaults where the run asked for none)."""
+        return self.options_type.model_validate(env.options.model_dump())
 
     def code_version(self, ref: R) -> str:
         return f"{self.version}-{sha256_json(self.spec(ref))[:12]}"

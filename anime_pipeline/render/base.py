@@ -39,6 +39,11 @@ class StillRequest:
     background: tuple[str, ...] = ()  # world palette, #rrggbb
     steps: int = 28
     palette_overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # slug -> role -> #rrggbb
+    # Steering (the dataset learner's levers): None = the show style's cfg; exposure in stops (×2 on pixel
+    # values per stop) and contrast (×, around mid-grey) develop the rendered image, whatever the backend.
+    cfg: float | None = None
+    exposure: float = 0.0
+    contrast: float = 1.0
 
 
 @dataclass(frozen=True)

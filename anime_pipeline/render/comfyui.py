@@ -37,6 +37,7 @@ from PIL import Image, ImageSequence
 from anime_pipeline.config.schema import Character, Style
 from anime_pipeline.media import read_frames
 from anime_pipeline.render.base import ClipRequest, ClipResult, StillRequest, StillResult
+from anime_pipeline.render.develop import develop
 from anime_pipeline.render.workflows import WORKFLOWS_DIR, Lora, Template, bind, graph_sha256, load_template
 from anime_pipeline.services import redact_url
 from anime_pipeline.services.comfyui import ComfyUIClient, ComfyUIError, RunResult, SystemStats
@@ -154,7 +155,7 @@ class ComfyUIRenderer:
             **self.overrides.get("still", {}),
             "positive": request.prompt, "negative": request.negative_prompt, "seed": request.seed,
             "steps": request.steps, "checkpoint": self.style.checkpoint, "sampler": self.style.sampler,
-            "scheduler": self.style.scheduler, "cfg": self.style.cfg,
+            "scheduler": self.style.scheduler, "cfg": self.style.cfg if request.cfg is None else request.cfg,
             "width": _round(template, "width", request.width), "height": _round(template, "height", request.height),
             "reference_images": [ref["uploaded_as"] for ref in refs] or None,
         }
@@ -165,8 +166,9 @@ class ComfyUIRenderer:
         params.update(framing=request.framing, pose=request.pose, expression=request.expression,
                       outfit=request.outfit, resolution=[request.width, request.height],
                       render_resolution=list(image.shape[1::-1]),
-                      ip_adapter=_ip_adapter(params["params"], refs))
-        return _fit_size(image, request.width, request.height), params
+                      ip_adapter=_ip_adapter(params["params"], refs),
+                      developed={"exposure": request.exposure, "contrast": request.contrast})
+        return develop(_fit_size(image, request.width, request.height), request.exposure, request.contrast), params
 
     def _keyframe(self, request: ClipRequest, folder: Path) -> tuple[np.ndarray, dict[str, Any]]:
         """Continuity uses the previous shot's last frame; otherwise the still template draws one."""

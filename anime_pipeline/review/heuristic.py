@@ -9,7 +9,7 @@ import numpy as np
 
 from anime_pipeline.config.schema import Character, ReviewThresholds
 from anime_pipeline.drawings import find_faces
-from anime_pipeline.imaging import Box
+from anime_pipeline.imaging import Box, hex_to_rgb
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.review.base import combined_score, duplicate_rejection, key_colors
 from anime_pipeline.review.checklist import check_features
@@ -17,6 +17,11 @@ from anime_pipeline.review.verdict import Verdict, decide
 
 PRESENT_SHARE = 5e-5  # ≈ 20 px of 512×768: the eyes of a full-body drawing still count
 NOT_SOLO_TRAINING_FACTOR = 0.5  # other figures in a single-character dataset teach the wrong thing
+# Below these a clarity component is named as a finding ("too dark", "blurry", …), so a person and the
+# dataset learner see the cause, not only a low clarity; well-made previz stills sit well above them.
+EXPOSURE_FINDING, SHARPNESS_FINDING, CONTRAST_FINDING = 0.4, 0.5, 0.2
+SKIN_STOPS_FINDING = 0.4  # how far (in stops) the face's skin may read from the design before it is named
+SKIN_CHROMA = 0.05  # the face's commonest colour counts as skin when its r:g:b is this close to the design's
 
 
 def _clip01(value: float) -> float:
@@ -39,6 +44,43 @@ def character_match(image: np.ndarray, face: Box | None, anchor: np.ndarray | No
     region = weightfree.crop(image, face)
     where = "face" if face is not None else "whole image, no face found"
     return weightfree.palette_match(region, list(roles.values())), f"key-colour share of {where}"
+
+
+def skin_stops(image: np.ndarray, face: Box | None, skin: str) -> float | None:
+    """How many stops brighter (+) or darker (−) than the design's skin colour the face's commonest
+    colour reads, when that colour is the skin's hue; None when no face or it is not skin (hair, a back view)."""
+    if face is None:
+        return None
+    pixels = weightfree.crop(image, face).reshape(-1, 3).astype(np.float32)
+    if not len(pixels):
+        return None
+    bins = (pixels // 8).astype(np.int32) @ np.array([1024, 32, 1], dtype=np.int32)
+    values, counts = np.unique(bins, return_counts=True)
+    common = pixels[bins == values[np.argmax(counts)]].mean(axis=0)
+    design = np.array(hex_to_rgb(skin), dtype=np.float32)
+    if np.abs(common / max(common.sum(), 1.0) - design / max(design.sum(), 1.0)).max() > SKIN_CHROMA:
+        return None
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return float(np.log2(max(float(common @ luma), 1.0) / max(float(design @ luma), 1.0)))
+
+
+def clarity_findings(image: np.ndarray, sharp: float, exposed: float, contrasted: float,
+                     skin: float | None) -> list[str]:
+    """What makes the image unclear, in words: too dark / too bright (measured on the face's skin when it
+    can be, which says by how much), blurry, low contrast."""
+    findings = []
+    luminance = weightfree.mean_luminance(image)
+    if skin is not None and abs(skin) >= SKIN_STOPS_FINDING:
+        findings.append(f"too {'dark' if skin < 0 else 'bright'}: the face's skin colour reads {skin:+.2f} stops "
+                        f"from the design (mean luminance {luminance:.2f})")
+    elif exposed < EXPOSURE_FINDING:
+        findings.append(f"too {'dark' if luminance < 0.5 else 'bright'}: mean luminance {luminance:.2f} "
+                        f"(exposure {exposed:.2f} < {EXPOSURE_FINDING})")
+    if sharp < SHARPNESS_FINDING:
+        findings.append(f"blurry: sharpness {sharp:.2f} < {SHARPNESS_FINDING}")
+    if contrasted < CONTRAST_FINDING:
+        findings.append(f"low contrast: {contrasted:.2f} < {CONTRAST_FINDING}")
+    return findings
 
 
 def present_roles(image: np.ndarray, roles: dict[str, str]) -> dict[str, bool]:
@@ -90,6 +132,7 @@ class HeuristicReviewer:
         reasons = [
             f"character match {match:.2f} ({match_how})",
             f"clarity {clarity:.2f} (sharpness {sharp:.2f}, exposure {exposed:.2f}, contrast {contrasted:.2f})",
+            *clarity_findings(image, sharp, exposed, contrasted, skin_stops(image, face, roles["skin"])),
             f"completeness {sum(present.values())}/{len(present)} key colours present"
             + "".join(f"; missing {role}" for role, ok in present.items() if not ok),
             "solo" if solo else f"not solo: {len(faces)} faces found",

@@ -8,6 +8,7 @@ so the studio works while no Dagster process runs, and its decisions are the sam
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import threading
 from dataclasses import dataclass
 from functools import partial
@@ -29,7 +30,7 @@ from anime_pipeline.config.loader import show_files
 from anime_pipeline.media.subtitles import format_webvtt
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.studio.manifests import RecordError, load_record
-from anime_pipeline.studio.models import STATUSES, ReplenishmentSource, ReplenishmentState
+from anime_pipeline.studio.models import STATUSES, ReplenishmentSource, ReplenishmentView
 from anime_pipeline.studio.queue import DecisionRejected, build_queue, parse_decision, record_decision
 from anime_pipeline.studio.security import Guard, PathRefused, Secret, is_loopback, resolve_under
 from anime_pipeline.studio.subtitles import placed_cues
@@ -108,6 +109,11 @@ class HostGuard:
         await self.app(scope, receive, send_with_headers)
 
 
+def _clock(epoch_seconds: float) -> str:
+    """An instant the replenishment guards give (epoch seconds) as UTC ISO time."""
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).isoformat(timespec="seconds")
+
+
 def _file_url(relative: str) -> str:
     return "/files/" + quote(relative)
 
@@ -116,6 +122,7 @@ def _templates() -> Environment:
     env = Environment(loader=PackageLoader("anime_pipeline.studio", "templates"),
                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     env.filters["file_url"] = _file_url
+    env.filters["clock"] = _clock
     env.globals["page"] = studio_path
     return env
 
@@ -205,7 +212,7 @@ class Studio:
             raise HttpError(404, f"no character {key!r} in {self.config.configs_dir}")
         return project.characters[key]
 
-    def _replenishment(self, key: str) -> tuple[ReplenishmentState | None, str]:
+    def _replenishment(self, key: str) -> tuple[ReplenishmentView | None, str]:
         if self.config.replenishment is None:
             return None, ""
         try:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from anime_pipeline.production.replenishment import CharacterReplenishment
 from anime_pipeline.review.verdict import Verdict
 
 Status = Literal["pending", "approved", "rejected"]
@@ -62,47 +60,16 @@ class ReviewQueue:
         return self.cards if view == "all" else [c for c in self.cards if c.status == view]
 
 
-class GuardState(BaseModel):
-    """One replenishment guard: whether it holds the next batch back, why, and until when."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str  # cooldown, daily_limit, consecutive_rejects, pending_buffer, in_flight, batch_size
-    holding: bool
-    detail: str  # e.g. "3 of 10 batches today", "5 rejects in a row: reset or approve one"
-    until: datetime | None = None
-
-
-class BatchSummary(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    at: datetime
-    size: int = Field(ge=0)
-    approved: int = Field(ge=0)
-    rejected: int = Field(ge=0)
-    pending: int = Field(ge=0)
-    run_id: str | None = None
-    learner: list[str] = []  # what the learner chose for the batch, and why
-
-
-class ReplenishmentState(BaseModel):
+@dataclass(frozen=True)
+class ReplenishmentView:
     """The replenishment sensor's view of one character, as the studio shows it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    enabled: bool
-    approved: int = Field(ge=0)
-    target: int = Field(ge=0)
-    pending: int = Field(ge=0)
-    batches_today: int = Field(ge=0)
-    in_flight: int = Field(ge=0)
-    guards: list[GuardState]
-    last_batch: BatchSummary | None = None
-    next_step: str  # e.g. "next batch after 12:04:10 (cooldown)", "target reached"
+    enabled: bool  # the dataset_replenishment sensor is running
+    state: CharacterReplenishment
 
 
-# Given a character key, its replenishment state (None: the character is not replenished).
-ReplenishmentSource = Callable[[str], ReplenishmentState | None]
+# Given a character key, its replenishment view (None: the character is not replenished).
+ReplenishmentSource = Callable[[str], ReplenishmentView | None]
 
 
 @dataclass(frozen=True)

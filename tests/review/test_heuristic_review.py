@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from anime_pipeline.config.schema import Character, ReviewThresholds
 from anime_pipeline.drawings import find_face
@@ -120,3 +120,25 @@ def test_a_given_face_box_counts_when_the_finder_sees_none():
     verdict = review(image, face_box=(120, 50, 200, 135))
     assert verdict.solo
     assert verdict.decision == "reject"  # an empty picture still scores low
+
+
+def test_a_dark_image_is_named_too_dark_with_the_stops_its_skin_reads():
+    from anime_pipeline.render.develop import develop
+    from anime_pipeline.review.heuristic import skin_stops
+
+    image = draw(MIO)
+    face = find_face(image, MIO.appearance.key_colors.skin, MIO.appearance.key_colors.eyes)
+    dark = develop(image, -1.0)
+    assert skin_stops(image, face, MIO.appearance.key_colors.skin) == pytest.approx(0.0, abs=0.02)
+    assert skin_stops(dark, face, MIO.appearance.key_colors.skin) == pytest.approx(-1.0, abs=0.02)
+    reasons = review(dark, face_box=face).reasons
+    assert any(r.startswith("too dark: the face's skin colour reads -0.99 stops") for r in reasons), reasons
+    assert not any(r.startswith(("too dark", "too bright", "blurry", "low contrast")) for r in review(image).reasons)
+    assert skin_stops(image, (0, 0, 40, 40), MIO.appearance.key_colors.skin) is None  # background: not skin
+
+
+def test_blur_and_flat_images_are_named():
+    image = np.array(Image.fromarray(draw(MIO)).filter(ImageFilter.GaussianBlur(6)))
+    flat = np.full((200, 200, 3), 128, np.uint8)
+    assert any(r.startswith("blurry: sharpness") for r in review(image).reasons)
+    assert any(r.startswith("low contrast:") for r in review(flat).reasons)

@@ -14,8 +14,9 @@ import uvicorn
 import yaml
 
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production import EpisodeVideo, SceneVideo, ShotClip
-from anime_pipeline.production.candidates import DecisionLog, generate_batch
+from anime_pipeline.production import ApprovedDataset, CharacterLora, EpisodeVideo, SceneVideo, ShotClip
+from anime_pipeline.production.batches import run_batch
+from anime_pipeline.production.candidates import DecisionLog, dataset_state
 from anime_pipeline.production.character_embedding import CharacterEmbedding, load_anchor
 from anime_pipeline.production.character_reference import CharacterReference
 from anime_pipeline.production.step import run_step
@@ -38,24 +39,35 @@ def _anchor(env, ref):
     return load_anchor(env.paths.embedding(ref.key))
 
 
-def make_candidates(configs_dir: Path, root: Path, key: str, count: int, seed: int = 50_000) -> None:
-    """A character's reference sheet and anchor, then `count` candidates from generate_batch."""
+def _characters(env, ref) -> None:
+    """Reference, anchor, dataset (pending candidates approved, as the demo's stand-in reviewer does) and
+    adapter: what a shot needs of each of its characters."""
+    _anchor(env, ref)
+    run_step(ApprovedDataset(), ref, env)
+    log = DecisionLog(env.paths.decisions_log(ref.key))
+    pending = dataset_state(env.paths.candidates(ref.key), log).pending
+    if pending:
+        log.record_many([c.id for c in pending], "approve", "human:test")
+        run_step(ApprovedDataset(), ref, env)
+    run_step(CharacterLora(), ref, env)
+
+
+def make_candidates(configs_dir: Path, root: Path, key: str, count: int) -> None:
+    """A character's reference sheet and anchor, then one batch of `count` candidates, as the dataset step makes it."""
     env = embedded_env(configs_dir, root)
     ref = env.project.characters[key]
     paths = StoragePaths(root)
-    generate_batch(ref, PrevizRenderer(), HeuristicReviewer(), _anchor(env, ref), paths.candidates(key),
-                   DecisionLog(paths.decisions_log(key)), count, seed=seed)
+    run_batch(ref, PrevizRenderer(), HeuristicReviewer(), _anchor(env, ref), paths.candidates(key),
+              DecisionLog(paths.decisions_log(key)), count)
 
 
 def short_show(configs_dir: Path) -> None:
-    """The sample show cut to one small scene of two one-second shots with dialogue."""
+    """The sample show cut to one small, low-resolution scene of two shots with dialogue."""
     data = yaml.safe_load(SAMPLE.read_text())
     data["show"]["video"] = {"width": 320, "height": 180, "fps": 12}
     episode = data["episodes"][0]
     scene = episode["scenes"][0]
-    scene["shots"] = scene["shots"][1:3]
-    for shot in scene["shots"]:
-        shot["duration"] = 1.0
+    scene["shots"] = scene["shots"][1:3]  # their durations fit their lines (validation checks it)
     episode["scenes"] = [scene]
     data["episodes"] = [episode]
     configs_dir.mkdir(parents=True, exist_ok=True)
@@ -63,13 +75,12 @@ def short_show(configs_dir: Path) -> None:
 
 
 def render_episode(base: Path) -> tuple[Path, Path]:
-    """The short show's shots, scene and episode, made by the production steps themselves (no adapters:
-    the shots draw the characters as designed)."""
+    """The short show's characters, shots, scene and episode, made by the production steps themselves."""
     configs, root = base / "configs", base / "storage"
     short_show(configs)
     env = embedded_env(configs, root, base / "models")
     for ref in env.project.characters.values():
-        _anchor(env, ref)
+        _characters(env, ref)
     for step, refs in ((ShotClip(), env.project.shots), (SceneVideo(), env.project.scenes),
                        (EpisodeVideo(), env.project.episodes)):
         for ref in refs.values():

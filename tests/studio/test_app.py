@@ -10,15 +10,20 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from studio_data import CSRF, HOSHI, serve_in_thread
 
 from anime_pipeline.config import Project
 from anime_pipeline.media.subtitles import format_webvtt, parse_srt
+from anime_pipeline.production.replenishment import (
+    CharacterReplenishment,
+    Counts,
+    GuardState,
+    LastBatch,
+)
 from anime_pipeline.storage import read_jsonl
-from anime_pipeline.studio.models import BatchSummary, GuardState, ReplenishmentState
+from anime_pipeline.studio.models import ReplenishmentView
 from anime_pipeline.studio.security import Secret
 from anime_pipeline.studio.urls import PAGES, studio_url
-
-from studio_data import CSRF, HOSHI, serve_in_thread
 
 TOKEN = "a-long-random-studio-token-42"
 API = f"/api/decisions/{HOSHI}"
@@ -179,15 +184,19 @@ def test_a_file_url_never_escapes_the_storage_root(served):
     assert inside[0] == 200 and inside[1].startswith(b"\x89PNG")
 
 
-def _state(**changes) -> ReplenishmentState:
-    guards = [GuardState(name="cooldown", holding=True, detail="last batch 20 s ago; 60 s apart",
-                         until=datetime(2026, 5, 1, 12, 4, 10, tzinfo=timezone.utc)),
-              GuardState(name="pending_buffer", holding=False, detail="2 of 3 awaiting review")]
-    batch = BatchSummary(at=datetime(2026, 5, 1, 12, 3, 10, tzinfo=timezone.utc), size=3, approved=1, rejected=0,
-                         pending=2, run_id="run-abc", learner=["poses first: leaping is under-represented"])
-    values = dict(enabled=True, approved=1, target=4, pending=2, batches_today=3, in_flight=1, guards=guards,
-                  last_batch=batch, next_step="next batch after 12:04:10 (cooldown)")
-    return ReplenishmentState(**(values | changes))
+def _view() -> ReplenishmentView:
+    at = datetime(2026, 5, 1, 12, 4, 10, tzinfo=timezone.utc).timestamp()
+    guards = (GuardState(guard="cooldown", holds=True, detail="last batch 20 s ago; 60 s apart", until=at),
+              GuardState(guard="awaiting_review", holds=False, detail="2 of 3 awaiting review"))
+    last = LastBatch(batch=3, started_at="2026-05-01T12:03:10Z", finished_at="2026-05-01T12:03:40Z",
+                     made=("c0006", "c0007", "c0008"), automatic={"c0006": "approve", "c0007": "human_review"},
+                     learner="poses first: leaping is under-represented")
+    state = CharacterReplenishment(
+        key=HOSHI, name="Hoshi", counts=Counts(target=4, approved=1, awaiting_review=2, rejected=0,
+                                               consecutive_rejects=0, has_anchor=True),
+        batches_today=3, in_flight=("run-abc",), guards=guards, held_by="cooldown", next_eligible_at=at,
+        last_batch=last, latest=None)
+    return ReplenishmentView(True, state)
 
 
 def test_the_replenishment_state_is_shown_as_the_sensor_gives_it(studio_config):
@@ -195,14 +204,14 @@ def test_the_replenishment_state_is_shown_as_the_sensor_gives_it(studio_config):
 
     def source(key):
         calls.append(key)
-        return _state()
+        return _view()
 
     with serve_in_thread(dataclasses.replace(studio_config, replenishment=source)) as url:
         html = requests.get(f"{url}/characters/{HOSHI}", timeout=10).text
     assert calls == [HOSHI]
-    for text in ("sensor <b>on</b>", "3 batches today", "1 in flight", "next batch after 12:04:10 (cooldown)",
-                 "holding: last batch 20 s ago; 60 s apart", "2026-05-01T12:04:10+00:00", "clear: 2 of 3 awaiting review",
-                 "(run run-abc)", "poses first: leaping is under-represented"):
+    for text in ("sensor <b>on</b>", "3 batches today", "1 in flight", "held by cooldown until 2026-05-01T12:04:10+00:00",
+                 "holding: last batch 20 s ago; 60 s apart", "clear: 2 of 3 awaiting review",
+                 "last batch 3", "c0006 approve", "poses first: leaping is under-represented"):
         assert text in html
 
 

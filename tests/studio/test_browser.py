@@ -149,7 +149,7 @@ def test_the_players_play_the_clip_and_the_episode_with_subtitles(served_episode
         video.addEventListener("loadedmetadata", done);
         video.addEventListener("error", () => reject(new Error("video error " + video.error.code)));
     })""")
-    assert metadata["width"] == 320 and metadata["height"] == 180 and abs(metadata["duration"] - 1.0) < 0.1
+    assert metadata["width"] == 320 and metadata["height"] == 180 and abs(metadata["duration"] - 2.5) < 0.1
     _expect()(page.locator("tr[data-gate]")).to_have_count(5)
 
     page.goto(f"{served_episode.url}/episodes/lantern-post/ep01")
@@ -162,4 +162,4 @@ def test_the_players_play_the_clip_and_the_episode_with_subtitles(served_episode
     })""")
     assert [text for _, _, text in cues] == ["Mio Kagari: This address... nobody has lived there for ten years.",
                                              "Hoshi: Kyu!"]
-    assert cues[1][0] == pytest.approx(1.0)
+    assert cues[1][0] == pytest.approx(2.5)  # after the first shot (2.5 s), less and then plus the 0.3 s overlap

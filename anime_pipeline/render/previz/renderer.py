@@ -12,6 +12,7 @@ from PIL import Image
 from anime_pipeline.imaging import Box, rgb_to_hex
 from anime_pipeline.render.base import ClipRequest, ClipResult, StillRequest, StillResult
 from anime_pipeline.render.previz.colors import stream_rng
+from anime_pipeline.render.previz.develop import finish
 from anime_pipeline.render.previz.layout import FRAMINGS, framing_for
 from anime_pipeline.render.previz.looks import (EXPRESSIONS, Expression, Look, resolve_expression, resolve_look,
                                                 resolve_pose)
@@ -35,10 +36,12 @@ class PrevizRenderer:
         stage = Stage(looks, [pose] * len(looks), expression, framing, size, (0, 0), request.background, request.seed,
                       request.prompt)
         items, boxes = stage.actor_items(0, 0.0, 0.0, 1, 0.0, 0.0)
-        image = np.array(compose(stage.backdrop, stage.lantern_items(0.0) + items))
+        image, developed = finish(np.array(compose(stage.backdrop, stage.lantern_items(0.0) + items)), request.prompt,
+                                  request.steps, request.exposure, request.contrast)
         faces = {slug: mapped for slug, box in boxes.items() if (mapped := map_box(box, (0, 0, *size), size))}
         params = self._params(request.seed, request.framing, looks, {look.slug: pose.name for look in looks},
                               expression, request.outfit, "none (still)", size, 1, None)
+        params.update(developed, cfg=request.cfg)  # previz draws the same at any cfg: recorded, not honoured
         return StillResult(image=image, face_boxes=faces, params=params)
 
     def render_clip(self, request: ClipRequest) -> ClipResult:
@@ -77,26 +80,29 @@ class PrevizRenderer:
             if key != previous:  # blinks and bobs change rarely: reuse the composite meanwhile
                 canvas, previous = compose(stage.backdrop, items), key
             view = camera.box(t, progress, focus, rng)
-            frame = canvas.resize(size, Image.Resampling.BILINEAR, box=view)
+            # developed before continuity blends it with the given frame, which is developed already
+            frame, developed = finish(np.array(canvas.resize(size, Image.Resampling.BILINEAR, box=view)),
+                                      request.prompt, request.steps)
             frame_faces = {slug: mapped for slug, box in boxes.items() if (mapped := map_box(box, view, size))}
             if first is not None and i < CONTINUITY_FRAMES:
                 frame, frame_faces = self._continue(first, frame, i, looks, frame_faces, stage, actors, view)
-            frames.append(np.array(frame))
+            frames.append(frame)
             faces.append(frame_faces)
         params = self._params(request.seed, request.shot_type, looks, {a.look.slug: a.pose.name for a in stage.actors},
                               expression, "default outfit", motion.description, size, n, fps)
+        params.update(developed)
         params["continuity_frames"] = min(CONTINUITY_FRAMES, n) if first is not None else 0
         return ClipResult(frames=frames, face_boxes=faces, params=params)
 
     @staticmethod
-    def _continue(first: np.ndarray, frame: Image.Image, i: int, looks: Sequence[Look], faces: dict[str, Box],
+    def _continue(first: np.ndarray, frame: np.ndarray, i: int, looks: Sequence[Look], faces: dict[str, Box],
                   stage: Stage, actors: Sequence[Item], view: FBox) -> tuple[Any, dict[str, Box]]:
         """Continuity: frame 0 is the given frame; then its picture dissolves into the new shot while the
         cast is drawn fully opaque, so every frame shows each character whole (identity holds)."""
         if i == 0:
             return first.copy(), faces_in(first, looks)
         keep = 1 - i / CONTINUITY_FRAMES
-        mask = coverage(stage.size, actors).resize(frame.size, Image.Resampling.BILINEAR, box=view)
+        mask = coverage(stage.size, actors).resize(frame.shape[1::-1], Image.Resampling.BILINEAR, box=view)
         weight = keep * (1 - np.asarray(mask, dtype=np.float32)[..., None] / 255)
         drawn = np.asarray(frame, dtype=np.float32)
         return (drawn + (first - drawn) * weight).round().astype(np.uint8), faces

@@ -95,6 +95,10 @@ def _stills() -> dict[str, StillRequest]:
                                                   background=WORLD, prompt="another prompt")
     cases["still/empty"] = _still("", framing="wide", background=WORLD)
     cases["still/trio"] = _still("mio rin sora", framing="medium", width=256, height=128, seed=3)
+    # the settings previz honours: lighting words, few steps (soft), developed exposure and contrast
+    cases["still/low-key"] = _still("mio", background=WORLD, prompt="a test, low-key lighting")
+    cases["still/few-steps"] = _still("mio", background=WORLD, steps=6)
+    cases["still/developed"] = _still("mio", background=WORLD, exposure=0.5, contrast=1.3, cfg=9.0)
     return cases
 
 
@@ -110,6 +114,7 @@ def _clips() -> dict[str, ClipRequest]:
     cases["clip/wide/palette"] = _clip("mio hoshi", "wide", n_frames=12,
                                        palette_overrides={"mio": {"outfit": "#883300"}})
     cases["clip/empty"] = _clip("", "wide", n_frames=6)
+    cases["clip/low-key/few-steps"] = _clip("mio", "medium", n_frames=6, prompt="a test, low-key lighting", steps=8)
     return cases
 
 
