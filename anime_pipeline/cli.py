@@ -97,7 +97,7 @@ def cmd_demo(args, settings: Settings) -> int:
     if not episodes:
         raise CliError(f"no show {args.show!r} in {settings.configs_dir}", f"choose one of {sorted(project.shows)}")
     backends = {f"{k}: {v}" for cfg in project.shows.values() for k, v in cfg.backends.model_dump().items()
-                if k in ("renderer", "reviewer", "director", "trainer", "publisher")}
+                if k in ("renderer", "reviewer", "director", "trainer", "speech", "music", "publisher")}
     instance = _instance()
     print(f"rendering {len(episodes)} episode(s) with {', '.join(sorted(backends))} — Dagster home {instance.root_directory}")
     if not _run_episodes(settings, project, instance, episodes, approve_as="demo"):

@@ -20,6 +20,7 @@ from anime_pipeline.production.replenishment import (
     GuardState,
     LastBatch,
 )
+from anime_pipeline.production.shot_clip import GATES as SHOT_GATES
 from anime_pipeline.storage import read_jsonl
 from anime_pipeline.studio.models import ReplenishmentView
 from anime_pipeline.studio.security import Secret
@@ -240,7 +241,7 @@ def test_the_shot_page_shows_the_clip_every_attempt_and_each_gate(served_episode
     html = requests.get(f"{served_episode.url}/shots/{key}", timeout=10).text
     manifest = json.loads((served_episode.paths.shot(key) / "manifest.json").read_text())
     assert f'src="/files/{key.replace("/ep01", "/episodes/ep01").replace("/sc01", "/scenes/sc01").replace("/sh02", "/shots/sh02")}/clip.mp4"' in html
-    for gate in ("identity", "temporal_stability", "motion_smoothness", "temporal_flickering", "not_a_still"):
+    for gate in SHOT_GATES.names:
         assert f'data-gate="{gate}"' in html
     for attempt in manifest["attempts"]:
         assert f'data-attempt="{attempt["attempt"]}"' in html and f"<td>{attempt['seed']}</td>" in html

@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
+from studio_data import HOSHI
 
 from anime_pipeline import cli
 from anime_pipeline.production.candidates import DecisionLog, dataset_state
+from anime_pipeline.production.shot_clip import GATES as SHOT_GATES
 from anime_pipeline.storage import read_jsonl
-
-from studio_data import HOSHI
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -150,7 +150,7 @@ def test_the_players_play_the_clip_and_the_episode_with_subtitles(served_episode
         video.addEventListener("error", () => reject(new Error("video error " + video.error.code)));
     })""")
     assert metadata["width"] == 320 and metadata["height"] == 180 and abs(metadata["duration"] - 2.5) < 0.1
-    _expect()(page.locator("tr[data-gate]")).to_have_count(5)
+    _expect()(page.locator("tr[data-gate]")).to_have_count(len(SHOT_GATES.names))
 
     page.goto(f"{served_episode.url}/episodes/lantern-post/ep01")
     cues = page.evaluate("""() => new Promise((resolve, reject) => {
