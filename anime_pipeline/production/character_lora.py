@@ -11,12 +11,13 @@ from pathlib import Path
 from anime_pipeline.config.project import CharacterRef, character_spec
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record
-from anime_pipeline.metrics.suite import image_identity
+from anime_pipeline.metrics.suite import still_identity
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.approved_dataset import DatasetManifest
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.production.identity import RuleRecord, show_identity_backend
 from anime_pipeline.production.step import MetadataValue, Preview, Step, StepEnv, Table, Upstream
 from anime_pipeline.prompts import negative_prompt, still_prompt
 from anime_pipeline.render.base import StillRequest
@@ -31,8 +32,9 @@ TRAINING_SEED = 7
 class Validation(Record):
     prompt: str
     seed: int
-    identity: float
+    identity: float  # similarity to the anchor
     identity_backend: str
+    identity_rule: RuleRecord
     face_box: tuple[int, int, int, int] | None
     image: str
 
@@ -52,14 +54,16 @@ def _loss_fell(m: AdapterManifest, _q) -> Measured:
     return Measured(m.loss_history[-1], m.trainer, {"loss_start": m.loss_history[0]}, threshold=m.loss_history[0])
 
 
-def _keeps_identity(m: AdapterManifest, _q) -> Measured:
-    return Measured(m.validation.identity, m.validation.identity_backend)
+def _keeps_identity(m: AdapterManifest, q) -> Measured:
+    rule = m.validation.identity_rule
+    return Measured(m.validation.identity, m.validation.identity_backend, {"rule": rule.source},
+                    threshold=rule.threshold(q))
 
 
 GATES: GateSet[AdapterManifest] = GateSet((
     Gate("loss_fell", "Training loss at the end is at most the loss at the start.", _loss_fell, "at_most"),
-    Gate("keeps_identity", "A render with the adapter keeps identity ≥ the identity threshold.", _keeps_identity,
-         "at_least", "identity"),
+    Gate("keeps_identity", "A render with the adapter is the same character as the anchor (similarity ≥ the "
+         "identity backend's threshold, quality.identity.<backend>).", _keeps_identity, "at_least", "identity"),
 ))
 
 
@@ -76,6 +80,7 @@ class CharacterLora(Step[CharacterRef, AdapterManifest]):
     level = "character"
     manifest_type = AdapterManifest
     gates = GATES
+    version = "2"  # issue 10: the calibrated gate measures, identity judged per backend
     device = "renderer"
 
     def folder(self, ref: CharacterRef, paths: StoragePaths) -> Path:
@@ -115,17 +120,18 @@ class CharacterLora(Step[CharacterRef, AdapterManifest]):
         references = {ref.character.slug: p for p in [front_panel(env.paths, ref.key)] if p}
         with env.open_renderer(ref.config, references) as renderer:
             result = renderer.render_still(request)
-            faces = env.metrics.face_model(renderer.backend)
+            backend = show_identity_backend(env.metrics, ref.config, renderer.backend)
         save_png(out_dir / "validation.png", result.image)
         box = result.face_boxes.get(ref.character.slug)
-        identity, backend = image_identity(result.image, box, load_anchor(env.paths.embedding(ref.key)), faces)
+        judged = still_identity(result.image, box, load_anchor(env.paths.embedding(ref.key)), backend)
         manifest = AdapterManifest(
             kind=self.artifact, key=ref.key, backend=TRAINER, device="cpu", inputs_fingerprint=fingerprint,
             trainer=TRAINER, trainer_version="previz-adapter-1", seed=TRAINING_SEED,
             dataset=[a.id for a in dataset.approved], iterations=adapter.iterations, palette=adapter.palette,
             loss_history=adapter.loss_history,
-            validation=Validation(prompt=request.prompt, seed=TRAINING_SEED, identity=round(identity, 4),
-                                  identity_backend=backend, face_box=box, image="validation.png"),
+            validation=Validation(prompt=request.prompt, seed=TRAINING_SEED, identity=round(judged.similarity, 4),
+                                  identity_backend=judged.backend, identity_rule=RuleRecord.of(judged.rule),
+                                  face_box=box, image="validation.png"),
             files=[FileEntry.of(out_dir / ADAPTER_FILE, out_dir), FileEntry.of(out_dir / "validation.png", out_dir)],
         )
         manifest.write(out_dir)
