@@ -22,7 +22,7 @@ from anime_pipeline.metrics import flow
 from anime_pipeline.metrics.scores import Score
 
 PALETTE_BACKEND = "weight-free: palette signature"
-CHARACTER_BACKEND = "weight-free: soft palette signature of the head"
+CHARACTER_BACKEND = "weight-free: palette signature of the head, soft bins"
 SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, linear-blend interpolator"
 SMOOTHNESS_INTERPOLATOR = "linear blend (no AMT weights)"
 FLOW_SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, block-matching flow interpolator"

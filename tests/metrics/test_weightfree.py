@@ -169,6 +169,17 @@ def test_the_head_signature_sees_a_hair_colour_change_the_whole_box_histogram_sh
 
 
 
+
+def test_soft_bins_keep_a_colour_on_a_bin_edge_in_one_place():
+    """Near-white fur at 223/224 straddles the hard histogram's bin edge: antialiasing and shading
+    jitter flips its pixels between bins, which the soft bins share between the two nearest."""
+    below, above = np.full((8, 8, 3), 223, np.uint8), np.full((8, 8, 3), 225, np.uint8)
+    assert wf.cosine(wf.palette_signature(below), wf.palette_signature(above)) == 0.0
+    assert wf.cosine(wf.soft_palette_signature(below), wf.soft_palette_signature(above)) > 0.99
+    assert np.linalg.norm(wf.soft_palette_signature(below)) == pytest.approx(1.0)
+    black, white = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)  # beyond the outer centres
+    assert wf.soft_palette_signature(black)[0] == pytest.approx(1.0) and wf.soft_palette_signature(white)[511] == pytest.approx(1.0)
+
 # --- stills ------------------------------------------------------------------------------
 
 def test_palette_match_is_the_share_of_matching_pixels():
