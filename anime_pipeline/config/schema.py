@@ -271,6 +271,15 @@ class Quality(StrictModel):
     max_attempts: int = Field(3, ge=1, le=5, description="shot renders tried while a blocking gate fails")
     review: ReviewThresholds = ReviewThresholds()
 
+    @field_validator("identity", mode="before")
+    @classmethod
+    def _identity_per_backend(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"one number ({value}) cannot be every identity backend's threshold, their scales differ: "
+                             f"write identity: {{palette: 0.7, arcface: 0.36, ccip: 0.82}} (any of them; README, "
+                             f"Gate calibration)")
+        return value
+
 
 class Backends(StrictModel):
     """Which implementation serves each role. Where a service runs (URL, GPU) is the deployment's

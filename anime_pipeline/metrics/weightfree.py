@@ -97,16 +97,20 @@ def soft_palette_signature(image: np.ndarray, box: Box | None = None) -> np.ndar
     """`palette_signature` with soft bins: each pixel's weight is split trilinearly between the
     two nearest of the 8 bin centres (16, 48, … 240) per channel, so a colour on a bin edge —
     a near-white fur at 223/224 — does not flip bins under antialiasing, shading or resampling."""
-    position = np.clip(crop(image, box).reshape(-1, 3).astype(np.float32) / 32.0 - 0.5, 0.0, 7.0)
+    pixels = crop(image, box).reshape(-1, 3).astype(np.int32)
+    # drawings have few distinct colours: weigh each once, by its pixel count
+    colours, counts = np.unique((pixels[:, 0] << 16) | (pixels[:, 1] << 8) | pixels[:, 2], return_counts=True)
+    rgb = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)
+    position = np.clip(rgb / 32.0 - 0.5, 0.0, 7.0)
     low = np.minimum(position.astype(np.intp), 6)
     high_weight = position - low
-    counts = np.zeros(512)
+    histogram = np.zeros(512)
     for corner in range(8):
         step = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
         bins = low + step
-        weight = np.where(step, high_weight, 1.0 - high_weight).prod(axis=1)
-        counts += np.bincount((bins[:, 0] << 6) | (bins[:, 1] << 3) | bins[:, 2], weights=weight, minlength=512)
-    return unit(np.sqrt(counts))
+        weight = np.where(step, high_weight, 1.0 - high_weight).prod(axis=1) * counts
+        histogram += np.bincount((bins[:, 0] << 6) | (bins[:, 1] << 3) | bins[:, 2], weights=weight, minlength=512)
+    return unit(np.sqrt(histogram))
 
 
 def character_signature(image: np.ndarray, face: Box) -> np.ndarray:

@@ -27,7 +27,6 @@ from scipy import ndimage
 
 from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import Character, ShowConfig
-from anime_pipeline.metrics import temporal
 from anime_pipeline.metrics import weightfree as wf
 from anime_pipeline.metrics.suite import Anchor, Appearance, MetricSuite, PaletteIdentity
 from anime_pipeline.drawings import find_face

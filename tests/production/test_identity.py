@@ -10,18 +10,26 @@ from dataclasses import replace
 import pytest
 
 from anime_pipeline.config import Project
+from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import IdentityThresholds, Quality
+from anime_pipeline.imaging import load_png
 from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE, IdentityRule
-from anime_pipeline.production.identity import RuleRecord
+from anime_pipeline.metrics.suite import ArcFaceIdentity, CcipIdentity, MetricSuite, PaletteIdentity, still_identity
+from anime_pipeline.paths import StoragePaths
+from anime_pipeline.production.character_embedding import compute_anchors, load_anchor
+from anime_pipeline.production.character_reference import ReferenceManifest
+from anime_pipeline.production.identity import RuleRecord, show_identity_backend
 from anime_pipeline.production.scene_video import GATES as SCENE_GATES
 from anime_pipeline.production.scene_video import SceneVideo, transition_frames
 from anime_pipeline.production.shot_clip import GATES as SHOT_GATES
-from anime_pipeline.production.shot_clip import ShotClip
+from anime_pipeline.production.shot_clip import ShotClip, score_clip
 from anime_pipeline.production.step import run_step
 from anime_pipeline.render.base import ClipRequest, ClipResult
 from anime_pipeline.render.previz import PrevizRenderer
+from conftest import SAMPLE, empty_store
 from step_env import embedded_env
 
+RENDERED = "comfyui 0.3.64 (http://gpu:8188)"  # a real renderer's images: the model backends judge them
 SCENE = "lantern-post/ep01/sc01"
 SWAPPED_SHOT = "lantern-post/ep01/sc01/sh02"  # the medium shot of mio: her face is large enough to track
 
@@ -100,3 +108,54 @@ def test_a_colour_swap_halfway_fails_shot_identity_and_scene_subject_consistency
     shots, scene = render_scene(one_attempt, PrevizRenderer())
     assert all(gate.passed for gates in shots.values() for gate in gates.values()), shots
     assert scene["subject_consistency"].passed and scene["cast_identity"].passed, scene
+
+
+def test_the_shows_look_picks_arcface_or_ccip(tmp_path):
+
+    drawn = load_show(SAMPLE)
+    photoreal = drawn.model_copy(update={"show": drawn.show.model_copy(
+        update={"style": drawn.show.style.model_copy(update={"look": "photoreal"})})})
+    suite = MetricSuite(empty_store(tmp_path), preloaded={"identity": "face pack"})
+    assert show_identity_backend(suite, photoreal, RENDERED) == ArcFaceIdentity("face pack")
+    assert show_identity_backend(suite, drawn, RENDERED) == PaletteIdentity()  # no CCIP placed: the fallback
+    assert show_identity_backend(suite, photoreal, "previz (embedded, CPU)") == PaletteIdentity()
+
+
+def test_ccip_anchors_and_identity_run_through_the_steps(characters, tmp_path):
+    """With CCIP and an anime detector placed (tiny models the loaders read like the real ones),
+    character_embedding makes a CCIP anchor, and a shot's identity is CCIP's, judged by the
+    model's metrics.json threshold unless the show sets quality.identity.ccip."""
+    pytest.importorskip("onnxruntime")
+    from tiny_models import tiny_anime_detector, tiny_ccip
+
+    store = empty_store(tmp_path)
+    tiny_ccip(store.ccip_dir, threshold=0.2)
+    tiny_anime_detector(store.anime_detector_file, [(320, 200, 240, 240, 0.9)])
+    suite = MetricSuite(store)
+    project = Project.load(characters.configs)
+    ref = project.characters["lantern-post/mio"]
+    backend = show_identity_backend(suite, ref.config, RENDERED)
+    assert isinstance(backend, CcipIdentity)
+
+    paths = StoragePaths(characters.storage)
+    sheet_dir, out = paths.reference(ref.key), tmp_path / "embedding"
+    sheet = ReferenceManifest.require(sheet_dir, ref.key)
+    manifest = compute_anchors(ref, sheet_dir, sheet, out, backend, None)
+    assert manifest.rule.backend == "ccip" and manifest.rule.threshold(ref.config.quality) == pytest.approx(0.8)
+    assert manifest.anchors["ccip"] == backend.backend and manifest.dimensions == 768
+    anchor = load_anchor(out)
+    assert anchor.ccip is not None and anchor.signature is not None and anchor.arcface is None
+
+    panel = load_png(sheet_dir / f"{manifest.images[0]}.png")
+    judged = still_identity(panel, None, anchor, backend)
+    assert judged.backend == backend.backend and judged.rule == backend.rule
+    assert judged.similarity == pytest.approx(manifest.similarities[manifest.images[0]], abs=1e-4)
+
+    frames = [panel.copy() for _ in range(5)]
+    scores = score_clip(frames, 24, [{} for _ in frames], {"mio": anchor}, suite, backend)
+    assert scores.identity.backend == backend.backend and scores.identity.rule.backend == "ccip"
+    strict = ref.config.quality.model_copy(update={"identity": IdentityThresholds(ccip=0.9999)})
+    results = {r.name: r for r in SHOT_GATES.evaluate(scores, ref.config.quality)}
+    assert results["identity"].threshold == pytest.approx(0.8)
+    assert results["identity"].passed == (scores.identity.value >= 0.8)
+    assert not {r.name: r for r in SHOT_GATES.evaluate(scores, strict)}["identity"].passed
