@@ -5,12 +5,13 @@ retry loop use), and, given a shot or characters of a show, identity against the
 The show's `quality:` thresholds and style (drawn or photoreal) apply when a show is named; the
 spec's defaults otherwise. A clip from outside the pipeline comes without the renderer's face
 boxes: on the weight-free identity backend each character's drawn face is found by its key
-colours, as in a scene (`suite.drawn_face_boxes`); the model backends find faces themselves.
+colours (`suite.drawn_face_boxes`) and identity is judged on the frames where it is found; the
+model backends find faces themselves.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,13 @@ from PIL import Image, UnidentifiedImageError
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import Quality, ShowConfig
 from anime_pipeline.media import MediaError, probe, read_frames
+from anime_pipeline.metrics.scores import Score
 from anime_pipeline.metrics.suite import Appearance, MetricSuite, PaletteIdentity, drawn_face_boxes
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.gates import SYMBOL, GateResult, all_passed, failed_names
 from anime_pipeline.production.identity import show_identity_backend
-from anime_pipeline.production.shot_clip import GATES, ShotManifest, score_clip
+from anime_pipeline.production.shot_clip import GATES, ShotManifest, clip_scores
 
 DEFAULT_FPS = 24.0  # a PNG folder's frame rate when neither --fps nor a show gives one
 MIN_FRAMES = 3  # VBench motion smoothness interpolates between every other frame
@@ -216,15 +218,35 @@ def appearances(target: Target, paths: StoragePaths) -> dict[str, Appearance]:
 
 # --- scoring -----------------------------------------------------------------------------------
 
+def _found_frames_only(score: Score) -> Score:
+    """A character's identity judged on the frames where its drawn face was found: a frame where
+    the colour finder finds no one (a blink, a turn, a face that compression smeared) is no
+    evidence either way. Those frames show the clip's best value and stay listed in
+    `frames_without_face`; a character found in no frame keeps 0."""
+    missing = set(score.details.get("frames_without_face", []))
+    judged = [value for index, value in enumerate(score.per_frame) if index not in missing]
+    if not judged or not missing:
+        return score
+    best = max(judged)
+    per_frame = tuple(best if index in missing else value for index, value in enumerate(score.per_frame))
+    return replace(score, value=min(judged), per_frame=per_frame,
+                   details={**score.details, "judged": "frames where the face was found"})
+
+
 def score(clip: Clip, target: Target, characters: dict[str, Appearance], suite: MetricSuite) -> Report:
     """The shot gates on the clip, with the target's thresholds and characters."""
     backend = (show_identity_backend(suite, target.config, target.renderer) if target.config is not None
                else PaletteIdentity())
-    boxes = (drawn_face_boxes(clip.frames, characters) if isinstance(backend, PaletteIdentity)
-             else [{} for _ in clip.frames])
     anchors = {slug: look.anchor for slug, look in characters.items()}
-    scores = score_clip(clip.frames, clip.fps, boxes, anchors, suite, backend)
-    return Report(clip, target, backend.backend, GATES.evaluate(scores, target.quality))
+    if isinstance(backend, PaletteIdentity):
+        measures = suite.shot_measures(clip.frames, clip.fps, drawn_face_boxes(clip.frames, characters), anchors,
+                                       backend)
+        identity = measures.identity
+        found = {slug: _found_frames_only(s) for slug, s in identity.scores.items()}
+        measures = replace(measures, identity=replace(identity, scores=found))
+    else:  # the models' detectors find the faces themselves
+        measures = suite.shot_measures(clip.frames, clip.fps, [{} for _ in clip.frames], anchors, backend)
+    return Report(clip, target, backend.backend, GATES.evaluate(clip_scores(measures), target.quality))
 
 
 def as_json(report: Report) -> dict[str, Any]:

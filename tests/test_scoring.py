@@ -152,3 +152,20 @@ def test_unknown_shots_and_missing_anchors_say_what_to_do(world, models, monkeyp
     assert "--shot and --character need --show" in one_error_line(capsys)
     assert main(["score", str(path), "--show", "nope"]) == 2
     assert "unknown show 'nope'" in one_error_line(capsys)
+
+
+def test_the_pipelines_own_shots_pass_as_they_did_in_their_assets(produced, models, monkeypatch, capsys):
+    """The demo's encoded shots, scored from outside (no renderer face boxes: identity on the frames
+    where each face is found by its colours), decide as their assets' blocking checks did."""
+    from anime_pipeline.config import Project
+    from anime_pipeline.paths import StoragePaths
+    from anime_pipeline.production.shot_clip import ShotManifest
+
+    monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(produced.configs))
+    monkeypatch.setenv("ANIME_PIPELINE_STORAGE", str(produced.storage))
+    paths = StoragePaths(produced.storage)
+    for key in Project.load(produced.configs).shots:
+        assert ShotManifest.require(paths.shot(key), key).chosen.passed
+        code, report = scored(capsys, str(paths.shot(key) / "clip.mp4"), "--show", SHOW, "--shot", key)
+        assert code == 0 and report["passed"], (key, [g for g in report["gates"] if not g["passed"]])
+        assert report["characters"] and report["identity_backend"].startswith("weight-free")

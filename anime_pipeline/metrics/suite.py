@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from anime_pipeline.drawings import find_face, is_previz
+from anime_pipeline.drawings import find_face, find_faces, is_previz
 from anime_pipeline.imaging import Box
 from anime_pipeline.metrics import ccip, identity, motion, perceptual, temporal, vbench, weightfree
 from anime_pipeline.metrics.character import (ARCFACE_RULE, PALETTE_RULE, IdentityRule, ccip_identity,
@@ -228,11 +228,22 @@ def find_drawn_face(frame: np.ndarray, skin: str, eyes: str) -> Box | None:
     return x0 * step, y0 * step, x1 * step, y1 * step
 
 
+SMALL_FACE_SHARE = 0.0005  # of the frame: a wide shot's face (~20 px in 640 × 360) is still looked for
+
+
 def drawn_face_boxes(frames: Sequence[np.ndarray], characters: Mapping[str, Appearance]) -> list[dict[str, Box]]:
-    """Per frame, each character's drawn face (`find_drawn_face`) where one is found: the face
-    boxes of a clip that came without them (a file scored from outside the pipeline)."""
-    return [{slug: box for slug, look in characters.items()
-             if (box := find_drawn_face(frame, look.skin, look.eyes)) is not None} for frame in frames]
+    """Per frame, each character's largest drawn face where one is found, at full resolution and
+    down to SMALL_FACE_SHARE of the frame (`drawings.find_faces`): the face boxes of a clip that
+    came without them (a file scored from outside the pipeline)."""
+    found = []
+    for frame in frames:
+        boxes = {}
+        for slug, look in characters.items():
+            faces = find_faces(frame, look.skin, look.eyes, min_share=SMALL_FACE_SHARE)
+            if faces:
+                boxes[slug] = faces[0]
+        found.append(boxes)
+    return found
 
 
 def _drawn_signature(frame: np.ndarray, appearance: Appearance) -> np.ndarray | None:

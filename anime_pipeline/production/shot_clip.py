@@ -417,7 +417,7 @@ class ShotClip(Step[ShotRef, ShotManifest]):
     def after_gates(self, ref: ShotRef, manifest: ShotManifest, results: list[GateResult], env: StepEnv) -> None:
         """The director learns from the shot's scores and gate verdicts (never fails the asset)."""
         sent = env.director(ref.config).send_feedback({
-            "shot": manifest.key, "metrics": manifest.scores.model_dump(), "prompt": manifest.prompt,
+            "shot": manifest.key, "metrics": {r.name: r.value for r in results}, "prompt": manifest.prompt,
             "gates": {r.name: r.passed for r in results}, "seed": manifest.chosen.seed})
         if sent:
             env.log(f"{manifest.key}: gate results sent to the director")
