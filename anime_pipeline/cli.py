@@ -1,4 +1,4 @@
-"""`anime-pipeline`: demo, dev, validate, sync, status, review, replenish, backfill, reproduce, models.
+"""`anime-pipeline`: demo, dev, validate, sync, status, review, replenish, backfill, reproduce, models, score, studio.
 
 Errors print as one line with the fix, never a traceback (set ANIME_PIPELINE_DEBUG=1 for one).
 """
@@ -333,6 +333,22 @@ def cmd_models(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_score(args, settings: Settings) -> int:
+    from anime_pipeline.metrics.suite import MetricSuite
+    from anime_pipeline.scoring import ScoringError, appearances, as_json, read_clip, render, score, target_for
+
+    paths = StoragePaths(settings.storage_root)
+    try:
+        project = _project(settings) if args.show else None
+        target = target_for(project, paths, args.show, args.shot, tuple(args.character))
+        clip = read_clip(Path(args.path), args.fps, target.fps)
+        report = score(clip, target, appearances(target, paths), MetricSuite(settings.models))
+    except ScoringError as error:
+        raise CliError(str(error), error.fix) from None
+    print(json.dumps(as_json(report), indent=2) if args.json else "\n".join(render(report)))
+    return 0 if report.passed else 1
+
+
 def cmd_dev(args, settings: Settings) -> int:
     _instance()
     workspace = Path("workspace.yaml")
@@ -374,6 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("asset", help="shot_clip")
     reproduce.add_argument("key", help="shot key, e.g. lantern-post/ep01/sc01/sh01")
     sub.add_parser("models", help="which metric weights are installed, where, and which fallback is active")
+    score = sub.add_parser("score", help="judge a clip (MP4 or folder of PNG frames) by exactly the shot gates; "
+                                         "exit status 1 when a gate fails")
+    score.add_argument("path", help="an MP4 (any video ffmpeg decodes) or a folder of PNG frames")
+    score.add_argument("--show", help="judge with this show's thresholds and style")
+    score.add_argument("--shot", help="and as this shot (its characters' identity), e.g. ep01/sc01/sh01")
+    score.add_argument("--character", action="append", default=[], help="a character of --show whose identity counts "
+                                                                         "(repeatable)")
+    score.add_argument("--fps", type=float, help="a PNG folder's frame rate (default: the show's, else 24)")
+    score.add_argument("--json", action="store_true", help="machine-readable")
     backfill = sub.add_parser("backfill", help="build everything one or more episodes need, in order")
     backfill.add_argument("episodes", nargs="+", help="episode keys, e.g. lantern-post/ep01")
     studio_cli.add_parser(sub)
@@ -382,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"validate": cmd_validate, "sync": cmd_sync, "demo": cmd_demo, "backfill": cmd_backfill,
             "status": cmd_status, "review": cmd_review, "replenish": cmd_replenish, "dev": cmd_dev,
-            "reproduce": cmd_reproduce, "models": cmd_models, "studio": cmd_studio}
+            "reproduce": cmd_reproduce, "models": cmd_models, "score": cmd_score, "studio": cmd_studio}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ Each line is the median of `--repeat` timed runs over the whole clip: frames / s
 weight-free suite is what the shot gates run without weights, together (`MetricSuite.shot_measures`
 — the flow pass with the motion floor, temporal stability, flicker and frame timing, VBench motion
 smoothness with the flow interpolator, identity — and the scene's tracked subject consistency;
-goal: a 120-frame clip in < 5 s on two CPU cores; its line also gives the seconds); LPIPS uses a
+goal: a 120-frame clip in < 5 s on two CPU cores; its line also gives the seconds); the shot gates'
+line is what the shot step runs per attempt (`shot_clip.score_clip` and its GATES); LPIPS uses a
 random AlexNet backbone (same cost as the real one) on the CPU, with torch's default thread count,
 on motion-compensated pairs as the gate runs it.
 """
@@ -21,11 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anime_pipeline.config.loader import load_show
+from anime_pipeline.config.schema import Quality
 from anime_pipeline.metrics import temporal
 from anime_pipeline.metrics import weightfree as wf
 from anime_pipeline.metrics.models import ModelStore
 from anime_pipeline.metrics.suite import Anchor, Appearance, MetricSuite, PaletteIdentity, character_identity
 from anime_pipeline.render.base import ClipRequest, ClipResult
+from anime_pipeline.production.shot_clip import GATES, score_clip
 from anime_pipeline.render.previz import PrevizRenderer
 
 SHOW = Path(__file__).resolve().parents[1] / "project_configs" / "lantern_post.yaml"
@@ -44,12 +47,16 @@ def previz_clip(n_frames: int) -> ClipResult:
     return PrevizRenderer().render_clip(request)
 
 
+def first_frame_anchors(clip: ClipResult) -> dict[str, Anchor]:
+    return {slug: Anchor(wf.palette_signature(clip.frames[0], box), signature=wf.character_signature(clip.frames[0], box))
+            for slug, box in clip.face_boxes[0].items()}
+
+
 def weight_free_suite(clip: ClipResult, suite: MetricSuite) -> dict[str, Callable[[], object]]:
     """The gates' weight-free measures, each as it runs inside `MetricSuite.shot_measures` (and
     the scene's subject consistency), anchors taken from the clip's first frame."""
     frames, config = clip.frames, load_show(SHOW)
-    anchors = {slug: Anchor(wf.palette_signature(frames[0], box), signature=wf.character_signature(frames[0], box))
-               for slug, box in clip.face_boxes[0].items()}
+    anchors = first_frame_anchors(clip)
     looks = {slug: Appearance(anchor, config.character(slug).appearance.key_colors.skin,
                               config.character(slug).appearance.key_colors.eyes) for slug, anchor in anchors.items()}
     return {
@@ -95,8 +102,14 @@ def main() -> None:
             print(f"{name:46s} {median_fps(run, len(frames), args.repeat):8.1f} frames/s")
         everything = lambda: [run() for run in measures.values()]  # noqa: E731
         seconds, cpu = median_seconds(everything, args.repeat)
+        anchors = first_frame_anchors(clip)
+        shot_gates = lambda: GATES.evaluate(  # noqa: E731
+            score_clip(frames, FPS, clip.face_boxes, anchors, suite, PaletteIdentity()), Quality())
+        shot_seconds, shot_cpu = median_seconds(shot_gates, args.repeat)
     print(f"{'weight-free suite (all above)':46s} {len(frames) / seconds:8.1f} frames/s  "
           f"[{len(frames)} frames in {seconds:.2f} s; {cpu:.2f} CPU s]")
+    print(f"{'shot gates as the step runs them (score_clip)':46s} {len(frames) / shot_seconds:8.1f} frames/s  "
+          f"[{len(frames)} frames in {shot_seconds:.2f} s; {shot_cpu:.2f} CPU s]")
     if not args.skip_lpips:
         import torch
 

@@ -129,7 +129,7 @@ def test_adding_a_character_to_one_show_leaves_the_other_show_fresh(produced, sh
 
 
 def test_failing_blocking_check_stops_downstream_in_the_same_run(show_factory):
-    strict = show_factory({"quality": {"identity": 0.9999}})  # no reference agrees this closely with its anchor
+    strict = show_factory({"quality": {"identity": {"palette": 0.9999}}})  # no reference agrees this closely with its anchor
     with strict.instance() as instance:
         defs = build_definitions(strict.settings())
         result = defs.resolve_job_def("lantern_post__characters").execute_in_process(

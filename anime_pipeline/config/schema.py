@@ -39,6 +39,7 @@ MAX_OVERRIDES = 64
 
 MOTION_PRESETS = ("establishing", "wide", "medium", "close-up", "extreme_close-up", "action")
 ShotType = Literal["establishing", "wide", "medium", "close-up", "extreme_close-up", "action"]
+Look = Literal["drawn", "photoreal"]
 Transition = Literal["dissolve", "fade", "wipe"]
 SpeechBackendName = Literal["espeak", "openai_tts"]
 MusicBackendName = Literal["procedural", "ace_step", "file"]
@@ -113,6 +114,8 @@ class Style(StrictModel):
     resolution: tuple[int, int] = Field((512, 768), strict=False)  # a YAML list; its items stay strict
     style_tags: Tags = Field(default_factory=lambda: ["anime", "cel shading"])
     negative_prompt: OptionalPrompt = "lowres, bad anatomy, bad hands, blurry, watermark, text"
+    look: Look = Field("drawn", description="drawn (anime, cartoon) or photoreal: which identity model judges "
+                                            "rendered frames — CCIP for drawn styles, ArcFace for photoreal ones")
 
     @field_validator("resolution")
     @classmethod
@@ -269,22 +272,61 @@ class ReviewThresholds(StrictModel):
     auto_approve_at: float = Field(0.8, ge=0, le=1)
 
 
-class Quality(StrictModel):
-    """Gate thresholds; the defaults are SPEC §3's."""
+IdentityBackendName = Literal["palette", "arcface", "ccip"]
 
-    identity: float = Field(0.70, ge=0, le=1)
+
+class IdentityThresholds(StrictModel):
+    """One "same character" decision, whichever backend measures identity: similarity ≥ the
+    backend's threshold. Each backend has its own scale, so each has its own number."""
+
+    palette: float = Field(0.70, ge=0, le=1, description=(
+        "weight-free head palette signature, cosine to the anchor: SPEC §3's identity threshold; its margins on the "
+        "adversarial clips are in README, Gate calibration"))
+    arcface: float = Field(0.36, ge=0, le=1, description=(
+        "InsightFace ArcFace cosine (photoreal styles): deepface's ArcFace verification threshold, euclidean_l2 "
+        "1.13 on unit embeddings = cosine 1 - 1.13²/2; same-person ArcFace cosines are about 0.3-0.5 and up"))
+    ccip: float | None = Field(None, ge=0, le=1, description=(
+        "CCIP similarity, 1 - its learned difference (drawn styles); unset: 1 - the model's own metrics.json "
+        "threshold (0.822 for ccip-caformer-24-randaug-pruned, imgutils' ccip_same)"))
+
+    def threshold(self, backend: IdentityBackendName, calibrated: float) -> float:
+        """The show's threshold for `backend`; `calibrated` is the backend's own (the CCIP model's
+        metrics.json), used where the show file sets none."""
+        value = {"palette": self.palette, "arcface": self.arcface, "ccip": self.ccip}[backend]
+        return calibrated if value is None else value
+
+
+class Quality(StrictModel):
+    """Gate thresholds; the defaults are SPEC §3's, and where the spec has none, the calibrated
+    values of README's Gate calibration."""
+
+    identity: IdentityThresholds = IdentityThresholds()
     aesthetic: float = Field(5.5, ge=0, le=10)
     style_adherence: float = Field(0.85, ge=0, le=1)
-    temporal_lpips: float = Field(0.15, ge=0, le=1)
-    motion_smoothness: float = Field(0.95, ge=0, le=1)
-    temporal_flickering: float = Field(0.90, ge=0, le=1, description="VBench flicker score floor; a flashing clip fails")
+    temporal_lpips: float = Field(0.15, ge=0, le=1, description="worst frame pair, after motion compensation")
+    motion_smoothness: float = Field(0.95, ge=0, le=1, description="worst interpolated frame")
+    temporal_flickering: float = Field(0.90, ge=0, le=1, description="VBench flicker score of the worst frame pair; a flash fails")
+    frame_timing: float = Field(0.5, gt=0, le=2, description=(
+        "largest |step ratio - 1| of a frame pair inside steady motion: halfway between a steady step (ratio 1) "
+        "and a dropped (2) or duplicated (0) frame"))
+    min_moving_share: float = Field(0.25, ge=0, le=1, description=(
+        "share of frame pairs that really move (not noise, a loop, a fade or a flash) below which a clip is a "
+        "still: VBench dynamic degree's 4 of 16"))
     subject_consistency: float = Field(0.90, ge=0, le=1)
     scene_continuity: float = Field(0.85, ge=0, le=1)
     phase_pass_rate: float = Field(0.80, ge=0, le=1)
     near_duplicate_similarity: float = Field(0.97, gt=0, le=1, description="SSIM above which two images are duplicates")
-    min_motion: float = Field(0.002, ge=0, le=1, description="mean frame difference below which a clip is a still")
     max_attempts: int = Field(3, ge=1, le=5, description="shot renders tried while a blocking gate fails")
     review: ReviewThresholds = ReviewThresholds()
+
+    @field_validator("identity", mode="before")
+    @classmethod
+    def _identity_per_backend(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"one number ({value}) cannot be every identity backend's threshold, their scales differ: "
+                             f"write identity: {{palette: 0.7, arcface: 0.36, ccip: 0.82}} (any of them; README, "
+                             f"Gate calibration)")
+        return value
 
 
 class DatasetPolicy(StrictModel):

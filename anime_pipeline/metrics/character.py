@@ -2,8 +2,9 @@
 
 Every backend reports a *similarity* per frame (higher = more alike): the cosine to the anchor for
 the palette signature and ArcFace, 1 − the learned difference for CCIP. Each backend has its own
-calibrated threshold (`IdentityRule`), so the decision is backend-independent: the character is
-the same in a frame when similarity ≥ rule.threshold, and in a clip when it is in every frame.
+calibrated threshold (`IdentityRule`; the defaults of the show file's `quality.identity`, where a
+show may set its own), so the decision is backend-independent: the character is the same in a
+frame when similarity ≥ rule.threshold, and in a clip when it is in every frame.
 
 - palette (weight-free `weightfree.character_signature`): 0.70, SPEC §3's identity threshold; the
   adversarial suite measures the margins it leaves (README, BENCHMARKS.md);
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from anime_pipeline.config.schema import IdentityBackendName, IdentityThresholds
 from anime_pipeline.metrics.ccip import AnimeDetector, CcipModel
 from anime_pipeline.metrics.scores import Score
 
@@ -41,7 +43,7 @@ SUBJECT_BACKEND = "VBench subject consistency formula with the identity backend'
 class IdentityRule:
     """A backend's same-character decision: similarity ≥ threshold, and where the number comes from."""
 
-    backend: str  # "palette", "arcface" or "ccip"
+    backend: IdentityBackendName
     threshold: float
     source: str
 
@@ -49,8 +51,10 @@ class IdentityRule:
         return similarity >= self.threshold
 
 
-PALETTE_RULE = IdentityRule("palette", 0.70, "SPEC §3 identity threshold; margins measured by the adversarial suite")
-ARCFACE_RULE = IdentityRule("arcface", 0.36, "deepface ArcFace euclidean_l2 threshold 1.13: cosine 1 - 1.13²/2")
+PALETTE_RULE = IdentityRule("palette", IdentityThresholds().palette,
+                            "SPEC §3 identity threshold; margins measured by the adversarial suite")
+ARCFACE_RULE = IdentityRule("arcface", IdentityThresholds().arcface,
+                            "deepface ArcFace euclidean_l2 threshold 1.13: cosine 1 - 1.13²/2")
 
 
 def ccip_rule(model: CcipModel) -> IdentityRule:

@@ -1,15 +1,16 @@
 """Temporal LPIPS: the perceptual change between consecutive frames (the `lpips` package, AlexNet).
 
-Definition (no-reference, protocols §6 (b)): per_frame[i] = LPIPS(f_i, f_i+1) for consecutive
-pairs, frames as NCHW RGB scaled to [−1, 1] (x/127.5 − 1, `lpips.im2tensor`); value = the mean
-over pairs. Lower means less frame-to-frame change: flicker or instability, but also real
-motion, so the gate measures it between motion-compensated pairs (`temporal.compensated_lpips`)
+Definition (no-reference, protocols §6 (b)): `lpips_distances` gives LPIPS(a_i, b_i) per pair,
+frames as NCHW RGB scaled to [−1, 1] (x/127.5 − 1, `lpips.im2tensor`). Lower means less change
+between the two: flicker or instability, but also real motion between raw consecutive frames, so
+the gate measures it between motion-compensated pairs, worst pair (`temporal.compensated_lpips`),
 next to a motion floor that a still cannot pass (`temporal.motion_floor`).
 
 LPIPS v0.1's linear heads ship inside the `lpips` package; its AlexNet backbone does not. It is
 read from `$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth` and never downloaded: the
 model is built with a random backbone (`pnet_rand=True`) and the checkpoint loaded into it.
-Without the file the metric is unavailable and the caller uses `weightfree.temporal_change`.
+Without the file the metric is unavailable and the caller uses the weight-free stand-in
+(`temporal.temporal_stability`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from anime_pipeline.metrics.models import ModelStore, ModelUnavailable, torch_device
-from anime_pipeline.metrics.scores import Score
 
 LPIPS_BACKEND = "LPIPS (AlexNet, lpips v0.1)"
 RANDOM_BACKEND = "LPIPS (random AlexNet backbone: for tests and timing only)"
@@ -88,15 +88,6 @@ def _tensor(frames: Sequence[np.ndarray], device: str) -> Any:
 
     scaled = (np.stack(frames) / 127.5 - 1.0).astype(np.float32).transpose(0, 3, 1, 2)
     return torch.from_numpy(np.ascontiguousarray(scaled)).to(device)
-
-
-def temporal_lpips(frames: Sequence[np.ndarray], model: LpipsModel) -> Score:
-    """Mean LPIPS of consecutive frames (see the module doc); per_frame[i] is pair (i, i+1)."""
-    if len(frames) < 2:
-        raise ValueError(f"need at least 2 frames, got {len(frames)}")
-    distances = lpips_distances(frames[:-1], frames[1:], model)
-    return Score("temporal_lpips", float(np.mean(distances)), model.backend, tuple(distances),
-                 {"device": model.device}, higher_is_worse=True)
 
 
 def lpips_distances(firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray], model: LpipsModel) -> list[float]:

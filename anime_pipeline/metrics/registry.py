@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from anime_pipeline.metrics import perceptual, vbench, weightfree
+from anime_pipeline.metrics import perceptual, temporal, vbench, weightfree
 from anime_pipeline.metrics.models import (CCIP_FILES, ModelStore, ccip_backend, identity_backend, identity_policy,
                                            missing_requirements)
 
@@ -57,13 +57,14 @@ def model_rows(store: ModelStore) -> list[ModelRow]:
     aesthetic = weightfree.AESTHETIC_PROXY_BACKEND if clip or head else vbench.AESTHETIC_BACKEND
     arcface, anime = identity_backend(store.face_pack), ccip_backend(store.ccip_model, store.anime_detector)
     identity_active = identity_policy(None if ccip or detector else anime, None if face else arcface)
-    weight_free = [("temporal_flickering", weightfree.FLICKER_BACKEND), ("dynamic_degree", weightfree.PIXEL_BACKEND),
-                   ("style_adherence", weightfree.STYLE_BACKEND), ("scene_continuity", weightfree.CONTINUITY_BACKEND)]
+    weight_free = [("temporal_flickering", temporal.FLICKER_BACKEND), ("motion_floor", temporal.FLOOR_BACKEND),
+                   ("frame_timing", temporal.TIMING_BACKEND), ("style_adherence", weightfree.STYLE_BACKEND),
+                   ("scene_continuity", weightfree.CONTINUITY_BACKEND)]
     return [
         _weighted("identity", anime, store.ccip_dir, ccip, identity_active, identity_active),
         _weighted("identity", anime, store.anime_detector_file, detector, identity_active, identity_active),
         _weighted("identity", arcface, store.face_pack_dir, face, identity_active, identity_active),
-        _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips, weightfree.TEMPORAL_SSIM_BACKEND),
+        _weighted("temporal_lpips", perceptual.LPIPS_BACKEND, store.alexnet, lpips, temporal.STABILITY_BACKEND),
         _weighted("motion_smoothness", vbench.AMT_BACKEND, store.amt_weights, amt, weightfree.BLOCK_FLOW.backend),
         _weighted("subject_consistency", vbench.DINO_BACKEND, store.dino_weights, dino,
                   weightfree.PALETTE_CONSISTENCY_BACKEND),

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from anime_pipeline.drawings import find_face, is_previz
+from anime_pipeline.drawings import find_face, find_faces, is_previz
 from anime_pipeline.imaging import Box
 from anime_pipeline.metrics import ccip, identity, motion, perceptual, temporal, vbench, weightfree
 from anime_pipeline.metrics.character import (ARCFACE_RULE, PALETTE_RULE, IdentityRule, ccip_identity,
@@ -111,16 +111,6 @@ class MetricSuite:
             return ArcFaceIdentity(faces) if faces is not None else PaletteIdentity()
         model, detector = self.model("ccip"), self.model("anime_detector")
         return CcipIdentity(model, detector) if model is not None and detector is not None else PaletteIdentity()
-
-    def face_model(self, renderer_backend: str) -> identity.FaceModel | None:
-        """ArcFace for images of a real renderer where a pack is installed; None for previz
-        drawings (`is_previz`) or without a pack."""
-        return None if is_previz(renderer_backend) else self.model("identity")
-
-    def temporal_change(self, frames: Sequence[np.ndarray]) -> Score:
-        """Temporal LPIPS (AlexNet) over consecutive frames, else 1 − SSIM (`weightfree.temporal_change`)."""
-        model = self.model("temporal_lpips")
-        return perceptual.temporal_lpips(frames, model) if model else weightfree.temporal_change(frames)
 
     def motion_smoothness(self, frames: Sequence[np.ndarray]) -> Score:
         """VBench motion smoothness with AMT-S, else with the block-matching flow interpolator on
@@ -226,16 +216,63 @@ class Appearance:
 FIND_SHORT_SIDE = 128  # px: drawn faces are looked for on frames subsampled to about this short side
 
 
-def _drawn_signature(frame: np.ndarray, appearance: Appearance) -> np.ndarray | None:
-    """The head signature of the character's largest drawn face, found on the frame subsampled to
-    a short side of about FIND_SHORT_SIDE (flat fills keep their exact colours; a face too small
-    to be found there is too small to judge), or None."""
+def find_drawn_face(frame: np.ndarray, skin: str, eyes: str) -> Box | None:
+    """The largest drawn face of a character with these key colours, found on the frame
+    subsampled to a short side of about FIND_SHORT_SIDE (flat fills keep their exact colours; a
+    face too small to be found there is too small to judge), in the frame's pixels; or None."""
     step = max(1, min(frame.shape[:2]) // FIND_SHORT_SIDE)
-    face = find_face(frame[::step, ::step], appearance.skin, appearance.eyes)
+    face = find_face(frame[::step, ::step], skin, eyes)
     if face is None:
         return None
     x0, y0, x1, y1 = face
-    return weightfree.character_signature(frame, (x0 * step, y0 * step, x1 * step, y1 * step))
+    return x0 * step, y0 * step, x1 * step, y1 * step
+
+
+SMALL_FACE_SHARE = 0.0005  # of the frame: a wide shot's face (~20 px in 640 × 360) is still looked for
+
+
+def drawn_face_boxes(frames: Sequence[np.ndarray], characters: Mapping[str, Appearance]) -> list[dict[str, Box]]:
+    """Per frame, each character's largest drawn face where one is found, at full resolution and
+    down to SMALL_FACE_SHARE of the frame (`drawings.find_faces`): the face boxes of a clip that
+    came without them (a file scored from outside the pipeline)."""
+    found = []
+    for frame in frames:
+        boxes = {}
+        for slug, look in characters.items():
+            faces = find_faces(frame, look.skin, look.eyes, min_share=SMALL_FACE_SHARE)
+            if faces:
+                boxes[slug] = faces[0]
+        found.append(boxes)
+    return found
+
+
+def _drawn_signature(frame: np.ndarray, appearance: Appearance) -> np.ndarray | None:
+    """The head signature of the character's largest drawn face (`find_drawn_face`), or None."""
+    face = find_drawn_face(frame, appearance.skin, appearance.eyes)
+    return None if face is None else weightfree.character_signature(frame, face)
+
+
+def largest_face(image: np.ndarray, backend: IdentityBackend, skin: str, eyes: str) -> Box | None:
+    """The largest face in a still, found the way `backend` finds faces in frames: its anime
+    face/head detector (CCIP), ArcFace's face detector, else the drawn-face finder that knows the
+    character's key colours (`drawings.find_face`, previz drawings)."""
+    if isinstance(backend, CcipIdentity):
+        found = backend.detector.detect(image)
+        return max((d.box for d in found), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None)
+    if isinstance(backend, ArcFaceIdentity):
+        box = identity.largest_face_box(backend.faces, image)
+        if box is None:
+            return None
+        x0, y0, x1, y1 = box
+        return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+    return find_face(image, skin, eyes)
+
+
+def face_finder(backend: IdentityBackend) -> str | None:
+    """The detector `largest_face` uses with `backend`; None for the drawn-face colour finder."""
+    if isinstance(backend, CcipIdentity):
+        return backend.detector.backend
+    return backend.faces.backend if isinstance(backend, ArcFaceIdentity) else None
 
 
 @dataclass(frozen=True)
@@ -294,28 +331,6 @@ def character_identity(frames: Sequence[np.ndarray], face_boxes: Sequence[Mappin
         else:
             scores[slug] = weightfree.identity_score(frames, boxes, anchor.palette)
     return IdentityResult(scores, PALETTE_RULE, note)
-
-
-def clip_identity(frames: Sequence[np.ndarray], face_boxes: Sequence[Mapping[str, Box]], anchors: Mapping[str, Anchor],
-                  faces: identity.FaceModel | None) -> dict[str, Score]:
-    """Per character, its identity Score over the clip: ArcFace (detect, align, embed, assign)
-    when `faces` is given and every character has an ArcFace anchor, else the palette signature
-    inside the renderer's face boxes."""
-    if faces is not None and anchors and all(a.arcface is not None for a in anchors.values()):
-        return identity.arcface_identity(frames, {slug: a.arcface for slug, a in anchors.items()}, faces)
-    return {slug: weightfree.identity_score(frames, [boxes.get(slug) for boxes in face_boxes], anchor.palette)
-            for slug, anchor in anchors.items()}
-
-
-def image_identity(image: np.ndarray, box: Box | None, anchor: Anchor, faces: identity.FaceModel | None) -> tuple[float, str]:
-    """(cosine to the anchor, backend) of one still: the largest ArcFace face when `faces` and an
-    ArcFace anchor are given (0 when it finds none), else the palette signature inside `box` (the
-    whole image when the renderer gave no box)."""
-    if faces is not None and anchor.arcface is not None:
-        embedding = identity.reference_embedding(faces, image)
-        return (0.0 if embedding is None else weightfree.cosine(embedding, anchor.arcface)), faces.backend
-    palette = weightfree.palette_signature(image, box)
-    return weightfree.cosine(palette, anchor.palette), weightfree.PALETTE_BACKEND
 
 
 @dataclass(frozen=True)

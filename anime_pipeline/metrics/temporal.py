@@ -19,12 +19,15 @@ sub-pixel flow of `motion` (each frame prepared once). Per pair (f_t, f_t+1), in
   the share of pairs that move (VBench dynamic degree's rule: a clip moves when ≥ 25 % of its
   pairs do). A still, a noisy still, a fade or a flash have no explained motion; a loop
   (A, B, A, B …) returns;
-- **frame timing**: for pair t with neighbours t − 1 and t + 1 whose flows agree (a steady
-  motion), s = the median over those blocks of v_t · v̄ / |v̄|², v̄ their mean: the pair's share of
-  the steady step. A dropped frame gives s ≈ 2, a duplicated frame s ≈ 0; value = the largest
-  |s − 1| (0 where no steady motion surrounds a pair). A clip animated on twos (each drawing held
-  for two frames) reads as a duplicated frame every other pair: generated and previz clips move
-  on ones.
+- **frame timing**: for pair t inside a steady motion — the pairs t − 2, t − 1, t + 1 and t + 2
+  agree, block by block, on a step v̄ (their mean; each within `TIMING_AGREEMENT` of it), on at
+  least `TIMING_MIN_SHARE` of the pair's textured blocks, all of whose motion explains the change
+  — s = the median over those blocks of v_t · v̄ / |v̄|², the pair's share of the steady step. A
+  dropped frame gives s ≈ 2, a duplicated frame s ≈ 0; value = the largest |s − 1| (0 where no
+  steady motion surrounds a pair). A timing error moves the whole picture, so a steady motion of a
+  few blocks (a sprite's whole-pixel bob, a run cycle, a camera shake that agrees by chance) is no
+  context to judge it by. A clip animated on twos (each drawing held for two frames) reads as a
+  duplicated frame every other pair: generated and previz clips move on ones.
 
 A frame returns when it is much closer to an image two or more frames back than to the frame
 just before it: min over s ≤ j − 2 of D(j, s) ≤ `RETURN_SHARE` · D(j, j − 1), D the mean squared
@@ -40,20 +43,23 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from anime_pipeline.config.schema import Quality
 from anime_pipeline.metrics import motion, perceptual
 from anime_pipeline.metrics.scores import Score
 from anime_pipeline.metrics.weightfree import SSIM_K1, SSIM_K2, SSIM_L, SSIM_SIGMA, SSIM_TRUNCATE
 
 SPEED_QUANTILE = 0.9
 MIN_SPEED = 0.02  # short sides of the frame per second
-MIN_MOVING_SHARE = 0.25  # VBench dynamic degree: 4 of every 16 sampled pairs
+# The gates' thresholds, whose defaults are the show file's (`quality:`): read here for the details
+MIN_MOVING_SHARE = Quality().min_moving_share  # VBench dynamic degree: 4 of every 16 sampled pairs
+FRAME_TIMING_TOLERANCE = Quality().frame_timing  # |s − 1|: halfway between a steady step and a dropped or doubled one
 RETURN_SHARE = 0.5
+TIMING_CONTEXT = 2  # pairs each side that must agree on the steady step
 TIMING_AGREEMENT = 0.25  # neighbouring flows agree when they differ by at most this share of their mean
 TIMING_MIN_STEP = 0.5  # working px: slower steady motion cannot show a timing error
 TIMING_MIN_BLOCKS = 4
+TIMING_MIN_SHARE = 0.25  # of the pair's textured blocks: the steady motion is the picture's, not a sprite's
 SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # Wang et al.'s 11 × 11 window
-# The gates' thresholds for the measures that have no `quality:` field of their own
-FRAME_TIMING_TOLERANCE = 0.5  # |s − 1|: halfway between a steady step and a dropped or doubled one
 
 STABILITY_BACKEND = "weight-free: 1 - SSIM after flow motion compensation (stands in for temporal LPIPS)"
 FLICKER_BACKEND = "weight-free: VBench temporal flickering formula after flow motion compensation, worst pair"
@@ -71,6 +77,7 @@ class ClipMotion:
     scale: float  # working px per full-resolution px
     flows: tuple[np.ndarray, ...]  # per pair: rows × cols × 2, working px
     textured: tuple[np.ndarray, ...]  # per pair: rows × cols bool
+    explained: tuple[np.ndarray, ...]  # per pair: rows × cols bool, the block's motion explains its change
     blank: tuple[bool, ...]  # per frame
     change: tuple[float, ...]  # per pair: 1 − SSIM after compensation
     brightness: tuple[float, ...]  # per pair: mean |Δ luma| after compensation, levels
@@ -124,7 +131,7 @@ def analyse(frames: Sequence[np.ndarray], fps: float) -> ClipMotion:
     """The flow, compensated change and returns of every consecutive pair of a clip."""
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    flows, textured, change, brightness, thumbnails, blank = [], [], [], [], [], []
+    flows, textured, explained, change, brightness, thumbnails, blank = [], [], [], [], [], [], []
     for a, b, pair in motion.pair_flows(frames):
         if not thumbnails:
             thumbnails.append(a.thumbnail)
@@ -133,13 +140,14 @@ def analyse(frames: Sequence[np.ndarray], fps: float) -> ClipMotion:
         blank.append(b.blank)
         flows.append(pair.flow)
         textured.append(pair.textured)
+        explained.append(pair.explained)
         structural, mean_difference = _compensated_change(a, pair)
         change.append(structural)
         brightness.append(mean_difference)
     height, width = frames[0].shape[:2]
     scale = motion.working_size(height, width)[0] / height
-    return ClipMotion(float(fps), height, width, scale, tuple(flows), tuple(textured), tuple(blank), tuple(change),
-                      tuple(brightness), _returns(np.stack(thumbnails)))
+    return ClipMotion(float(fps), height, width, scale, tuple(flows), tuple(textured), tuple(explained), tuple(blank),
+                      tuple(change), tuple(brightness), _returns(np.stack(thumbnails)))
 
 
 def _score(name: str, values: Sequence[float], backend: str, higher_is_worse: bool, **details: Any) -> Score:
@@ -192,26 +200,31 @@ def motion_floor(clip: ClipMotion) -> Score:
                   "blank_frames": [int(i) for i in np.flatnonzero(blank)]})
 
 
-def _step_share(before: np.ndarray, now: np.ndarray, after: np.ndarray, textured: np.ndarray) -> float | None:
-    """Median of now·v̄/|v̄|² over textured blocks where before and after agree on a steady step
-    v̄ = (before + after)/2; None when too few blocks move steadily."""
-    mean = 0.5 * (before + after)
+def _step_share(clip: ClipMotion, t: int) -> float | None:
+    """Median of v_t·v̄/|v̄|² over the blocks where the pairs around t agree on a steady step v̄
+    (see the module doc); None when too few blocks move steadily."""
+    around = [t + d for d in range(-TIMING_CONTEXT, TIMING_CONTEXT + 1) if d]
+    trusted = clip.textured[t] & clip.explained[t]
+    for u in around:
+        trusted = trusted & clip.textured[u] & clip.explained[u]
+    mean = np.mean([clip.flows[u] for u in around], axis=0)
     length = np.hypot(mean[..., 0], mean[..., 1])
-    agree = np.hypot(*(before - after).transpose(2, 0, 1)) <= TIMING_AGREEMENT * length
-    steady = textured & agree & (length >= TIMING_MIN_STEP)
-    if np.count_nonzero(steady) < TIMING_MIN_BLOCKS:
+    agree = np.ones(length.shape, bool)
+    for u in around:
+        agree &= np.hypot(*(clip.flows[u] - mean).transpose(2, 0, 1)) <= TIMING_AGREEMENT * length
+    steady = trusted & agree & (length >= TIMING_MIN_STEP)
+    if np.count_nonzero(steady) < max(TIMING_MIN_BLOCKS, TIMING_MIN_SHARE * np.count_nonzero(clip.textured[t])):
         return None
-    shares = (now[steady] * mean[steady]).sum(axis=-1) / (length[steady] ** 2)
+    shares = (clip.flows[t][steady] * mean[steady]).sum(axis=-1) / (length[steady] ** 2)
     return float(np.median(shares))
 
 
 def frame_timing(clip: ClipMotion) -> Score:
     """Worst |s − 1| over pairs (see the module doc); per_frame[t] is pair (t, t + 1), 0 where no
-    steady motion surrounds it (the first and last pairs, stills, irregular motion)."""
+    steady motion surrounds it (the first and last TIMING_CONTEXT pairs, stills, irregular motion)."""
     errors, shares = [0.0] * clip.pairs, {}
-    for t in range(1, clip.pairs - 1):
-        textured = clip.textured[t - 1] & clip.textured[t + 1]
-        share = _step_share(clip.flows[t - 1], clip.flows[t], clip.flows[t + 1], textured)
+    for t in range(TIMING_CONTEXT, clip.pairs - TIMING_CONTEXT):
+        share = _step_share(clip, t)
         if share is not None:
             shares[t] = share
             errors[t] = abs(share - 1.0)

@@ -22,14 +22,11 @@ from anime_pipeline.metrics import flow
 from anime_pipeline.metrics.scores import Score
 
 PALETTE_BACKEND = "weight-free: palette signature"
-CHARACTER_BACKEND = "weight-free: palette signature of the head, 3x3 grid"
-PIXEL_BACKEND = "weight-free: pixel statistics"
-FLICKER_BACKEND = "weight-free: VBench temporal flickering formula"
+CHARACTER_BACKEND = "weight-free: palette signature of the head, soft bins"
 SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, linear-blend interpolator"
 SMOOTHNESS_INTERPOLATOR = "linear blend (no AMT weights)"
 FLOW_SMOOTHNESS_BACKEND = "weight-free: VBench motion smoothness formula, block-matching flow interpolator"
 FLOW_INTERPOLATOR = "bilateral block-matching flow (no AMT weights)"
-TEMPORAL_SSIM_BACKEND = "weight-free: 1-SSIM of consecutive frames (stands in for temporal LPIPS)"
 CONTINUITY_BACKEND = "weight-free: coarse colour continuity across cuts"
 PALETTE_CONSISTENCY_BACKEND = "weight-free: VBench subject consistency formula over palette signatures"
 AESTHETIC_PROXY_BACKEND = "weight-free: sharpness/exposure/contrast proxy on a 0-10 scale (not LAION)"
@@ -43,7 +40,6 @@ THUMBNAIL_HEIGHT = 64
 # A face box holds the face only; a character is told apart by hair and headwear too, so the head
 # is the face box widened by a quarter of its width each side and raised by half its height
 FACE_TO_HEAD_SIDE, FACE_TO_HEAD_UP = 0.25, 0.5
-HEAD_GRID = 3
 
 
 # --- colours and regions ---------------------------------------------------------------
@@ -97,15 +93,34 @@ def head_box(face: Box, shape: tuple[int, ...]) -> Box:
             min(shape[1], round(x1 + FACE_TO_HEAD_SIDE * width)), min(shape[0], y1))
 
 
+def soft_palette_signature(image: np.ndarray, box: Box | None = None) -> np.ndarray:
+    """`palette_signature` with soft bins: each pixel's weight is split trilinearly between the
+    two nearest of the 8 bin centres (16, 48, … 240) per channel, so a colour on a bin edge —
+    a near-white fur at 223/224 — does not flip bins under antialiasing, shading or resampling."""
+    pixels = crop(image, box).reshape(-1, 3).astype(np.int32)
+    # drawings have few distinct colours: weigh each once, by its pixel count
+    colours, counts = np.unique((pixels[:, 0] << 16) | (pixels[:, 1] << 8) | pixels[:, 2], return_counts=True)
+    rgb = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)
+    position = np.clip(rgb / 32.0 - 0.5, 0.0, 7.0)
+    low = np.minimum(position.astype(np.intp), 6)
+    high_weight = position - low
+    histogram = np.zeros(512)
+    for corner in range(8):
+        step = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
+        bins = low + step
+        weight = np.where(step, high_weight, 1.0 - high_weight).prod(axis=1) * counts
+        histogram += np.bincount((bins[:, 0] << 6) | (bins[:, 1] << 3) | bins[:, 2], weights=weight, minlength=512)
+    return unit(np.sqrt(histogram))
+
+
 def character_signature(image: np.ndarray, face: Box) -> np.ndarray:
-    """4608-d identity signature of a drawn character: the `palette_signature` of each cell of a
-    3 × 3 grid over its head (`head_box`), concatenated and divided by 3. Where colours are
-    matters as much as which: a hair or outfit colour change that a whole-box histogram shrugs
-    off (most of a face box is skin) changes the cells it lives in."""
-    x0, y0, x1, y1 = head_box(face, image.shape)
-    xs, ys = np.linspace(x0, x1, HEAD_GRID + 1).round().astype(int), np.linspace(y0, y1, HEAD_GRID + 1).round().astype(int)
-    cells = [palette_signature(image, (xs[j], ys[i], xs[j + 1], ys[i + 1])) for i in range(HEAD_GRID) for j in range(HEAD_GRID)]
-    return np.concatenate(cells) / HEAD_GRID
+    """512-d identity signature of a drawn character: the `soft_palette_signature` of its head
+    (`head_box`: the face with its hair, ears and headwear). A hair, outfit or accent colour change
+    that a face-box histogram shrugs off (most of a face box is skin) moves a large share of the
+    head's colours; a turn of the head, a run cycle or a blink moves none. Where colours are is not
+    measured: a layout change in the same colours goes unseen, and so does an eye-colour change
+    alone (eyes are a sliver of the head)."""
+    return soft_palette_signature(image, head_box(face, image.shape))
 
 
 def colour_mood(image: np.ndarray) -> np.ndarray:
@@ -239,27 +254,6 @@ def _mean_absdiff(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.maximum(a, b) - np.minimum(a, b)).mean(dtype=np.float64))
 
 
-def _pair_mae(frames: Sequence[np.ndarray]) -> np.ndarray:
-    return np.array([_mean_absdiff(a, b) for a, b in zip(frames[:-1], frames[1:])])
-
-
-def mean_frame_difference(frames: Sequence[np.ndarray]) -> Score:
-    """per_frame[i] = mean |f_i − f_{i+1}| / 255 (pair i); value = their mean."""
-    _check_frames(frames, 2)
-    motion = _pair_mae(frames) / 255.0
-    return Score("mean_frame_difference", float(motion.mean()), PIXEL_BACKEND, tuple(motion.tolist()))
-
-
-def temporal_flickering(frames: Sequence[np.ndarray]) -> Score:
-    """VBench: MAE_i = mean |f_i − f_{i+1}| (0–255, all pixels and channels);
-    value = (255 − mean_i MAE_i)/255; per_frame[i] = (255 − MAE_i)/255 for pair i."""
-    _check_frames(frames, 2)
-    mae = _pair_mae(frames)
-    per_pair = (255.0 - mae) / 255.0
-    return Score("temporal_flickering", float((255.0 - mae.mean()) / 255.0), FLICKER_BACKEND,
-                 tuple(per_pair.tolist()), {"mean_mae": float(mae.mean())})
-
-
 def _blend(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Midpoint of two uint8 frames, truncated like VBench's tensor2img (floor of (a + b)/2)."""
     return ((a.astype(np.uint16) + b) >> 1).astype(np.uint8)
@@ -292,24 +286,6 @@ def motion_smoothness(frames: Sequence[np.ndarray], interpolator: Interpolator =
     return Score("motion_smoothness", float((255.0 - d.mean()) / 255.0), interpolator.backend,
                  tuple(((255.0 - d) / 255.0).tolist()),
                  {"interpolator": interpolator.name, "frames": [2 * k + 1 for k in range(len(d))]})
-
-
-def temporal_change(frames: Sequence[np.ndarray]) -> Score:
-    """The weight-free stand-in for temporal LPIPS: per_frame[i] = 1 − SSIM(f_i, f_i+1) on frames
-    subsampled 2× in each direction; value = their mean (0 = no change)."""
-    _check_frames(frames, 2)
-    half = [frame[::2, ::2] for frame in frames]
-    change = np.array([1.0 - ssim(a, b) for a, b in zip(half, half[1:])])
-    return Score("temporal_lpips", float(change.mean()), TEMPORAL_SSIM_BACKEND, tuple(change.tolist()))
-
-
-def dynamic_degree(frames: Sequence[np.ndarray], threshold: float = 0.002) -> Score:
-    """value = share of consecutive pairs whose mean |f_i − f_{i+1}| / 255 exceeds `threshold`
-    (Quality.min_motion); per_frame[i] = that motion for pair i. A still clip scores 0."""
-    _check_frames(frames, 2)
-    motion = _pair_mae(frames) / 255.0
-    return Score("dynamic_degree", float((motion > threshold).mean()), PIXEL_BACKEND, tuple(motion.tolist()),
-                 {"mean_motion": float(motion.mean()), "threshold": threshold})
 
 
 # --- still-image quality ----------------------------------------------------------------

@@ -14,13 +14,14 @@ from anime_pipeline.config.project import CharacterRef, character_spec
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record
 from anime_pipeline.metrics import weightfree
-from anime_pipeline.metrics.suite import Anchor, MetricSuite, image_identity
+from anime_pipeline.metrics.suite import Anchor, MetricSuite, StillIdentity, still_identity
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.batches import BatchRecord, run_batch
 from anime_pipeline.production.candidates import Candidate, DatasetState, Decision, DecisionLog, dataset_state
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.production.identity import RuleRecord, show_identity_backend
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.production.step import (FileLink, MetadataValue, Preview, Step, StepEnv, StepOptions, Table,
                                             Upstream)
@@ -42,7 +43,7 @@ class ApprovedImage(Record):
     seed: int
     prompt: str
     face_box: tuple[int, int, int, int] | None
-    identity: float
+    identity: float  # similarity to the anchor, judged by the dataset's identity rule
     aesthetic: float  # 0-10
     style_adherence: float
     decision: Decision | None
@@ -67,6 +68,7 @@ class DatasetManifest(Manifest):
     duplicates: list[tuple[str, str, float]]
     near_duplicate_similarity: float
     identity_backend: str
+    identity_rule: RuleRecord | None  # None: no approved image was measured
     aesthetic_backend: str
     style_backend: str
     batches_this_run: int
@@ -82,9 +84,13 @@ def _enough(m: DatasetManifest, _q) -> Measured:
 
 def _identity(m: DatasetManifest, q) -> Measured:
     values = {a.id: a.identity for a in m.approved}
-    below = [k for k, v in values.items() if v < q.identity]
-    # no approved image: enough_approved fails instead
-    return Measured(min(values.values(), default=1.0), m.identity_backend, {"below": ", ".join(below) or "none"})
+    if m.identity_rule is None:
+        return Measured(1.0, m.identity_backend, {"below": "none (no approved image: enough_approved fails instead)"},
+                        threshold=1.0)
+    threshold = m.identity_rule.threshold(q)
+    below = [k for k, v in values.items() if v < threshold]
+    return Measured(min(values.values()), m.identity_backend,
+                    {"below": ", ".join(below) or "none", "rule": m.identity_rule.source}, threshold=threshold)
 
 
 def _duplicates(m: DatasetManifest, _q) -> Measured:
@@ -104,8 +110,8 @@ def _style(m: DatasetManifest, _q) -> Measured:
 
 GATES: GateSet[DatasetManifest] = GateSet((
     Gate("enough_approved", "Approved images ≥ the character's dataset_target.", _enough, "at_least"),
-    Gate("identity", "Every approved image matches the identity anchor (≥ identity threshold).", _identity,
-         "at_least", "identity"),
+    Gate("identity", "Every approved image is the same character as the anchor (similarity ≥ the identity backend's "
+         "threshold, quality.identity.<backend>).", _identity, "at_least", "identity"),
     Gate("no_near_duplicates", "No two approved images are near-duplicates.", _duplicates, "at_most"),
     Gate("aesthetic", "Phase 1 stills: every approved image's aesthetic score ≥ quality.aesthetic (0-10).",
          _aesthetic, "at_least", "aesthetic"),
@@ -115,28 +121,41 @@ GATES: GateSet[DatasetManifest] = GateSet((
 
 
 def score_approved(ref: CharacterRef, approved: Sequence[Candidate], anchor: Anchor, suite: MetricSuite,
-                   decisions: dict[str, Decision]) -> tuple[list[ApprovedImage], dict[str, str], dict[str, np.ndarray]]:
-    """Identity (ArcFace on a real renderer's images when a pack is installed), aesthetic and style of each
-    approved image; returns the records, the backend per measure and the images."""
+                   decisions: dict[str, Decision]) -> tuple[list[ApprovedImage], dict[str, str], RuleRecord | None,
+                                                           dict[str, np.ndarray]]:
+    """Identity (`still_identity`: the show's identity backend on a real renderer's images, where the
+    anchor has its vector), aesthetic and style of each approved image; returns the records, the
+    backend per measure, the identity rule that judged them and the images."""
     images = {c.id: load_png(c.image_path) for c in approved}
-    measured = {c.id: image_identity(images[c.id], c.record.face_box, anchor,
-                                     suite.face_model(c.record.renderer.backend)) for c in approved}
+    measured = {c.id: still_identity(images[c.id], c.record.face_box, anchor,
+                                     show_identity_backend(suite, ref.config, c.record.renderer.backend))
+                for c in approved}
     aesthetic = {c.id: suite.aesthetic([images[c.id]]) for c in approved}
     palette = [*ref.config.world.palette, *ref.character.appearance.key_colors.model_dump(exclude_none=True).values()]
     style = {c.id: weightfree.style_adherence(images[c.id], palette, ref.config.show.style.style_tags) for c in approved}
     records = [ApprovedImage(id=c.id, image=f"{c.id}.png", caption=c.record.caption, seed=c.record.seed,
                              prompt=c.record.prompt, face_box=c.record.face_box,
-                             identity=round(measured[c.id][0], 4), aesthetic=round(aesthetic[c.id].value, 3),
+                             identity=round(measured[c.id].similarity, 4), aesthetic=round(aesthetic[c.id].value, 3),
                              style_adherence=round(style[c.id].value, 4), decision=decisions.get(c.id))
                for c in approved]
-    backends = {"identity": _backend(b for _, b in measured.values()),
+    backends = {"identity": _backend(m.backend for m in measured.values()),
                 "aesthetic": _backend(s.backend for s in aesthetic.values()), "style": weightfree.STYLE_BACKEND}
-    return records, backends, images
+    return records, backends, _one_rule(ref, measured.values()), images
 
 
 def _backend(used: Iterable[str]) -> str:
     """The backend(s) that measured a dataset, or what to say when nothing was measured."""
     return ", ".join(sorted(set(used))) or "none (no approved images)"
+
+
+def _one_rule(ref: CharacterRef, measured: Iterable[StillIdentity]) -> RuleRecord | None:
+    """The rule every image was judged by (one threshold for the gate), None without images."""
+    rules = {m.rule for m in measured}
+    if len(rules) > 1:
+        raise ValueError(f"{ref.key}: the approved images were judged by different identity rules "
+                         f"({', '.join(sorted(r.backend for r in rules))}): their renderers differ; "
+                         f"re-render the candidates on one renderer")
+    return RuleRecord.of(rules.pop()) if rules else None
 
 
 class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
@@ -150,6 +169,7 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
     level = "character"
     manifest_type = DatasetManifest
     gates = GATES
+    version = "2"  # issue 10: the calibrated gate measures, identity judged per backend
     device = "renderer"
     options_type = DatasetOptions
 
@@ -191,7 +211,7 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
     def assemble(self, ref: CharacterRef, env: StepEnv, state: DatasetState, log: DecisionLog, anchor: Anchor,
                  reviewer: Reviewer, renderer: str, batches: list[BatchRecord]) -> DatasetManifest:
         """Score the approved images and swap the dataset folder in whole."""
-        approved, backends, images = score_approved(ref, state.approved, anchor, env.metrics, log.latest())
+        approved, backends, rule, images = score_approved(ref, state.approved, anchor, env.metrics, log.latest())
         ids = [a.id for a in approved]
         similarity = ref.config.quality.near_duplicate_similarity
         duplicates = [(ids[i], ids[j], round(s, 4))
@@ -200,7 +220,7 @@ class ApprovedDataset(Step[CharacterRef, DatasetManifest]):
             kind=self.artifact, key=ref.key, backend=reviewer.name, device=reviewer.device,
             target=ref.character.dataset_target, reviewer=reviewer.name, renderer=renderer, approved=approved, pending=[c.id for c in state.pending],
             rejected=[c.id for c in state.rejected], duplicates=duplicates, near_duplicate_similarity=similarity,
-            identity_backend=backends["identity"], aesthetic_backend=backends["aesthetic"],
+            identity_backend=backends["identity"], identity_rule=rule, aesthetic_backend=backends["aesthetic"],
             style_backend=backends["style"], batches_this_run=len(batches),
             new_verdicts=[_verdict(c) for c in _made(state, batches)], new_batches=[b.batch for b in batches],
             learner=[b.plan.summary() for b in batches])

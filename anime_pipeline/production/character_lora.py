@@ -26,12 +26,13 @@ from anime_pipeline.config.project import CharacterRef, character_spec
 from anime_pipeline.config.schema import Character
 from anime_pipeline.imaging import load_png, save_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record
-from anime_pipeline.metrics.suite import Anchor, image_identity
+from anime_pipeline.metrics.suite import Anchor, StillIdentity, still_identity
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.approved_dataset import DatasetManifest
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.production.identity import RuleRecord, show_identity_backend
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
 from anime_pipeline.prompts import negative_prompt, still_prompt
 from anime_pipeline.render.base import StillRequest
@@ -111,6 +112,7 @@ class LoraManifest(Manifest):
     loss: list[LossRecord]
     loss_plot: str
     identity_backend: str
+    identity_rule: RuleRecord  # the same-character rule that judged the validation renders
     validation: list[ValidationRecord]
     epochs: list[EpochRecord]
     chosen_epoch: int
@@ -136,18 +138,20 @@ def _loss_fell(m: LoraManifest, _q) -> Measured:
     return Measured(end, m.loss_kind, {"loss_start": start, "epoch": m.chosen_epoch}, threshold=start)
 
 
-def _keeps_identity(m: LoraManifest, _q) -> Measured:
+def _keeps_identity(m: LoraManifest, q) -> Measured:
     chosen = m.chosen
     return Measured(chosen.mean_identity, m.identity_backend,
-                    {"epoch": chosen.epoch, "worst_render": chosen.min_identity,
-                     "per_epoch": {str(e.epoch): e.mean_identity for e in m.epochs}})
+                    {"epoch": chosen.epoch, "worst_render": chosen.min_identity, "rule": m.identity_rule.source,
+                     "per_epoch": {str(e.epoch): e.mean_identity for e in m.epochs}},
+                    threshold=m.identity_rule.threshold(q))
 
 
 GATES: GateSet[LoraManifest] = GateSet((
     Gate("loss_fell", "Training loss at the end of the chosen epoch is at most the loss at the start.", _loss_fell,
          "at_most"),
-    Gate("keeps_identity", "Renders with the chosen epoch keep identity (mean over the validation renders) ≥ "
-         "the identity threshold.", _keeps_identity, "at_least", "identity"),
+    Gate("keeps_identity", "Renders with the chosen epoch are the same character as the anchor (mean similarity "
+         "over the validation renders ≥ the identity backend's threshold, quality.identity.<backend>).",
+         _keeps_identity, "at_least", "identity"),
 ))
 
 
@@ -161,7 +165,7 @@ class CharacterLora(Step[CharacterRef, LoraManifest]):
     manifest_type = LoraManifest
     gates = GATES
     device = "renderer"
-    version = "2"
+    version = "3"  # identity judged per backend (issue 10)
 
     def folder(self, ref: CharacterRef, paths: StoragePaths) -> Path:
         return paths.adapter(ref.key)
@@ -202,15 +206,15 @@ class CharacterLora(Step[CharacterRef, LoraManifest]):
         references = _references(ref, env)
         with env.open_renderer(ref.config, references) as renderer:
             result = renderer.render_still(request)
-            faces = env.metrics.face_model(renderer.backend)
+            backend = show_identity_backend(env.metrics, ref.config, renderer.backend)
         save_png(out_dir / "validation.png", result.image)
         box = result.face_boxes.get(ref.character.slug)
-        identity, backend = image_identity(result.image, box, load_anchor(env.paths.embedding(ref.key)), faces)
+        judged = still_identity(result.image, box, load_anchor(env.paths.embedding(ref.key)), backend)
         loss = [LossRecord(step=i + 1, epoch=1, loss=value) for i, value in enumerate(adapter.loss_history)]
         save_png(out_dir / LOSS_PLOT, plot_loss([LossPoint(p.step, p.epoch, p.loss) for p in loss], PREVIZ_LOSS,
                                                 ref.character.slug))
         epoch = EpochRecord(epoch=1, steps=adapter.iterations, file=ADAPTER_FILE,
-                            sha256=sha256_file(out_dir / ADAPTER_FILE), identity=[round(identity, 4)],
+                            sha256=sha256_file(out_dir / ADAPTER_FILE), identity=[round(judged.similarity, 4)],
                             images=["validation.png"])
         manifest = LoraManifest(
             kind=self.artifact, key=ref.key, backend=PREVIZ_TRAINER, device="cpu", inputs_fingerprint=fingerprint,
@@ -218,7 +222,7 @@ class CharacterLora(Step[CharacterRef, LoraManifest]):
             dataset=[a.image for a in dataset.approved],
             dataset_sha256=TrainingDataset.from_folder(dataset_dir).sha256(),
             settings={"iterations": str(adapter.iterations)}, loss_kind=PREVIZ_LOSS, loss=loss, loss_plot=LOSS_PLOT,
-            identity_backend=backend,
+            identity_backend=judged.backend, identity_rule=RuleRecord.of(judged.rule),
             validation=[ValidationRecord(prompt=request.prompt, negative_prompt=request.negative_prompt,
                                          seed=request.seed, width=request.width, height=request.height,
                                          variation=(request.outfit, request.expression, request.pose))],
@@ -251,7 +255,8 @@ class CharacterLora(Step[CharacterRef, LoraManifest]):
             artifact = write_lora_artifact(outcome, job, selection, out_dir)
             for image in stored_files(work / VALIDATION_DIR, "*.png"):
                 _keep(image, out_dir / VALIDATION_DIR / image.name)
-        manifest = _lora_manifest(self.artifact, ref, fingerprint, job, outcome, selection, artifact, out_dir)
+        manifest = _lora_manifest(self.artifact, ref, fingerprint, job, outcome, selection, artifact, out_dir,
+                                  renders.rule)
         manifest.write(out_dir)
         env.log(f"{key}: epoch {artifact.chosen_epoch} chosen ({selection.rule}); stored as {artifact.served_name}")
         return manifest
@@ -295,11 +300,20 @@ class ValidationRenders:
         self.ref, self.env, self.session, self.folder = ref, env, session, folder
         self.anchor: Anchor = load_anchor(env.paths.embedding(ref.key))
         self.references = _references(ref, env)
-        self.backends: set[str] = set()
+        self.judged: list[StillIdentity] = []
 
     @property
     def backend(self) -> str:
-        return ", ".join(sorted(self.backends))
+        return ", ".join(sorted({j.backend for j in self.judged}))
+
+    @property
+    def rule(self) -> RuleRecord:
+        """The one rule every validation render was judged by (they all come from one renderer)."""
+        rules = {j.rule for j in self.judged}
+        if len(rules) != 1:
+            raise ValueError(f"{self.ref.key}: the validation renders were judged by "
+                             f"{len(rules) or 'no'} identity rules; expected exactly one")
+        return RuleRecord.of(rules.pop())
 
     def __call__(self, epoch: EpochCheckpoint, prompts: Sequence[ValidationPrompt]) -> list[float]:
         character = self.ref.character
@@ -309,14 +323,13 @@ class ValidationRenders:
                               listed)
         scores = []
         with self.env.open_renderer(self.ref.config, self.references, (request,)) as renderer:
-            faces = self.env.metrics.face_model(renderer.backend)
+            backend = show_identity_backend(self.env.metrics, self.ref.config, renderer.backend)
             for index, prompt in enumerate(prompts):
                 result = renderer.render_still(_validation_request(self.ref, prompt))
                 save_png(self.folder / f"e{epoch.epoch:03d}-{index}.png", result.image)
-                value, backend = image_identity(result.image, result.face_boxes.get(character.slug), self.anchor,
-                                                faces)
-                self.backends.add(backend)
-                scores.append(round(value, 4))
+                judged = still_identity(result.image, result.face_boxes.get(character.slug), self.anchor, backend)
+                self.judged.append(judged)
+                scores.append(round(judged.similarity, 4))
         self.env.log(f"{self.ref.key}: epoch {epoch.epoch} identity {scores}")
         return scores
 
@@ -350,7 +363,7 @@ def _keep(source: Path, target: Path) -> None:
 
 
 def _lora_manifest(kind: str, ref: CharacterRef, fingerprint: str | None, job: TrainingJob, outcome: TrainingOutcome,
-                   selection: EpochSelection, artifact: LoraArtifact, out_dir: Path) -> LoraManifest:
+                   selection: EpochSelection, artifact: LoraArtifact, out_dir: Path, rule: RuleRecord) -> LoraManifest:
     info, timings = outcome.trainer, outcome.timings
     used = {**job.settings.model_dump(mode="json"), **outcome.settings_used}
     epochs = [EpochRecord(epoch=e.epoch, steps=e.steps, file=e.path.relative_to(out_dir).as_posix(), sha256=e.sha256,
@@ -369,7 +382,7 @@ def _lora_manifest(kind: str, ref: CharacterRef, fingerprint: str | None, job: T
         dataset=[item.image.name for item in job.dataset.items], dataset_sha256=artifact.metadata["ap_dataset_sha256"],
         settings={name: str(value) for name, value in used.items()},
         loss_kind=outcome.loss_kind, loss=[LossRecord(step=p.step, epoch=p.epoch, loss=p.loss) for p in outcome.loss],
-        loss_plot=artifact.plot_file.name, identity_backend=selection.identity_backend,
+        loss_plot=artifact.plot_file.name, identity_backend=selection.identity_backend, identity_rule=rule,
         validation=[ValidationRecord(prompt=p.prompt, negative_prompt=p.negative, seed=p.seed, width=p.width,
                                      height=p.height, variation=p.variation) for p in selection.prompts],
         epochs=epochs, chosen_epoch=artifact.chosen_epoch, selection_rule=selection.rule, lora=lora,

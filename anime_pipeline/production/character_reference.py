@@ -10,12 +10,12 @@ import numpy as np
 from PIL import Image
 
 from anime_pipeline.config.project import CharacterRef, character_spec
-from anime_pipeline.drawings import find_face
 from anime_pipeline.imaging import Box, load_png, save_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record, Timings
-from anime_pipeline.metrics.identity import FaceModel, largest_face_box
+from anime_pipeline.metrics.suite import IdentityBackend, face_finder, largest_face
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.production.identity import show_identity_backend
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Upstream
 from anime_pipeline.prompts import negative_prompt, still_prompt
 from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, Renderer, StillRequest
@@ -101,20 +101,15 @@ GATES: GateSet[ReferenceManifest] = GateSet((
 ))
 
 
-def detect_face(image: np.ndarray, ref: CharacterRef, faces: FaceModel | None = None) -> Box | None:
-    """The largest face: found by the face pack's detector when given, else by the colour-region
-    finder that knows the character's skin and eye colours (previz drawings)."""
-    if faces is None:
-        colors = ref.character.appearance.key_colors
-        return find_face(image, colors.skin, colors.eyes)
-    box = largest_face_box(faces, image)
-    if box is None:
-        return None
-    x0, y0, x1, y1 = box
-    return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+def detect_face(image: np.ndarray, ref: CharacterRef, backend: IdentityBackend) -> Box | None:
+    """The largest face, found the way the identity backend finds faces in frames: its detector
+    (CCIP's anime face/head detector, ArcFace's face detector), else the colour-region finder
+    that knows the character's skin and eye colours (previz drawings)."""
+    colors = ref.character.appearance.key_colors
+    return largest_face(image, backend, colors.skin, colors.eyes)
 
 
-def render_panels(ref: CharacterRef, renderer: Renderer, out_dir: Path, faces: FaceModel | None,
+def render_panels(ref: CharacterRef, renderer: Renderer, out_dir: Path, faces: IdentityBackend,
                   timings: Timings) -> list[Panel]:
     cfg, character = ref.config, ref.character
     style = cfg.show.style
@@ -143,7 +138,7 @@ def render_panels(ref: CharacterRef, renderer: Renderer, out_dir: Path, faces: F
     return panels
 
 
-def given_panels(ref: CharacterRef, show_dir: Path, out_dir: Path, faces: FaceModel | None) -> list[Panel]:
+def given_panels(ref: CharacterRef, show_dir: Path, out_dir: Path, faces: IdentityBackend) -> list[Panel]:
     """The reference images the show file lists, copied in as PNG panels."""
     panels = []
     for index, given in enumerate(ref.character.reference_images):
@@ -192,7 +187,7 @@ class CharacterReference(Step[CharacterRef, ReferenceManifest]):
         timings = Timings()
         with env.open_renderer(ref.config, {}) as renderer:
             env.log(f"rendering the reference sheet of {ref.character.name} on {renderer.backend}")
-            faces = env.metrics.face_model(renderer.backend)
+            faces = show_identity_backend(env.metrics, ref.config, renderer.backend)
             panels = render_panels(ref, renderer, out_dir, faces, timings)
             panels += given_panels(ref, env.show_dir(ref.config.show.slug), out_dir, faces)
         save_png(out_dir / "sheet.png", contact_sheet([load_png(out_dir / p.image) for p in panels]))
@@ -201,7 +196,7 @@ class CharacterReference(Step[CharacterRef, ReferenceManifest]):
             kind=self.artifact, key=ref.key, backend=renderer.backend, device=renderer.device,
             inputs_fingerprint=fingerprint, renderer_version=renderer.version, checkpoint=style.checkpoint,
             sampler=style.sampler, scheduler=style.scheduler, steps=style.steps, cfg=style.cfg,
-            face_detector=faces.backend if faces else PALETTE_FACE_FINDER, panels=panels,
+            face_detector=face_finder(faces) or PALETTE_FACE_FINDER, panels=panels,
             files=[FileEntry.of(out_dir / p.image, out_dir) for p in panels] + [FileEntry.of(out_dir / "sheet.png", out_dir)],
             timings=timings.seconds,
         )

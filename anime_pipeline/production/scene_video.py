@@ -1,22 +1,28 @@
 """scene_video: a scene's shots in order with transitions (0.3 s dissolve / fade / wipe), the dialogue
 spoken in each character's voice inside its shot with subtitles timed to the speech, a music bed,
 the mix (scene_audio.py), and the scene-level gates: exact duration, the audio's (dialogue fits,
-loudness, dialogue audible), continuity across cuts, subject consistency and each character's
-identity across the scene."""
+loudness, dialogue audible), continuity across cuts, subject consistency (each character's identity
+tracked across the scene, so a character whose colours or design swap between shots fails it) and
+each character's identity in every shot."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from anime_pipeline.config.project import SceneRef, scene_spec
+from anime_pipeline.config.schema import Character
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record
 from anime_pipeline.media import assemble_scene, read_frames, thumbnail, write_srt
 from anime_pipeline.media.loudness import measure
 from anime_pipeline.metrics import weightfree
+from anime_pipeline.metrics.suite import Anchor, Appearance
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production import scene_audio
+from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.gates import Gate, GateSet, Measured
+from anime_pipeline.production.identity import RuleRecord, show_identity_backend
 from anime_pipeline.production.scene_audio import AudioRecord, loudness_record, make_scene_audio
 from anime_pipeline.production.shot_clip import ShotManifest, frame_paths
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
@@ -53,12 +59,15 @@ class Continuity(Measure):
 
 class SubjectConsistency(Measure):
     frame_step: int
+    transition_frames_skipped: int  # a transition's frames blend two shots: no one looks like themselves there
+    per_character: dict[str, float]
     fallback_reason: str | None
 
 
 class CastIdentity(Measure):
     per_character: dict[str, float]
     per_shot: dict[str, dict[str, float]]
+    rule: RuleRecord | None  # None: no shot has characters
 
 
 class SceneManifest(Manifest):
@@ -101,12 +110,16 @@ def _continuity(m: SceneManifest, _q) -> Measured:
 
 
 def _subject(m: SceneManifest, _q) -> Measured:
-    return Measured(m.subject_consistency.score, m.subject_consistency.backend)
+    return Measured(m.subject_consistency.score, m.subject_consistency.backend,
+                    {"per_character": m.subject_consistency.per_character})
 
 
-def _cast(m: SceneManifest, _q) -> Measured:
-    return Measured(m.cast_identity.score, m.cast_identity.backend,
-                    {"per_character": m.cast_identity.per_character, "per_shot": m.cast_identity.per_shot})
+def _cast(m: SceneManifest, q) -> Measured:
+    cast = m.cast_identity
+    details = {"per_character": cast.per_character, "per_shot": cast.per_shot}
+    if cast.rule is None:
+        return Measured(cast.score, cast.backend, details, threshold=1.0)
+    return Measured(cast.score, cast.backend, {**details, "rule": cast.rule.source}, threshold=cast.rule.threshold(q))
 
 
 GATES: GateSet[SceneManifest] = GateSet((
@@ -120,10 +133,10 @@ GATES: GateSet[SceneManifest] = GateSet((
          _dialogue_audible, "at_least"),
     Gate("scene_continuity", "Continuity across shot boundaries ≥ threshold.", _continuity, "at_least",
          "scene_continuity"),
-    Gate("subject_consistency", "Phase 3: VBench subject consistency over the scene ≥ threshold.", _subject,
-         "at_least", "subject_consistency"),
-    Gate("cast_identity", "Phase 3 multi-character: every character keeps identity ≥ threshold in every shot.",
-         _cast, "at_least", "identity"),
+    Gate("subject_consistency", "Phase 3: VBench subject consistency of each character's identity across the "
+         "scene ≥ threshold.", _subject, "at_least", "subject_consistency"),
+    Gate("cast_identity", "Phase 3 multi-character: every character is itself in every shot (similarity ≥ the "
+         "identity backend's threshold, quality.identity.<backend>).", _cast, "at_least", "identity"),
 ))
 
 
@@ -139,15 +152,47 @@ def continuity(shot_dirs: list[Path]) -> Continuity:
                       boundaries=[round(v, 4) for v in score.per_frame])
 
 
-def cast_identity(shots: dict[str, ShotManifest]) -> CastIdentity:
-    """Per character, the lowest identity any of its shots measured (each shot's own gate value)."""
+def cast_identity(ref: SceneRef, shots: dict[str, ShotManifest]) -> CastIdentity:
+    """Per character, the lowest identity any of its shots measured (each shot's own gate value),
+    judged by the one rule every shot's identity was judged by."""
     per_character: dict[str, float] = {}
     for manifest in shots.values():
-        for slug, value in manifest.scores.identity.items():
+        for slug, value in manifest.scores.identity.per_character.items():
             per_character[slug] = min(value, per_character.get(slug, 1.0))
-    backends = sorted({m.scores.backends["identity"] for m in shots.values() if "identity" in m.scores.backends})
-    return CastIdentity(score=min(per_character.values(), default=1.0), backend=", ".join(backends) or "no characters",
-                        per_character=per_character, per_shot={k: m.scores.identity for k, m in shots.items()})
+    measured = [m.scores.identity for m in shots.values() if m.scores.identity.per_character]
+    rules = {m.rule for m in measured}
+    if len(rules) > 1:
+        raise ValueError(f"scene {ref.key}: its shots' identity was judged by different rules "
+                         f"({', '.join(sorted(r.backend for r in rules))}); re-render the shots with one renderer "
+                         f"and the same installed identity models")
+    return CastIdentity(score=min(per_character.values(), default=1.0),
+                        backend=", ".join(sorted({m.backend for m in measured})) or "no characters",
+                        per_character=per_character, per_shot={k: m.scores.identity.per_character
+                                                               for k, m in shots.items()},
+                        rule=rules.pop() if rules else None)
+
+
+def transition_frames(shot_frames: Sequence[int], overlap: int) -> set[int]:
+    """The scene frames inside a transition: the first `overlap` frames of every shot but the first."""
+    blended, start = set(), 0
+    for index, frames in enumerate(shot_frames):
+        if index:
+            blended.update(range(start, start + overlap))
+        start += frames - overlap
+    return blended
+
+
+def scene_characters(ref: SceneRef, paths: StoragePaths) -> dict[str, Appearance]:
+    """Every character of the scene's shots: its anchors and the key colours that find it in frames."""
+    slugs = sorted({slug for shot in ref.scene.shots for slug in shot.characters})
+    show = ref.config.show.slug
+    return {slug: _appearance(ref.config.character(slug), load_anchor(paths.embedding(f"{show}/{slug}")))
+            for slug in slugs}
+
+
+def _appearance(character: Character, anchor: Anchor) -> Appearance:
+    colors = character.appearance.key_colors
+    return Appearance(anchor, colors.skin, colors.eyes)
 
 
 class SceneVideo(Step[SceneRef, SceneManifest]):
@@ -160,13 +205,16 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
     manifest_type = SceneManifest
     gates = GATES
     device = "metrics"
-    version = "2"
+    version = "3"  # audio (issue 13) and identity judged per backend (issue 10)
 
     def folder(self, ref: SceneRef, paths: StoragePaths) -> Path:
         return paths.scene(ref.key)
 
     def upstream(self, ref: SceneRef) -> list[Upstream]:
-        return [Upstream("shot_clip", key) for key in ref.shot_keys]
+        show = ref.config.show.slug
+        characters = sorted({slug for shot in ref.scene.shots for slug in shot.characters})
+        return ([Upstream("shot_clip", key) for key in ref.shot_keys]
+                + [Upstream("character_embedding", f"{show}/{slug}") for slug in characters])
 
     def spec(self, ref: SceneRef) -> dict:
         return scene_spec(ref)
@@ -189,6 +237,8 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
         return sha256_json({"spec": self.spec(ref), "version": self.version,
                             "clips": [m.files[0].sha256 for m in shots.values()],
                             "shot_gates": [m.scores.model_dump() for m in shots.values()],
+                            "anchors": {slug: look.anchor.as_lists()
+                                        for slug, look in scene_characters(ref, env.paths).items()},
                             "metrics": dict(env.metric_backends), "music": sha256_file(track) if track else None})
 
     def produce(self, ref: SceneRef, env: StepEnv, fingerprint: str | None) -> SceneManifest:
@@ -207,7 +257,11 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
         cues = list(sound.track.cues) if sound.track is not None else []
         srt_path = write_srt(cues, out_dir / "scene.srt")
         thumbnail(video.path, out_dir / POSTER, at=0.0)
-        subject = env.metrics.subject_consistency(list(read_frames(video.path)[::SUBJECT_FRAME_STEP]))
+        blended = transition_frames(shot_frames, k)
+        frames = [frame for index, frame in enumerate(read_frames(video.path)) if index not in blended]
+        backend = show_identity_backend(env.metrics, ref.config, next(iter(shots.values())).backend)
+        subject = env.metrics.tracked_subject_consistency(frames[::SUBJECT_FRAME_STEP],
+                                                          scene_characters(ref, env.paths), backend)
         target, mix = ref.config.audio.loudness, sound.mix
         audio = AudioRecord(
             dialogue=sound.dialogue, music=sound.music, music_volume=ref.config.audio.music_volume,
@@ -223,10 +277,12 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
                             audio_codec=video.audio_codec, width=video.width, height=video.height),
             audio=audio, subtitles=[CueRecord(start=c.start, end=c.end, text=c.text) for c in cues],
             continuity=continuity(shot_dirs),
-            subject_consistency=SubjectConsistency(score=round(subject.value, 4), backend=subject.backend,
-                                                   frame_step=SUBJECT_FRAME_STEP,
-                                                   fallback_reason=env.metrics.unavailable.get("subject_consistency")),
-            cast_identity=cast_identity(shots),
+            subject_consistency=SubjectConsistency(
+                score=round(subject.value, 4), backend=subject.backend, frame_step=SUBJECT_FRAME_STEP,
+                transition_frames_skipped=len(blended),
+                per_character={slug: round(v, 4) for slug, v in subject.details.get("per_character", {}).items()},
+                fallback_reason=env.metrics.unavailable.get("subject_consistency")),
+            cast_identity=cast_identity(ref, shots),
             files=[FileEntry.of(out_dir / "scene.mp4", out_dir), FileEntry.of(srt_path, out_dir)],
         )
         manifest.write(out_dir)

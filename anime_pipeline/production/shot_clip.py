@@ -18,17 +18,17 @@ import numpy as np
 
 from anime_pipeline.config.project import ShotRef, shot_spec
 from anime_pipeline.config.schema import Character, Quality
-from anime_pipeline.imaging import load_png, save_png
+from anime_pipeline.imaging import Box, load_png, save_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record, Timings
 from anime_pipeline.media import encode_clip
-from anime_pipeline.metrics import weightfree
-from anime_pipeline.metrics.identity import FaceModel
-from anime_pipeline.metrics.suite import Anchor, MetricSuite, clip_identity
+from anime_pipeline.metrics.scores import Score
+from anime_pipeline.metrics.suite import Anchor, IdentityBackend, MetricSuite, ShotMeasures
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.production.character_lora import LoraManifest
 from anime_pipeline.production.character_reference import front_panel
 from anime_pipeline.production.gates import Gate, GateResult, GateSet, Measured, all_passed, ranking
+from anime_pipeline.production.identity import RuleRecord, show_identity_backend
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
 from anime_pipeline.prompts import negative_prompt, shot_prompt, with_trigger_words
 from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
@@ -41,45 +41,75 @@ SEED_STRIDE = 1_000_003
 WORST_FRAMES = 3  # listed per measure in the gates' metadata: the frames to look at first
 
 
+class Measure(Record):
+    """One shot gate's reading of a clip: the value its gate compares (the worst moment for the
+    temporal gates), the backend, the clip mean beside it, the frames to look at first (frame t
+    for a pair (t, t + 1); frame 2k + 1 for smoothness) and what else explains the value."""
+
+    value: float
+    backend: str
+    mean: float | None = None
+    worst_frames: list[int]
+    details: dict[str, Any] = {}
+
+
+class IdentityMeasure(Record):
+    """Every character's identity over the clip (its worst frame) and the rule that judges it."""
+
+    per_character: dict[str, float]  # character slug → similarity in its worst frame
+    backend: str
+    rule: RuleRecord
+    worst_frames: dict[str, list[int]]
+    frames_without_face: dict[str, list[int]]
+    note: str = ""  # why a lesser backend judged, when one did
+
+    @property
+    def value(self) -> float:
+        """The least similar character's worst frame (1.0 for a shot without characters)."""
+        return min(self.per_character.values(), default=1.0)
+
+
 class ClipScores(Record):
-    """Every shot gate's measure on one clip."""
+    """Every shot gate's measure on one clip (`MetricSuite.shot_measures`)."""
 
-    identity: dict[str, float]  # character slug → min over frames
-    temporal_change: float  # mean temporal LPIPS of consecutive frames (or its weight-free stand-in)
-    motion_smoothness: float
-    temporal_flickering: float
-    mean_motion: float
-    dynamic_degree: float
-    backends: dict[str, str]
-    # per measure, the frames to look at first: frame i for a pair (i, i+1), odd frame 2k+1 for
-    # smoothness; for identity, per character
-    worst_frames: dict[str, Any]
+    motion_floor: Measure
+    temporal_stability: Measure
+    temporal_flickering: Measure
+    frame_timing: Measure
+    motion_smoothness: Measure
+    identity: IdentityMeasure
 
 
-def _identity(s: ClipScores, _q) -> Measured:
-    lowest = min(s.identity.values(), default=1.0)
-    return Measured(lowest, s.backends.get("identity", "n/a (no characters in the shot)"),
-                    {"per_character": s.identity, "worst_frames": s.worst_frames.get("identity", {})})
+def _identity(s: ClipScores, q: Quality) -> Measured:
+    m = s.identity
+    details = {"per_character": m.per_character, "worst_frames": m.worst_frames, "rule": m.rule.source}
+    if m.note:
+        details["note"] = m.note
+    return Measured(m.value, m.backend, details, threshold=m.rule.threshold(q))
 
 
-def _measure(field: str, backend_key: str, **extra: str):
-    def measure(s: ClipScores, _q) -> Measured:
-        details = {"worst_frames": s.worst_frames.get(field, [])} | {k: getattr(s, v) for k, v in extra.items()}
-        return Measured(getattr(s, field), s.backends[backend_key], details)
+def _measure(name: str):
+    def measure(s: ClipScores, _q: Quality) -> Measured:
+        m: Measure = getattr(s, name)
+        mean = {} if m.mean is None else {"mean": m.mean}
+        return Measured(m.value, m.backend, {"worst_frames": m.worst_frames, **mean, **m.details})
     return measure
 
 
 GATES: GateSet[ClipScores] = GateSet((
-    Gate("identity", "Every character in the shot keeps identity ≥ threshold in every frame.", _identity,
-         "at_least", "identity"),
-    Gate("temporal_stability", "Mean frame-to-frame perceptual change ≤ the temporal LPIPS threshold.",
-         _measure("temporal_change", "temporal_change"), "at_most", "temporal_lpips"),
-    Gate("motion_smoothness", "VBench motion smoothness ≥ threshold.",
-         _measure("motion_smoothness", "motion_smoothness"), "at_least", "motion_smoothness"),
-    Gate("not_a_still", "The clip moves: mean frame difference above the motion floor.",
-         _measure("mean_motion", "dynamic_degree", dynamic_degree="dynamic_degree"), "at_least", "min_motion"),
-    Gate("temporal_flickering", "VBench temporal flickering ≥ threshold: a flashing clip fails.",
-         _measure("temporal_flickering", "temporal_flickering"), "at_least", "temporal_flickering"),
+    Gate("identity", "Every character in the shot is itself in every frame: similarity ≥ the identity backend's "
+         "threshold (quality.identity.<backend>).", _identity, "at_least", "identity"),
+    Gate("temporal_stability", "The worst frame pair's perceptual change after motion compensation ≤ the temporal "
+         "LPIPS threshold: a jump cut, a flash or noise fails, a pan at any speed does not.",
+         _measure("temporal_stability"), "at_most", "temporal_lpips"),
+    Gate("motion_smoothness", "VBench motion smoothness of the worst interpolated frame ≥ threshold.",
+         _measure("motion_smoothness"), "at_least", "motion_smoothness"),
+    Gate("not_a_still", "The clip moves: the share of frame pairs with real motion (not noise, a loop, a fade or a "
+         "flash) ≥ quality.min_moving_share.", _measure("motion_floor"), "at_least", "min_moving_share"),
+    Gate("temporal_flickering", "VBench temporal flickering of the worst frame pair, after motion compensation, "
+         "≥ threshold: one flash frame fails.", _measure("temporal_flickering"), "at_least", "temporal_flickering"),
+    Gate("frame_timing", "No dropped or duplicated frame: inside steady motion, every pair's step is within "
+         "quality.frame_timing of the steady step.", _measure("frame_timing"), "at_most", "frame_timing"),
 ))
 
 
@@ -181,29 +211,48 @@ def shot_seed(ref: ShotRef) -> int:
     return ref.shot.seed if ref.shot.seed is not None else zlib.crc32(ref.key.encode())
 
 
-def score_clip(clip: ClipResult, anchors: dict[str, Anchor], suite: MetricSuite, min_motion: float = 0.002,
-               faces: FaceModel | None = None) -> ClipScores:
-    """Every shot gate's measure on one clip: identity per character (ArcFace with `faces`, else the
-    palette signature), temporal LPIPS, VBench motion smoothness and flickering, motion floor."""
-    frames = clip.frames
-    identity = clip_identity(frames, clip.face_boxes, anchors, faces)
-    change = suite.temporal_change(frames)
-    smooth = suite.motion_smoothness(frames)
-    flicker = weightfree.temporal_flickering(frames)
-    dynamic = weightfree.dynamic_degree(frames, min_motion)
-    backends = {"temporal_change": change.backend, "motion_smoothness": smooth.backend,
-                "temporal_flickering": flicker.backend, "dynamic_degree": dynamic.backend}
-    if identity:
-        backends["identity"] = next(iter(identity.values())).backend
-    worst = {"identity": {slug: score.worst_frames(WORST_FRAMES) for slug, score in identity.items()},
-             "temporal_change": change.worst_frames(WORST_FRAMES, higher_is_worse=True),
-             "motion_smoothness": [2 * k + 1 for k in smooth.worst_frames(WORST_FRAMES)],
-             "temporal_flickering": flicker.worst_frames(WORST_FRAMES)}
-    return ClipScores(identity={slug: round(score.value, 4) for slug, score in identity.items()},
-                      temporal_change=round(change.value, 4), motion_smoothness=round(smooth.value, 4),
-                      temporal_flickering=round(flicker.value, 4),
-                      mean_motion=round(float(dynamic.details.get("mean_motion", 0.0)), 5),
-                      dynamic_degree=round(dynamic.value, 4), backends=backends, worst_frames=worst)
+def _plain(value: Any) -> Any:
+    """A measure's details as JSON keeps them: mapping keys as text, numbers as Python's."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _record(score: Score, frames_of=lambda i: i) -> Measure:
+    details = dict(score.details)
+    mean = details.pop("mean", None)
+    return Measure(value=round(score.value, 4), backend=score.backend,
+                   mean=None if mean is None else round(float(mean), 4),
+                   worst_frames=[frames_of(i) for i in score.worst_frames(WORST_FRAMES)], details=_plain(details))
+
+
+def clip_scores(measures: ShotMeasures) -> ClipScores:
+    """The recorded form of every shot gate's measure."""
+    identity = measures.identity
+    per_character = identity.scores
+    return ClipScores(
+        motion_floor=_record(measures.motion_floor), temporal_stability=_record(measures.temporal_stability),
+        temporal_flickering=_record(measures.temporal_flickering), frame_timing=_record(measures.frame_timing),
+        motion_smoothness=_record(measures.motion_smoothness, lambda k: 2 * k + 1),
+        identity=IdentityMeasure(
+            per_character={slug: round(score.value, 4) for slug, score in per_character.items()},
+            backend=", ".join(sorted({score.backend for score in per_character.values()}))
+            or "n/a (no characters in the shot)",
+            rule=RuleRecord.of(identity.rule),
+            worst_frames={slug: score.worst_frames(WORST_FRAMES) for slug, score in per_character.items()},
+            frames_without_face={slug: list(score.details.get("frames_without_face", []))
+                                 for slug, score in per_character.items()},
+            note=identity.note))
+
+
+def score_clip(frames: list[np.ndarray], fps: float, face_boxes: list[dict[str, Box]], anchors: dict[str, Anchor],
+               suite: MetricSuite, backend: IdentityBackend) -> ClipScores:
+    """Every shot gate's measure on one clip: identity per character by `backend`, the motion
+    floor, motion-compensated temporal stability and flicker, frame timing and VBench motion
+    smoothness, each on its worst moment."""
+    return clip_scores(suite.shot_measures(frames, fps, face_boxes, anchors, backend))
 
 
 def render_attempts(ref: ShotRef, renderer: Renderer, base: ClipRequest, anchors: dict[str, Anchor],
@@ -211,7 +260,7 @@ def render_attempts(ref: ShotRef, renderer: Renderer, base: ClipRequest, anchors
                     log=lambda _: None) -> tuple[list[Attempt], int, ClipResult]:
     """Render until every blocking gate passes or the attempts run out; return every attempt, the
     chosen one's number and its clip."""
-    faces = suite.face_model(renderer.backend)
+    backend = show_identity_backend(suite, ref.config, renderer.backend)
     attempts: list[Attempt] = []
     best: tuple[tuple[int, float], int, ClipResult] | None = None
     for index in range(quality.max_attempts):
@@ -220,7 +269,7 @@ def render_attempts(ref: ShotRef, renderer: Renderer, base: ClipRequest, anchors
         with timings.phase("render"):
             clip = renderer.render_clip(request)
         with timings.phase("metrics"):
-            scores = score_clip(clip, anchors, suite, quality.min_motion, faces)
+            scores = score_clip(clip.frames, request.fps, clip.face_boxes, anchors, suite, backend)
         results = GATES.evaluate(scores, quality)
         passed = all_passed(results)
         attempts.append(Attempt(attempt=index + 1, seed=seed, steps=request.steps, passed=passed, scores=scores,
@@ -263,6 +312,7 @@ class ShotClip(Step[ShotRef, ShotManifest]):
     level = "shot"
     manifest_type = ShotManifest
     gates = GATES
+    version = "2"  # issue 10: the calibrated gate measures, identity judged per backend
     device = "renderer"
 
     def folder(self, ref: ShotRef, paths: StoragePaths) -> Path:
@@ -365,9 +415,11 @@ class ShotClip(Step[ShotRef, ShotManifest]):
     def metadata(self, manifest: ShotManifest, folder: Path) -> dict[str, MetadataValue]:
         s = manifest.scores
         return {"frames": manifest.frames, "duration_s": manifest.duration, "attempts": len(manifest.attempts),
-                "chosen_attempt": manifest.chosen_attempt, "identity": Table(s.identity),
-                "temporal_change": s.temporal_change, "motion_smoothness": s.motion_smoothness,
-                "temporal_flickering": s.temporal_flickering, "backend": manifest.backend, "device": manifest.device,
+                "chosen_attempt": manifest.chosen_attempt, "identity": Table(s.identity.per_character),
+                "identity_backend": s.identity.backend, "motion_floor": s.motion_floor.value,
+                "temporal_stability": s.temporal_stability.value, "temporal_flickering": s.temporal_flickering.value,
+                "frame_timing": s.frame_timing.value, "motion_smoothness": s.motion_smoothness.value,
+                "backend": manifest.backend, "device": manifest.device,
                 "director": manifest.director, "director_path": " → ".join(manifest.director_path),
                 "metric_fallbacks": Table(manifest.metric_fallbacks),
                 "prompt_before_refinement": manifest.prompt_before_refinement, "prompt": manifest.prompt,
@@ -377,7 +429,7 @@ class ShotClip(Step[ShotRef, ShotManifest]):
     def after_gates(self, ref: ShotRef, manifest: ShotManifest, results: list[GateResult], env: StepEnv) -> None:
         """The director learns from the shot's scores and gate verdicts (never fails the asset)."""
         sent = env.director(ref.config).send_feedback({
-            "shot": manifest.key, "metrics": manifest.scores.model_dump(), "prompt": manifest.prompt,
+            "shot": manifest.key, "metrics": {r.name: r.value for r in results}, "prompt": manifest.prompt,
             "gates": {r.name: r.passed for r in results}, "seed": manifest.chosen.seed})
         if sent:
             env.log(f"{manifest.key}: gate results sent to the director")

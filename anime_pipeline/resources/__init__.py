@@ -17,7 +17,7 @@ from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import ShowConfig
 from anime_pipeline.media.music import AceStepMusic, FileMusic, MusicBackend, ProceduralMusic
 from anime_pipeline.media.speech import EspeakSpeech, OpenAITTSSpeech, SpeechBackend
-from anime_pipeline.metrics.models import DEFAULT_FACE_PACK, ModelStore
+from anime_pipeline.metrics.models import DEFAULT_ANIME_DETECTOR, DEFAULT_CCIP_MODEL, DEFAULT_FACE_PACK, ModelStore
 from anime_pipeline.metrics.registry import model_rows
 from anime_pipeline.metrics.suite import MetricSuite, suite_for
 from anime_pipeline.paths import StoragePaths
@@ -78,11 +78,14 @@ class MetricsResource(dg.ConfigurableResource):
     torch_home: str = ""  # empty: <models_dir>/torch
     device: str = CPU
     face_pack: str = DEFAULT_FACE_PACK
+    ccip_model: str = DEFAULT_CCIP_MODEL
+    anime_detector: str = DEFAULT_ANIME_DETECTOR
 
     @property
     def store(self) -> ModelStore:
         root = Path(self.models_dir)
-        return ModelStore(root, Path(self.torch_home) if self.torch_home else root / "torch", self.device, self.face_pack)
+        return ModelStore(root, Path(self.torch_home) if self.torch_home else root / "torch", self.device, self.face_pack,
+                          self.ccip_model, self.anime_detector)
 
     def suite(self) -> MetricSuite:
         return suite_for(self.store)

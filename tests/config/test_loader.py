@@ -32,7 +32,7 @@ def test_sample_show_is_valid(sample_text):
 
 def test_quality_defaults_are_the_spec_thresholds():
     q = Quality()
-    assert (q.identity, q.aesthetic, q.style_adherence) == (0.70, 5.5, 0.85)
+    assert (q.identity.palette, q.aesthetic, q.style_adherence) == (0.70, 5.5, 0.85)
     assert (q.temporal_lpips, q.motion_smoothness, q.subject_consistency, q.scene_continuity) == (0.15, 0.95, 0.90, 0.85)
     assert q.phase_pass_rate == 0.80 and q.max_attempts == 3
     assert (q.review.auto_reject_below, q.review.auto_approve_at) == (0.4, 0.8)
@@ -169,7 +169,7 @@ def _assert_clean(error: ConfigError, file="shows/bad.yaml") -> list[str]:
     (("episodes", 0, "number"), "1", "Input should be a valid integer (got '1')"),
     ((*SHOT, "continuity"), "true", "Input should be a valid boolean (got 'true')"),
     (("show", "style", "resolution"), [512, True], "Input should be a valid integer (got True)"),
-    (("quality", "identity"), float("nan"), "Input should be a finite number"),
+    (("quality", "identity", "palette"), float("nan"), "Input should be a finite number"),
 ])
 def test_yaml_guesses_never_coerce(sample_text, loc, value, reason):
     text = _mutate(sample_text, lambda d: _set(d, loc, value))

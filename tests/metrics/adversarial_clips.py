@@ -27,16 +27,17 @@ from scipy import ndimage
 
 from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import Character, ShowConfig
-from anime_pipeline.metrics import temporal
 from anime_pipeline.metrics import weightfree as wf
 from anime_pipeline.metrics.suite import Anchor, Appearance, MetricSuite, PaletteIdentity
-from anime_pipeline.render.base import ClipRequest, StillRequest
+from anime_pipeline.drawings import find_face
+from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, ClipRequest, StillRequest
 from anime_pipeline.render.previz import PrevizRenderer
 
 SHOW = Path(__file__).resolve().parents[2] / "project_configs" / "lantern_post.yaml"
 FPS = 24
 FRAMES = 48
 SQUARE, WIDE = (256, 256), (360, 640)  # (height, width)
+SHEET = (384, 256)  # a reference panel: the sample style's resolution halved, as character_reference renders it
 NOISE_SIGMA = 0.01 * 255  # "1 % noise": Gaussian, per pixel and channel, new every frame
 Box = tuple[int, int, int, int]
 
@@ -77,10 +78,17 @@ def _still(size: tuple[int, int], framing: str = "medium", slugs: tuple[str, ...
     return result.image, dict(result.face_boxes)
 
 
-def reference(size: tuple[int, int] = WIDE) -> tuple[np.ndarray, Box]:
-    """The character's reference still and face box, the identity anchor of every clip."""
-    image, boxes = _still(size)
-    return image, boxes["mio"]
+@cache
+def anchor(slug: str = "mio") -> Anchor:
+    """The character's identity anchor as character_embedding makes it from its reference sheet:
+    the normalised means over previz stills of every pose (full body) and expression (portrait),
+    each face found by the drawn-face finder."""
+    stills = [_still(SHEET, "full_body", (slug,), pose=pose) for pose in REFERENCE_POSES]
+    stills += [_still(SHEET, "portrait", (slug,), expression=expression) for expression in REFERENCE_EXPRESSIONS]
+    colours = _character(slug).appearance.key_colors
+    found = [(image, box) for image, _ in stills if (box := find_face(image, colours.skin, colours.eyes))]
+    return Anchor(wf.anchor([wf.palette_signature(image, box) for image, box in found]),
+                  signature=wf.anchor([wf.character_signature(image, box) for image, box in found]))
 
 
 def _noisy(frames: list[np.ndarray], sigma: float, seed: int = 1) -> list[np.ndarray]:
@@ -267,14 +275,19 @@ def _colour_swap() -> Clip:
                 face_boxes=[face] * FRAMES)
 
 
-def _previz_shot() -> Clip:
-    """The previz renderer's own medium shot of the sample show: what the demo's gates see."""
-    request = ClipRequest(characters=(_character(),), shot_type="medium", prompt="", motion_prompt="",
-                          negative_prompt="", seed=1, width=WIDE[1], height=WIDE[0], fps=FPS, n_frames=FRAMES,
-                          background=tuple(show().world.palette))
-    result = PrevizRenderer().render_clip(request)
-    return Clip("previz medium shot (the demo's renderer)", result.frames,
-                {**STEADY, IDENTITY: True, SUBJECT: True}, face_boxes=[b.get("mio") for b in result.face_boxes])
+def _previz(shot_type: str, slugs: tuple[str, ...], character: str, name: str) -> Callable[[], Clip]:
+    """The previz renderer's own shot of the sample show: what the demo's gates see."""
+    def build() -> Clip:
+        request = ClipRequest(characters=tuple(_character(s) for s in slugs), shot_type=shot_type, prompt="",
+                              motion_prompt="", negative_prompt="", seed=1, width=WIDE[1], height=WIDE[0], fps=FPS,
+                              n_frames=FRAMES, background=tuple(show().world.palette))
+        result = PrevizRenderer().render_clip(request)
+        return Clip(name, result.frames, {**STEADY, IDENTITY: True, SUBJECT: True}, character=character,
+                    face_boxes=[b.get(character) for b in result.face_boxes])
+    return build
+
+
+_previz_shot = _previz("medium", ("mio",), "mio", "previz medium shot (the demo's renderer)")
 
 
 BUILDERS: tuple[Callable[[], Clip], ...] = (
@@ -282,6 +295,8 @@ BUILDERS: tuple[Callable[[], Clip], ...] = (
     *(_pan_clip(size, speed) for size in (SQUARE, WIDE) for speed in (1, 4, 16)),
     _zoom_clip, _drift_clip, _single_flash, _alternating_flash, _dropped_frame, _duplicated_frame, _jump_cut,
     _fade_to_black, _random_noise, _colour_swap, _previz_shot,
+    _previz("establishing", ("mio", "hoshi"), "hoshi", "previz establishing shot, the fox's small face"),
+    _previz("action", ("mio", "hoshi"), "hoshi", "previz action shot (run cycle, camera shake), the fox"),
 )
 
 
@@ -307,23 +322,22 @@ class Rule:
 
 
 def rules() -> dict[str, Rule]:
-    """Each measure's gate rule with the sample show's thresholds (SPEC §3 defaults)."""
+    """Each measure's gate rule with the sample show's thresholds (`quality:`, the shot gates' own)."""
     quality = show().quality
-    return {FLOOR: Rule(temporal.MIN_MOVING_SHARE, True), STABILITY: Rule(quality.temporal_lpips, False),
-            FLICKER: Rule(quality.temporal_flickering, True), TIMING: Rule(temporal.FRAME_TIMING_TOLERANCE, False),
-            SMOOTHNESS: Rule(quality.motion_smoothness, True), IDENTITY: Rule(PaletteIdentity().rule.threshold, True),
+    return {FLOOR: Rule(quality.min_moving_share, True), STABILITY: Rule(quality.temporal_lpips, False),
+            FLICKER: Rule(quality.temporal_flickering, True), TIMING: Rule(quality.frame_timing, False),
+            SMOOTHNESS: Rule(quality.motion_smoothness, True), IDENTITY: Rule(quality.identity.palette, True),
             SUBJECT: Rule(quality.subject_consistency, True)}
 
 
 def measure(clip: Clip, suite: MetricSuite) -> dict[str, float]:
     """Each measure's gate value on a clip, as the shot gates (and the scene's subject
     consistency) compute it with `suite` (weight-free without installed weights)."""
-    image, box = reference()
-    anchor = Anchor(wf.palette_signature(image, box), signature=wf.character_signature(image, box))
+    sheet = anchor(clip.character)
     boxes = [{clip.character: b} if b else {} for b in clip.face_boxes]
-    measures = suite.shot_measures(clip.frames, clip.fps, boxes, {clip.character: anchor}, PaletteIdentity())
+    measures = suite.shot_measures(clip.frames, clip.fps, boxes, {clip.character: sheet}, PaletteIdentity())
     colours = _character(clip.character).appearance.key_colors
-    subject = suite.tracked_subject_consistency(clip.frames, {clip.character: Appearance(anchor, colours.skin, colours.eyes)},
+    subject = suite.tracked_subject_consistency(clip.frames, {clip.character: Appearance(sheet, colours.skin, colours.eyes)},
                                                 PaletteIdentity())
     return {FLOOR: measures.motion_floor.value, STABILITY: measures.temporal_stability.value,
             FLICKER: measures.temporal_flickering.value, TIMING: measures.frame_timing.value,

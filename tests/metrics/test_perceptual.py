@@ -43,19 +43,15 @@ def test_random_backbone_wrapper_returns_what_lpips_returns():
     model = perceptual.random_lpips()
     torch.manual_seed(7)
     reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
-    score = perceptual.temporal_lpips(frames, model)
-    expected = reference_distances(reference, frames)
-    assert score.per_frame == pytest.approx(expected, rel=1e-6, abs=1e-7)
-    assert score.value == pytest.approx(np.mean(expected), rel=1e-6)
-    assert score.backend == perceptual.RANDOM_BACKEND and score.details["device"] == "cpu"
+    distances = perceptual.lpips_distances(frames[:-1], frames[1:], model)
+    assert distances == pytest.approx(reference_distances(reference, frames), rel=1e-6, abs=1e-7)
+    assert model.backend == perceptual.RANDOM_BACKEND and model.device == "cpu"
 
 
 def test_identical_frames_have_zero_lpips():
     torch.manual_seed(0)
     frames = clip(1) * 3
-    assert perceptual.temporal_lpips(frames, perceptual.random_lpips()).value == 0.0
-    with pytest.raises(ValueError):
-        perceptual.temporal_lpips(frames[:1], perceptual.random_lpips())
+    assert perceptual.lpips_distances(frames[:-1], frames[1:], perceptual.random_lpips()) == [0.0, 0.0]
 
 
 def test_backbone_loaded_from_torch_home_matches_lpips_own_pretrained_path(tmp_path, monkeypatch):
@@ -70,7 +66,7 @@ def test_backbone_loaded_from_torch_home_matches_lpips_own_pretrained_path(tmp_p
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     reference = lpips.LPIPS(net="alex", verbose=False).eval()
     frames = clip(4, seed=1)
-    assert perceptual.temporal_lpips(frames, model).per_frame == pytest.approx(
+    assert perceptual.lpips_distances(frames[:-1], frames[1:], model) == pytest.approx(
         reference_distances(reference, frames), rel=1e-6, abs=1e-7)
 
 

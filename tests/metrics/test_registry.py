@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from anime_pipeline.metrics import models, registry, weightfree
+from anime_pipeline.metrics import models, registry, temporal, weightfree
 from anime_pipeline.metrics.models import ModelStore
 
 
@@ -12,7 +12,7 @@ def test_rows_without_weights_name_the_fallbacks(tmp_path):
     rows = registry.model_rows(ModelStore(root=tmp_path, torch_home=tmp_path / "torch"))
     by_metric = {row.metric: row for row in rows}
     assert {"identity", "temporal_lpips", "motion_smoothness", "subject_consistency", "aesthetic",
-            "temporal_flickering", "dynamic_degree", "style_adherence", "scene_continuity"} == set(by_metric)
+            "temporal_flickering", "motion_floor", "frame_timing", "style_adherence", "scene_continuity"} == set(by_metric)
     identity = [row for row in rows if row.metric == "identity"]
     assert [row.path for row in identity] == [tmp_path / "ccip_onnx" / "ccip-caformer-24-randaug-pruned",
                                               tmp_path / "anime_face_detection" / "face_detect_v1.4_s" / "model.onnx",
@@ -21,7 +21,9 @@ def test_rows_without_weights_name_the_fallbacks(tmp_path):
     assert {row.active for row in identity} == {weightfree.CHARACTER_BACKEND}
     assert identity[0].backend == identity[1].backend == models.ccip_backend("ccip-caformer-24-randaug-pruned",
                                                                              "face_detect_v1.4_s")
-    assert by_metric["temporal_lpips"].active == weightfree.TEMPORAL_SSIM_BACKEND
+    assert by_metric["temporal_lpips"].active == temporal.STABILITY_BACKEND
+    assert by_metric["motion_floor"].active == temporal.FLOOR_BACKEND
+    assert by_metric["frame_timing"].active == temporal.TIMING_BACKEND
     assert by_metric["motion_smoothness"].active == weightfree.BLOCK_FLOW.backend
     assert [row.path.name for row in rows if row.metric == "aesthetic"] == ["ViT-L-14.pt", "sa_0_4_vit_l_14_linear.pth"]
     assert by_metric["style_adherence"].installed and by_metric["style_adherence"].path is None

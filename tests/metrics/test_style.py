@@ -48,12 +48,3 @@ def test_aesthetic_proxy_is_on_a_ten_point_scale():
     assert score.backend == wf.AESTHETIC_PROXY_BACKEND
     with pytest.raises(ValueError):
         wf.aesthetic_proxy([])
-
-
-def test_temporal_change_is_one_minus_ssim_at_half_resolution():
-    rng = np.random.default_rng(0)
-    a, b = (rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(2))
-    score = wf.temporal_change([a, a, b])
-    assert score.per_frame[0] == pytest.approx(0.0)
-    assert score.per_frame[1] == pytest.approx(1 - wf.ssim(a[::2, ::2], b[::2, ::2]))
-    assert score.backend == wf.TEMPORAL_SSIM_BACKEND

@@ -26,32 +26,22 @@ def gradient_pan(n_frames: int, width: int, step: int) -> list[np.ndarray]:
 
 # --- clips --------------------------------------------------------------------------
 
-def test_static_clip_is_flicker_free_smooth_and_still():
+def test_static_clip_is_smooth():
     frames = [random_image(1)] * 9
-    assert wf.temporal_flickering(frames).value == 1.0
     assert wf.motion_smoothness(frames).value == 1.0
-    assert wf.dynamic_degree(frames).value == 0.0
-    assert wf.mean_frame_difference(frames).value == 0.0
 
 
-def test_gradient_pan_has_known_flicker_and_is_perfectly_smooth():
+def test_gradient_pan_is_perfectly_smooth():
     frames = gradient_pan(n_frames=10, width=128, step=2)
-    flicker = wf.temporal_flickering(frames)
-    assert flicker.details["mean_mae"] == pytest.approx(2.0)  # every pixel moves up the ramp by 2
-    assert flicker.value == pytest.approx(253 / 255)
-    assert flicker.backend.startswith("weight-free")
     # a linear blend of a linear ramp is exact: the interpolated frame is the odd frame
     smooth = wf.motion_smoothness(frames)
     assert smooth.value == 1.0
     assert smooth.details["interpolator"] == "linear blend (no AMT weights)"
-    assert wf.dynamic_degree(frames).value == 1.0
-    assert wf.mean_frame_difference(frames).value == pytest.approx(2 / 255)
 
 
-def test_alternating_flash_flickers_and_is_not_smooth():
+def test_alternating_flash_is_not_smooth():
     black, white = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)
     frames = [black, white] * 5
-    assert wf.temporal_flickering(frames).value == pytest.approx(0.0)
     smooth = wf.motion_smoothness(frames)
     assert smooth.value < 0.05
     assert smooth.details["frames"] == [1, 3, 5, 7]  # odd frames between even pairs
@@ -64,23 +54,9 @@ def test_motion_smoothness_truncates_the_blend_like_vbench():
         wf.motion_smoothness(frames[:2])
 
 
-def test_repeated_still_with_sensor_noise_is_a_still():
-    still = random_image(2, (64, 64))
-    frames = [still.copy() for _ in range(12)]
-    frames[5][0, :10] ^= 1  # a few pixels off by one: far below the motion threshold
-    degree = wf.dynamic_degree(frames, threshold=0.002)
-    assert degree.value == 0.0
-    assert degree.details["mean_motion"] < 0.002
-
-
-def test_dynamic_degree_counts_moving_pairs():
-    a, b = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 40, np.uint8)
-    assert wf.dynamic_degree([a, a, b, b, a]).value == pytest.approx(0.5)
-
-
 def test_frames_must_be_uint8():
     with pytest.raises(ValueError):
-        wf.temporal_flickering([np.zeros((4, 4, 3))] * 3)
+        wf.motion_smoothness([np.zeros((4, 4, 3))] * 3)
 
 
 def test_worst_frames_are_the_lowest_per_frame_values():
@@ -182,16 +158,27 @@ def test_the_head_signature_sees_a_hair_colour_change_the_whole_box_histogram_sh
     face[np.all(face == (30, 30, 60), axis=-1)] = np.asarray(image)[np.all(face == (30, 30, 60), axis=-1)]  # … behind
     box = find_face(face, SKIN, EYES)
     signature = wf.character_signature(face, box)
-    assert signature.shape == (9 * 512,) and np.linalg.norm(signature) == pytest.approx(1.0)
+    assert signature.shape == (512,) and np.linalg.norm(signature) == pytest.approx(1.0)
     green_hair = face.copy()
     green_hair[np.all(face == HAIR, axis=-1)] = (40, 160, 60)
     whole = wf.cosine(wf.palette_signature(green_hair, box), wf.palette_signature(face, box))
     head = wf.cosine(wf.character_signature(green_hair, box), signature)
-    assert head < 0.70 < whole  # the hair is a small share of the face box, most of its top cells
+    assert head < 0.70 < whole  # the hair is a small share of the face box, a large one of the head
     score = wf.identity_score([face, green_hair], [box, box], signature, wf.character_signature, wf.CHARACTER_BACKEND)
     assert score.per_frame == pytest.approx((1.0, head)) and score.backend == wf.CHARACTER_BACKEND
 
 
+
+
+def test_soft_bins_keep_a_colour_on_a_bin_edge_in_one_place():
+    """Near-white fur at 223/224 straddles the hard histogram's bin edge: antialiasing and shading
+    jitter flips its pixels between bins, which the soft bins share between the two nearest."""
+    below, above = np.full((8, 8, 3), 223, np.uint8), np.full((8, 8, 3), 225, np.uint8)
+    assert wf.cosine(wf.palette_signature(below), wf.palette_signature(above)) == 0.0
+    assert wf.cosine(wf.soft_palette_signature(below), wf.soft_palette_signature(above)) > 0.99
+    assert np.linalg.norm(wf.soft_palette_signature(below)) == pytest.approx(1.0)
+    black, white = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)  # beyond the outer centres
+    assert wf.soft_palette_signature(black)[0] == pytest.approx(1.0) and wf.soft_palette_signature(white)[511] == pytest.approx(1.0)
 
 # --- stills ------------------------------------------------------------------------------
 
