@@ -15,7 +15,15 @@ from anime_pipeline.resources import (DirectorResource, EchoBrainResource, Jelly
                                       ReviewerResource, SpeechResource, StorageResource, TrainerResource)
 from anime_pipeline.sensors.dataset_replenishment import build_replenishment_job, build_replenishment_sensor
 from anime_pipeline.sensors.sync import build_project_sync
-from anime_pipeline.settings import Settings, format_gpu_folders, format_gpu_urls
+from anime_pipeline.settings import (CELERY_BACKEND_VARIABLE, CELERY_BROKER_VARIABLE, Settings, format_gpu_folders,
+                                     format_gpu_urls)
+
+# The Celery app's settings, the same for the run's submitter and the workers (celery.yaml repeats them; a test
+# holds the two equal). Late acknowledgement: a task is acknowledged when it ends, so the broker redelivers
+# the task of a worker killed mid-step; one task per worker process and none prefetched, so a card's queue
+# runs one step at a time and a waiting step can go to whichever worker frees up.
+CELERY_APP_CONFIG = {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1,
+                     "worker_concurrency": 1, "task_default_queue": "cpu"}
 
 # Off by default: a creator turns it on (Automation tab) to let show edits re-render on their own.
 production_automation = dg.AutomationConditionSensorDefinition(
@@ -58,7 +66,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "project": ProjectResource(configs_dir=str(settings.configs_dir)),
         "storage": StorageResource(root=str(settings.storage_root), library_root=str(settings.library_root)),
         "renderer": RendererResource(device=settings.renderer_gpu, comfyui_urls=service("comfyui_urls"),
-                                     lora_folders=format_gpu_folders(settings.training.lora_folders)),
+                                     lora_folders=format_gpu_folders(settings.training.lora_folders),
+                                     reconnect_window=settings.comfyui_reconnect_window),
         "trainer": _trainer(settings, service("comfyui_urls")),
         "reviewer": ReviewerResource(ollama=ollama),
         "director": DirectorResource(ollama=ollama, echo_brain=EchoBrainResource(base_url=service("echo_brain_url"))),
@@ -68,7 +77,21 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "speech": SpeechResource(urls=service("speech_urls"), api_key=service("speech_api_key")),
         "music": MusicResource(acestep_urls=service("acestep_urls"), api_key=service("acestep_api_key")),
         "jellyfin": JellyfinResource(url=service("jellyfin_url"), api_key=service("jellyfin_api_key")),
+        # Dagster's own step outputs: on the shared storage (every worker reads them), apart from the artifacts
+        "io_manager": dg.FilesystemIOManager(base_dir=str(settings.io_dir)),
     }
+
+
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """In-process by default (no broker); `ANIME_PIPELINE_EXECUTOR=celery`: each step is a Celery task on its
+    card's queue (`dagster-celery/queue` = its pool), for the workers of README "Deployment"."""
+    if settings.executor != "celery":
+        return dg.in_process_executor
+    # imported only where used: the embedded default needs no broker
+    from dagster_celery import celery_executor
+    return celery_executor.configured({"broker": {"env": CELERY_BROKER_VARIABLE},
+                                       "backend": {"env": CELERY_BACKEND_VARIABLE},
+                                       "config_source": CELERY_APP_CONFIG})
 
 
 def _trainer(settings: Settings, comfyui_urls: object) -> TrainerResource:
@@ -90,7 +113,7 @@ def build_definitions(settings: Settings, project: Project | None = None) -> dg.
     return dg.Definitions(assets=build_assets(project, settings), jobs=[*build_jobs(project), replenish],
                           sensors=[build_project_sync(project), production_automation,
                                    build_replenishment_sensor(project, replenish)],
-                          resources=build_resources(settings), executor=dg.in_process_executor)
+                          resources=build_resources(settings), executor=build_executor(settings))
 
 
 @dg.definitions

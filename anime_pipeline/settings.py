@@ -16,6 +16,10 @@ from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironmen
 from anime_pipeline.training.errors import TrainerConfigError
 
 CPU = "cpu"
+EXECUTORS = ("in_process", "celery")
+# Celery's broker and result backend URLs may carry credentials: the executor reads them through dg.EnvVar.
+CELERY_BROKER_VARIABLE, CELERY_BACKEND_VARIABLE = "ANIME_PIPELINE_CELERY_BROKER", "ANIME_PIPELINE_CELERY_BACKEND"
+DEFAULT_CELERY_BROKER = "pyamqp://guest@127.0.0.1:5672//"
 
 
 def _env(name: str, default: str) -> str:
@@ -60,6 +64,21 @@ class Settings:
     # service settings that came from these environment variables: resources read them through
     # dg.EnvVar, so URLs with credentials never appear in the resource config Dagster shows
     from_environment: frozenset[str] = frozenset()
+    # how steps execute: "in_process" (the embedded default, no broker) or "celery" (README, "Deployment")
+    executor: str = "in_process"
+    # how long a restarting ComfyUI may be unreachable before a render fails: a real server with its
+    # custom nodes and checkpoint takes minutes to come back, not the half minute of a bare start
+    comfyui_reconnect_window: float = 120.0
+    dagster_io_dir: Path | None = None  # Dagster's own step outputs (shared storage); default: <storage>/_dagster
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"ANIME_PIPELINE_EXECUTOR: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.executor == "celery":
+            missing = [name for name in (CELERY_BROKER_VARIABLE, CELERY_BACKEND_VARIABLE) if not _env(name, "")]
+            if missing:  # the workers read the same variables (celery.yaml): both sides must name one broker
+                raise ValueError(f"ANIME_PIPELINE_EXECUTOR=celery needs {' and '.join(missing)} (e.g. "
+                                 f"{DEFAULT_CELERY_BROKER} and redis://127.0.0.1:6379/0)")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,6 +102,9 @@ class Settings:
             jellyfin_api_key=_env("JELLYFIN_API_KEY", ""),
             models=ModelStore.from_env(os.environ),
             training=training_environment(os.environ),
+            executor=_env("ANIME_PIPELINE_EXECUTOR", "in_process"),
+            comfyui_reconnect_window=_positive("ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW", 120.0),
+            dagster_io_dir=Path(_env("ANIME_PIPELINE_DAGSTER_IO", str(storage / "_dagster"))).absolute(),
         )
 
     def environment_variable(self, field_name: str) -> str | None:
@@ -92,9 +114,27 @@ class Settings:
         return variable if variable in self.from_environment else None
 
     @property
+    def io_dir(self) -> Path:
+        """Where Dagster's IO manager keeps step outputs: apart from every show's artifact folders."""
+        return self.dagster_io_dir or self.storage_root / "_dagster"
+
+    @property
     def renderer_pool(self) -> str | None:
         """Generation steps' static pool; with ComfyUI servers configured, each step leases a GPU pool itself."""
         return None if self.comfyui_urls else pool_for(self.renderer_gpu)
+
+    def card_pool(self, index: int) -> str:
+        """With Celery, the `index`-th generation step's card, round robin over the ComfyUI servers: a step
+        is sent to its card's queue, whose worker on that card's box runs one step at a time."""
+        if not self.comfyui_urls:
+            return pool_for(self.renderer_gpu)
+        return pool_for(self.comfyui_urls[index % len(self.comfyui_urls)][0])
+
+    @property
+    def trainer_pool(self) -> str:
+        """With Celery, the card that trains LoRAs (ANIME_PIPELINE_TRAINER_GPU, else the first server's)."""
+        gpu = self.training.trainer_gpu or (self.comfyui_urls[0][0] if self.comfyui_urls else self.renderer_gpu)
+        return pool_for(gpu)
 
     @property
     def metrics_pool(self) -> str | None:
@@ -102,6 +142,19 @@ class Settings:
         None on the CPU. Steps that also render score on the renderer's pool."""
         index = cuda_index(self.models.device)
         return None if index is None else pool_for(str(index))
+
+
+def _positive(name: str, default: float) -> float:
+    text = _env(name, "")
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ValueError(f"{name}: {text!r} is not a positive number of seconds")
+    return value
 
 
 def parse_gpu_urls(text: str, variable: str = "ANIME_PIPELINE_COMFYUI_URLS") -> tuple[tuple[str, str], ...]:

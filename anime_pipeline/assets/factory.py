@@ -58,8 +58,19 @@ def _config_type(kind: type[Step]) -> type[StepConfig]:
                                  **{name: (f.annotation, f) for name, f in fields.items()})
 
 
-def _pool(step: Step, settings: Settings) -> str | None:
-    return {"renderer": settings.renderer_pool, "metrics": settings.metrics_pool, "none": None}[step.device]
+def _pool(step: Step, settings: Settings, index: int = 0) -> str | None:
+    """The step's static pool. With Celery, a generation step is bound to one card (its pool and queue); in
+    process, a step that renders on ComfyUI leases whichever card is free when it starts."""
+    if settings.executor == "celery":
+        return {"renderer": settings.card_pool(index), "trainer": settings.trainer_pool, "metrics": settings.metrics_pool,
+                "none": None}[step.device]
+    return {"renderer": settings.renderer_pool, "trainer": settings.renderer_pool, "metrics": settings.metrics_pool,
+            "none": None}[step.device]
+
+
+def _op_tags(pool: str | None, settings: Settings) -> dict[str, str]:
+    """With Celery, the step's queue is its pool's: one queue per card, `cpu` for the rest."""
+    return {"dagster-celery/queue": pool or "cpu"} if settings.executor == "celery" else {}
 
 
 @dataclass(frozen=True)
@@ -70,11 +81,11 @@ class ArtifactAsset:
     kinds: frozenset[str]
 
     def build(self, project: Project, settings: Settings) -> list[dg.AssetsDefinition]:
-        return [build_step_asset(self.step, ref, settings, set(self.kinds))
-                for ref in refs(project, self.step.level).values()]
+        return [build_step_asset(self.step, ref, settings, set(self.kinds), index)
+                for index, ref in enumerate(refs(project, self.step.level).values())]
 
 
-def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg.AssetsDefinition:
+def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str], index: int = 0) -> dg.AssetsDefinition:
     key = asset_key(step.artifact, ref.key)
     show = ref.config.show.slug
     deps = [asset_key(u.artifact, u.key) for u in step.upstream(ref)]
@@ -84,11 +95,12 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
     version = step.code_version(ref)
     studio = dg.MetadataValue.url(studio_url(step.artifact, ref.key, studio_base(settings.studio_url)))
     run_config = config_type(step)
+    pool = _pool(step, settings, index)
     specs = [dg.AssetCheckSpec(g.name, asset=key, blocking=True,
                                description=f"{g.description} Threshold: {g.threshold_source}.") for g in step.gates]
 
     @dg.asset(key=key, deps=deps, code_version=version, group_name=group_name(step.level, ref.key),
-              tags=tags(step.level, ref.key, "production"), kinds=kinds, pool=_pool(step, settings),
+              tags=tags(step.level, ref.key, "production"), kinds=kinds, pool=pool, op_tags=_op_tags(pool, settings),
               automation_condition=GATED, check_specs=specs, description=step.describe(),
               required_resource_keys=RESOURCES)
     def _asset(context: dg.AssetExecutionContext, config: run_config) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -100,7 +112,7 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str]) -> dg
                              f"(Deployment → Reload, or `anime-pipeline sync`), then materialize again")
         if phase is not None:
             require_open(context.instance, phase, show)
-        env = step_env(context, project, _pool(step, settings))
+        env = step_env(context, project, pool)
         env.options = step.options_type.model_validate(config.model_dump(exclude={"force"}))
         try:
             produced = run_step(step, current, env, force=config.force)
@@ -128,8 +140,8 @@ def step_env(context: dg.AssetExecutionContext, project: Project, pool: str | No
     return StepEnv(paths=r.storage.paths, library=r.storage.library, project=project, metrics=r.metrics.suite(),
                    metric_backends=r.metrics.active_backends(),
                    open_renderer=lambda config, references, loras=(): r.renderer.session(context, config, references,
-                                                                                         loras),
-                   open_trainer=lambda config: r.trainer.session(context, config),
+                                                                                         loras, pool),
+                   open_trainer=lambda config: r.trainer.session(context, config, pool),
                    reviewer=r.reviewer.for_show, director=r.director.for_show,
                    open_speech=lambda config: r.speech.session(context, config, pool),
                    open_music=lambda config: r.music.session(context, config, project.music_dir, pool),

@@ -164,7 +164,7 @@ class CharacterLora(Step[CharacterRef, LoraManifest]):
     level = "character"
     manifest_type = LoraManifest
     gates = GATES
-    device = "renderer"
+    device = "trainer"
     version = "3"  # identity judged per backend (issue 10)
 
     def folder(self, ref: CharacterRef, paths: StoragePaths) -> Path:

@@ -36,7 +36,7 @@ from anime_pipeline.training.errors import TrainerConfigError
 M = TypeVar("M", bound=Manifest)
 R = TypeVar("R")
 Level = Literal["character", "shot", "scene", "episode"]
-RenderDevice = Literal["renderer", "metrics", "none"]  # which device's pool a step occupies
+RenderDevice = Literal["renderer", "trainer", "metrics", "none"]  # which device's pool a step occupies
 
 
 @dataclass(frozen=True)

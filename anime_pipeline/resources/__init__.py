@@ -139,9 +139,11 @@ class RendererResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
-                references: Mapping[str, Path] | None = None, loras: Sequence[LoraRequest] = ()) -> Iterator[Renderer]:
-        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step, and
-        the LoRAs asked for are made available on that GPU's server (checked listed) before it renders."""
+                references: Mapping[str, Path] | None = None, loras: Sequence[LoraRequest] = (),
+                held_pool: str | None = None) -> Iterator[Renderer]:
+        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step (the
+        step's static pool `held_pool` where it names a card, as with Celery), and the LoRAs asked for are
+        made available on that GPU's server (checked listed) before it renders."""
         if config.backends.renderer == "previz":
             if loras:
                 raise ValueError(f"show {config.show.slug!r}: the previz renderer cannot load LoRA files "
@@ -152,10 +154,7 @@ class RendererResource(dg.ConfigurableResource):
         servers = self.servers
         if not servers:
             raise NotConfigured(config.show.slug, "renderer", "comfyui", "ANIME_PIPELINE_COMFYUI_URLS")
-        step = context.asset_key.to_user_string()
-        pools = [pool_for(gpu) for gpu in servers]
-        with GpuLease(context.instance, context.run.run_id, step, pools, log=context.log.info) as pool:
-            gpu = next(g for g in servers if pool_for(g) == pool)
+        with _server_gpu(context, servers, held_pool) as gpu:
             client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context),
                                    reconnect_window=self.reconnect_window)
             with client:
@@ -188,14 +187,15 @@ class TrainerResource(dg.ConfigurableResource):
             "ANIME_PIPELINE_KOHYA_TIMEOUT": self.kohya_timeout_s})
 
     @contextmanager
-    def session(self, context: dg.AssetExecutionContext, config: ShowConfig) -> Iterator[TrainerSession]:
-        """The show's trainer and base model, holding the trainer's GPU pool slot while the block runs."""
+    def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
+                held_pool: str | None = None) -> Iterator[TrainerSession]:
+        """The show's trainer and base model, holding the trainer's GPU pool slot while the block runs (the
+        step's static pool `held_pool` when it is that card's, as with Celery: a second claim would wait for itself)."""
         backend, env, servers = config.backends.trainer, self.environment(), parse_gpu_urls(self.comfyui_urls)
         gpu = training_gpu(backend, env, servers)
         base = base_model_for(config.show.style.checkpoint, env)
         trainer = trainer_for(backend, env, servers, log=context.log.info)
-        step = context.asset_key.to_user_string()
-        with GpuLease(context.instance, context.run.run_id, step, [pool_for(gpu)], log=context.log.info):
+        with _server_gpu(context, {gpu: ""}, held_pool):
             yield TrainerSession(backend, trainer, base, gpu)
 
 

@@ -1,0 +1,65 @@
+"""Faults a Celery deployment survives, against the real RabbitMQ and PostgreSQL with workers started as
+subprocesses: nothing lost, nothing done twice, no partial file visible."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from anime_pipeline import dagster_compat
+from anime_pipeline.storage import outputs
+
+from tests.deploy.services import REPO, deployment, wait_for
+
+JOBS = REPO / "tests" / "deploy" / "celery_jobs.py"
+
+
+def _launch(made, out: Path, seconds: float) -> subprocess.Popen:
+    """The run worker, as the run launcher starts it: `dagster job execute` in its own process."""
+    config = out.parent / "run.json"
+    config.write_text(json.dumps({"ops": {"render": {"config": {"out": str(out), "seconds": seconds}}}}))
+    log = open(made.home / "run.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "dagster", "job", "execute", "-f", str(JOBS), "-j", "fault_job",
+                             "-c", str(config)], cwd=REPO, env=made.env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _attempts(out: Path) -> list[str]:
+    log = out / "attempts.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def _step_events(instance, run_id: str, kind: dg.DagsterEventType, step: str) -> int:
+    return sum(1 for e in instance.all_logs(run_id, of_type=kind) if e.dagster_event.step_key == step)
+
+
+def test_a_worker_killed_mid_step_has_its_step_redelivered_and_done_once(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with deployment(tmp_path) as made:
+        first = made.start_worker("gpu0a", "gpu-0")
+        made.start_worker("cpu", "cpu")
+        run = _launch(made, out, seconds=4.0)
+        wait_for(lambda: len(_attempts(out)) == 1 or run.poll() is not None, "the first worker to start the step", 60)
+        assert run.poll() is None, (made.home / "run.log").read_text()
+        wait_for(lambda: any(p.name.endswith(".partial") for p in out.iterdir()), "the step to be mid-write")
+        made.kill(first)  # SIGKILL: no acknowledgement was sent, so the broker puts the task back
+        assert outputs(out, "clip.*") == []  # the half-written file is never visible under its name
+        made.start_worker("gpu0b", "gpu-0")
+        assert run.wait(timeout=90) == 0, (made.home / "run.log").read_text()
+        attempts = _attempts(out)
+        assert attempts[0].startswith("start") and attempts[1:] == [attempts[1], "done"], attempts
+        assert attempts[1].startswith("start") and attempts[1] != attempts[0]  # another process finished it
+        assert (out / "clip.bin").read_bytes() == b"".join(bytes([c]) * 1024 for c in range(8))
+        assert (out / "clip.published").read_text() == "clip.bin"
+        assert "gpu0b@" in made.log("gpu0b") and "succeeded" in made.log("gpu0b")
+        with made.instance() as instance:
+            (record,) = instance.get_run_records()
+            assert record.dagster_run.is_success
+            run_id = record.dagster_run.run_id
+            assert _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS, "render") == 1
+            assert _step_events(instance, run_id, dg.DagsterEventType.STEP_FAILURE, "render") == 0
+            assert dagster_compat.claimed_slots(instance, "gpu-0") == 0  # the card's slot is free again
