@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -356,7 +358,53 @@ def cmd_dev(args, settings: Settings) -> int:
         raise CliError("workspace.yaml not found in this folder", "run `anime-pipeline dev` from the repository root")
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-p", str(args.port)]
     print(f"starting the Dagster UI on http://127.0.0.1:{args.port} (Dagster home {default_dagster_home()})")
-    return subprocess.call(command)
+    return run_group(command)
+
+
+STOP_GRACE_S = 20.0  # how long `dagster dev` may take to stop its webserver, daemon and code server
+
+
+def run_group(command: list[str]) -> int:
+    """Run `command` in a process group of its own and pass SIGTERM/SIGINT on to the whole group, so that
+    stopping this process stops everything it started (dagster dev's webserver, daemon and code server)."""
+    child = subprocess.Popen(command, start_new_session=True)
+
+    def forward(signum: int, _frame) -> None:
+        _signal_group(child.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(child)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:  # the group already ended
+        pass
+
+
+def _stop_group(child: subprocess.Popen) -> None:
+    """What is left of the group once its leader is gone or asked to stop: SIGTERM, then SIGKILL after a grace."""
+    _signal_group(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and _group_alive(child.pid):
+        child.poll()  # reaps the leader, so the group empties
+        time.sleep(0.1)
+    _signal_group(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
