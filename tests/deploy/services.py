@@ -61,6 +61,11 @@ def database() -> Iterator[str]:
         admin.close()
 
 
+@contextmanager
+def _none() -> Iterator[None]:
+    yield None
+
+
 @dataclass
 class Deployment:
     """A Dagster home on the production dagster.yaml (PostgreSQL), Celery on a vhost, and the environment
@@ -103,15 +108,16 @@ class Deployment:
 
 
 @contextmanager
-def deployment(tmp_path: Path, backend: str = "rpc://") -> Iterator[Deployment]:
-    with vhost() as host, database() as db:
+def deployment(tmp_path: Path, backend: str = "rpc://", broker: str | None = None) -> Iterator[Deployment]:
+    """`broker`: a private broker's URL; by default a fresh vhost on the machine's broker."""
+    with (vhost() if broker is None else _none()) as host, database() as db:
         home = tmp_path / "dagster_home"
         home.mkdir()
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
         env = {**os.environ, "DAGSTER_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
                "PYTHONPATH": str(REPO), "PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"],
                "PGDATABASE": db, "ANIME_PIPELINE_EXECUTOR": "celery",
-               "ANIME_PIPELINE_CELERY_BROKER": f"pyamqp://guest:guest@127.0.0.1:5672/{host}",
+               "ANIME_PIPELINE_CELERY_BROKER": broker or f"pyamqp://guest:guest@127.0.0.1:5672/{host}",
                "ANIME_PIPELINE_CELERY_BACKEND": backend,
                "ANIME_PIPELINE_STORAGE": str(tmp_path / "storage"), "ANIME_PIPELINE_CONFIGS": str(tmp_path / "configs")}
         made = Deployment(home, env, [])
@@ -130,3 +136,89 @@ def deployment(tmp_path: Path, backend: str = "rpc://") -> Iterator[Deployment]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateBroker:
+    """A RabbitMQ node of this test's own (its own name, ports, data and cookie), so that restarting it
+    disturbs no one else's tests on the machine's shared broker."""
+
+    RABBIT = Path("/usr/lib/rabbitmq/bin")  # the scripts themselves: the /usr/sbin wrappers reset the environment
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True)
+        (root / "home").mkdir()
+        cookie = root / "home" / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex)
+        cookie.chmod(0o400)
+        (root / "plugins").write_text("[].")
+        (root / "rabbitmq.conf").write_text("")  # not the machine's, which binds the shared broker's port
+        self.node, self.port = f"anime-test-{uuid.uuid4().hex[:8]}@localhost", free_port()
+        self.env = {**os.environ, "HOME": str(root / "home"), "RABBITMQ_NODENAME": self.node,
+                    "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                    "RABBITMQ_DIST_PORT": str(free_port()), "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq.conf"),
+                    "RABBITMQ_MNESIA_BASE": str(root / "mnesia"), "RABBITMQ_LOG_BASE": str(root / "log"),
+                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "plugins"), "RABBITMQ_PID_FILE": str(root / "pid")}
+        self.pid_file = root / "pid"
+
+    @property
+    def url(self) -> str:
+        return f"pyamqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _ctl(self, *args: str) -> str:
+        done = subprocess.run([str(self.RABBIT / "rabbitmqctl"), "-n", self.node, "-q", *args], env=self.env,
+                              capture_output=True, text=True, timeout=90)
+        if done.returncode:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self) -> None:
+        subprocess.run([str(self.RABBIT / "rabbitmq-server"), "-detached"], env=self.env, check=True, timeout=60)
+        self._ctl("wait", str(self.pid_file), "--timeout", "60")
+
+    def stop(self) -> None:
+        self._ctl("stop", str(self.pid_file))
+
+    def messages(self, queue: str) -> int:
+        """Messages waiting in `queue` (0 when it does not exist)."""
+        for line in self._ctl("list_queues", "name", "messages").splitlines():
+            name, _, count = line.partition("\t")
+            if name == queue:
+                return int(count)
+        return 0
+
+
+@contextmanager
+def private_broker(root: Path) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(root)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        try:
+            broker.stop()
+        except RuntimeError:
+            pass  # already stopped
+
+
+@contextmanager
+def redis_results() -> Iterator[str]:
+    """The machine's Redis as the result backend; the results this test's tasks left are deleted after."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/0"
+    before = set(redis.Redis.from_url(url).scan_iter("celery-task-meta-*"))
+    try:
+        yield url
+    finally:
+        client = redis.Redis.from_url(url)
+        ours = set(client.scan_iter("celery-task-meta-*")) - before
+        if ours:
+            client.delete(*ours)

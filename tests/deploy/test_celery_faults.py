@@ -13,7 +13,7 @@ import dagster as dg
 from anime_pipeline import dagster_compat
 from anime_pipeline.storage import outputs
 
-from tests.deploy.services import REPO, deployment, wait_for
+from tests.deploy.services import REPO, deployment, private_broker, redis_results, wait_for
 
 JOBS = REPO / "tests" / "deploy" / "celery_jobs.py"
 
@@ -63,3 +63,21 @@ def test_a_worker_killed_mid_step_has_its_step_redelivered_and_done_once(tmp_pat
             assert _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS, "render") == 1
             assert _step_events(instance, run_id, dg.DagsterEventType.STEP_FAILURE, "render") == 0
             assert dagster_compat.claimed_slots(instance, "gpu-0") == 0  # the card's slot is free again
+
+
+def test_steps_queued_when_the_broker_restarts_are_not_lost(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with private_broker(tmp_path / "rabbitmq") as broker, redis_results() as backend, \
+            deployment(tmp_path, backend=backend, broker=broker.url) as made:
+        made.start_worker("cpu", "cpu")
+        run = _launch(made, out, seconds=0.5)  # no worker for gpu-0 yet: its step waits in the queue
+        wait_for(lambda: broker.messages("gpu-0") == 1 or run.poll() is not None, "the step to be queued", 60)
+        assert run.poll() is None, (made.home / "run.log").read_text()
+        broker.stop()
+        broker.start()  # a durable queue and a persistent message: the step is still there
+        assert broker.messages("gpu-0") == 1
+        made.start_worker("gpu0", "gpu-0")
+        assert run.wait(timeout=90) == 0, (made.home / "run.log").read_text()
+        assert _attempts(out) == [_attempts(out)[0], "done"]  # run once, after the restart
+        assert (out / "clip.published").read_text() == "clip.bin"
