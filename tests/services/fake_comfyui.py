@@ -14,7 +14,7 @@ Usage::
 
 Knobs (attributes): render_time, progress_steps, queue_delay, fail_node (+ fail_exception_type,
 fail_message), drop_ws_after, disable_ws_on_drop, drop_ws_before_done, mute_ws_after, ws_enabled,
-restart_mid_run, restart_downtime, drop_prompt_requests, drop_prompt_responses,
+restart_mid_run, restart_downtime, port, drop_prompt_requests, drop_prompt_responses,
 prompt_response_delay, unsafe_output, payload_bytes, video_frames (+ video_size), system_stats,
 hostile (route -> a hostile.py mode answered instead), ws_inject (raw text frames sent after
 execution_start); install_nodes() adds classes.
@@ -125,6 +125,7 @@ class FakeComfyUI:
     system_stats: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(SYSTEM_STATS))
     hostile: dict[str, Hostile] = field(default_factory=dict)  # route -> hostile answer (tests/services/hostile.py)
     ws_inject: list[str] = field(default_factory=list)  # raw text frames sent to the client after execution_start
+    port: int = 0  # 0: any free port; a fixed one for a server restarted at the same URL
 
     queued: Counter[str] = field(default_factory=Counter)
     prompt_posts: int = 0
@@ -191,7 +192,7 @@ class FakeComfyUI:
             app.router.add_get(prefix + "/ws", self._websocket)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self._wake = asyncio.Event()
         self._interrupt_flag = asyncio.Event()
