@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from anime_pipeline.config.schema import IdentityBackendName, IdentityThresholds
 from anime_pipeline.metrics.ccip import AnimeDetector, CcipModel
@@ -88,6 +87,8 @@ def ccip_tracks(frames: Sequence[np.ndarray], anchors: Mapping[str, np.ndarray],
                 detector: AnimeDetector) -> dict[str, list[tuple[np.ndarray, float] | None]]:
     """Per character and frame, (CCIP feature, difference to its anchor) of the head assigned to
     it, or None: heads go to characters one to one per frame, minimising the summed difference."""
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize costs the code location 0.3 s
+
     slugs = list(anchors)
     crops, owners = _heads(frames, detector)
     features = model.features(crops)
