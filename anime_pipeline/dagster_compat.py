@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy.exc
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCause, StaleStatus
 from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
 from dagster._core.definitions.run_request import InstigatorType
@@ -68,7 +69,15 @@ def claimed_slots(instance: dg.DagsterInstance, pool: str) -> int:
 def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
     """The pool's configured limit (initialised to the instance default on first use); None: unlimited."""
     storage = instance.event_log_storage
-    storage.initialize_concurrency_limit_to_default(pool)
+    info = storage.get_concurrency_info(pool)
+    if info.limit is None or info.slot_count == info.limit:  # unlimited, or its slots are there already
+        return info.limit
+    try:
+        storage.initialize_concurrency_limit_to_default(pool)
+    except sqlalchemy.exc.SQLAlchemyError:
+        # On PostgreSQL, initialising a pool whose row exists fails (its insert's IntegrityError aborts the
+        # transaction the update then runs in): another run starting at the same moment created the row first.
+        pass
     return storage.get_concurrency_info(pool).limit
 
 

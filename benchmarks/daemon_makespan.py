@@ -1,0 +1,186 @@
+"""Shots through the daemon as a user drives them: runs launched the way the UI launches them (GraphQL
+`launchRun` against a dagster-webserver, one run per shot, all at once), the queued run coordinator on the
+production dagster.yaml with PostgreSQL, two fake ComfyUI servers in processes of their own standing for two
+GPUs, and — with `--executor celery` — a Celery worker per card on RabbitMQ (Redis results).
+
+    .venv/bin/python benchmarks/daemon_makespan.py --shots 20 --render 8 [--executor celery] [--yaml FILE]
+
+Prints makespan (first launch → last run success) against the ideal (shots × render / 2), the per-run
+orchestration overhead (run wall time − render; median), the queue wait, and the idle time of each card
+between consecutive renders (from the servers' own history: one prompt's success to the next one's start).
+`--yaml` runs against another dagster.yaml (the before/after of a tuning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+from dagster_graphql import DagsterGraphQLClient
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVE = REPO / "tests" / "deploy" / "serve_fake_comfyui.py"
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait(condition, what: str, deadline_s: float) -> None:
+    until = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > until:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def history(url: str) -> list[tuple[float, float]]:
+    """(start, success) of every prompt the server ran, from its /history, in seconds."""
+    import json
+
+    with urllib.request.urlopen(f"{url}/history", timeout=10) as response:
+        entries = json.load(response)
+    spans = []
+    for entry in entries.values():
+        stamps = {kind: data["timestamp"] / 1000 for kind, data in entry["status"]["messages"]}
+        spans.append((stamps["execution_start"], stamps["execution_success"]))
+    return sorted(spans)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shots", type=int, default=20)
+    parser.add_argument("--render", type=float, default=8.0)
+    parser.add_argument("--executor", choices=["in_process", "celery"], default="in_process")
+    parser.add_argument("--yaml", type=Path, default=REPO / "dagster.yaml")
+    args = parser.parse_args()
+    procs: list[subprocess.Popen] = []
+    db = f"anime_pipeline_bench_{uuid.uuid4().hex[:8]}"
+    vhost = f"anime-bench-{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(dbname="postgres", **PG)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{db}"')
+    tmp = Path(tempfile.mkdtemp(prefix="daemon-makespan-"))
+    try:
+        home = tmp / "home"
+        home.mkdir()
+        shutil.copy(args.yaml, home / "dagster.yaml")
+        ports = [free_port(), free_port()]
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        env = {**os.environ, "DAGSTER_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONPATH": str(REPO), "PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"],
+               "PGDATABASE": db, "BENCH_SHOTS": str(args.shots), "ANIME_PIPELINE_STORAGE": str(tmp / "storage"),
+               "ANIME_PIPELINE_COMFYUI_URLS": ",".join(f"{i}={u}" for i, u in enumerate(urls)),
+               "ANIME_PIPELINE_EXECUTOR": args.executor}
+        if args.executor == "celery":
+            subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
+            subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True)
+            env |= {"ANIME_PIPELINE_CELERY_BROKER": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
+                    "ANIME_PIPELINE_CELERY_BACKEND": "redis://127.0.0.1:6379/0"}
+        os.environ.update({k: v for k, v in env.items() if k.startswith("PG")})
+        with dg.DagsterInstance.from_config(str(home)):  # the schema, once, before the processes start
+            pass
+        (tmp / "workspace.yaml").write_text(
+            f"load_from:\n  - python_file:\n      relative_path: {REPO / 'benchmarks' / 'daemon_makespan_defs.py'}\n"
+            f"      working_directory: {REPO}\n      location_name: bench\n")
+        for port in ports:
+            server = subprocess.Popen([sys.executable, str(SERVE), str(port), str(args.render), str(tmp / f"{port}.json")],
+                                      stdout=subprocess.PIPE, text=True)
+            procs.append(server)
+            assert server.stdout.readline().strip() == "ready"
+        log = open(tmp / "services.log", "wb")
+
+        def start(*command: str) -> None:
+            procs.append(subprocess.Popen(list(command), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+
+        web = free_port()
+        start(str(BIN / "dagster-webserver"), "-w", str(tmp / "workspace.yaml"), "-p", str(web))
+        start(str(BIN / "dagster-daemon"), "run", "-w", str(tmp / "workspace.yaml"))
+        if args.executor == "celery":
+            for gpu in ("0", "1"):
+                start(str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y",
+                      str(REPO / "celery.yaml"), "-q", f"gpu-{gpu}", "-n", f"gpu{gpu}-{vhost}")
+        wait(lambda: answers(f"http://127.0.0.1:{web}/server_info"), "the webserver", 180)
+        client = DagsterGraphQLClient("127.0.0.1", port_number=web)
+        wait(lambda: _loaded(client), "the code location", 180)
+        time.sleep(5)  # the daemon's and workers' own start-up, outside the measured span
+        started = time.time()
+        run_ids = [client.submit_job_execution(f"render_shot_{i:03d}", repository_location_name="bench")
+                   for i in range(args.shots)]
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            def done() -> bool:
+                records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
+                return len(records) == len(run_ids) and all(r.dagster_run.is_finished for r in records)
+            wait(done, "every run to finish", args.shots * args.render * 3 + 300)
+            records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
+            failed = [r.dagster_run.run_id for r in records if not r.dagster_run.is_success]
+            if failed:
+                events = instance.all_logs(failed[0], of_type={dg.DagsterEventType.STEP_FAILURE,
+                                                               dg.DagsterEventType.RUN_FAILURE})
+                raise SystemExit(f"{len(failed)} run(s) failed, e.g. {failed[0]}: "
+                                 + " | ".join(str(e.dagster_event.event_specific_data.error.cause or e.dagster_event.event_specific_data.error)[-3000:] for e in events[:1]))
+        makespan = max(r.end_time for r in records) - started
+        ideal = args.shots * args.render / 2
+        overhead = [r.end_time - r.start_time - args.render for r in records]
+        queued = [r.start_time - r.create_timestamp.timestamp() for r in records]
+        idle = [b[0] - a[1] for url in urls for a, b in zip(history(url)[:-1], history(url)[1:])]
+        per_card = [len(history(url)) for url in urls]
+        print(f"{args.executor}, {args.shots} shots × {args.render:g} s, {args.yaml.name}: makespan {makespan:.1f} s, "
+              f"ideal {ideal:.1f} s, ratio {makespan / ideal:.3f}; per run: overhead median {statistics.median(overhead):.2f} s "
+              f"(max {max(overhead):.2f}), queue wait median {statistics.median(queued):.1f} s; card idle between "
+              f"renders median {statistics.median(idle):.2f} s, max {max(idle):.2f} s; renders per card {per_card}")
+    finally:
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, 9) if proc.args[0] != sys.executable else proc.terminate()
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait(timeout=30)
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        if args.executor == "celery":
+            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _loaded(client: DagsterGraphQLClient) -> bool:
+    """Whether the webserver has loaded the bench location (the UI shows its jobs)."""
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+    try:
+        entries = client._execute(query)["workspaceOrError"]["locationEntries"]  # noqa: SLF001
+    except Exception:
+        return False
+    kinds = {e["name"]: (e["locationOrLoadError"] or {}).get("__typename") for e in entries}
+    if kinds.get("bench") == "PythonError":
+        error = next(e["locationOrLoadError"]["message"] for e in entries if e["name"] == "bench")
+        raise SystemExit(f"the bench code location failed to load: {error}")
+    return kinds.get("bench") == "RepositoryLocation"
+
+
+if __name__ == "__main__":
+    main()

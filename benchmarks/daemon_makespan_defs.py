@@ -1,0 +1,51 @@
+"""The code location of benchmarks/daemon_makespan.py: BENCH_SHOTS shot assets, one job each, rendering on the
+ComfyUI servers of ANIME_PIPELINE_COMFYUI_URLS with the project's executor (ANIME_PIPELINE_EXECUTOR), pools and
+IO manager — as shot_clip does: in process, a shot leases whichever card is free; with Celery, it is bound to a
+card (its pool and queue) round robin."""
+
+import os
+
+import dagster as dg
+
+from anime_pipeline.definitions import build_executor, build_resources
+from anime_pipeline.resources.gpu import GpuLease
+from anime_pipeline.services.comfyui import ComfyUIClient
+from anime_pipeline.settings import Settings, pool_for
+
+settings = Settings.from_env()
+SERVERS = dict(settings.comfyui_urls)
+OUT = settings.storage_root / "bench"
+
+
+def graph(index: int) -> dict:
+    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                         "color": index + 1}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"bench/{index}"}}}
+
+
+def shot(index: int) -> dg.AssetsDefinition:
+    celery = settings.executor == "celery"
+    pool = settings.card_pool(index) if celery else None
+
+    @dg.asset(name=f"shot_{index:03d}", pool=pool, op_tags={"dagster-celery/queue": pool} if celery else {})
+    def _shot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        pools = [pool] if pool else [pool_for(gpu) for gpu in SERVERS]
+        if pool:  # the step holds its card's slot already
+            gpu = next(g for g in SERVERS if pool_for(g) == pool)
+            return _render(gpu, index)
+        with GpuLease(context.instance, context.run.run_id, context.asset_key.to_user_string(), pools) as held:
+            return _render(next(g for g in SERVERS if pool_for(g) == held), index)
+
+    return _shot
+
+
+def _render(gpu: str, index: int) -> dg.MaterializeResult:
+    with ComfyUIClient(SERVERS[gpu]) as client:
+        client.run(graph(index), OUT / f"shot_{index:03d}")
+    return dg.MaterializeResult(metadata={"gpu": gpu})
+
+
+SHOTS = [shot(i) for i in range(int(os.environ.get("BENCH_SHOTS", "20")))]
+defs = dg.Definitions(assets=SHOTS, jobs=[dg.define_asset_job(f"render_{a.key.path[-1]}", selection=[a.key]) for a in SHOTS],
+                      resources={"io_manager": build_resources(settings)["io_manager"]},
+                      executor=build_executor(settings))
