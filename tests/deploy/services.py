@@ -47,18 +47,23 @@ def vhost() -> Iterator[str]:
 
 
 @contextmanager
-def database() -> Iterator[str]:
+def database(port: int = PG["port"]) -> Iterator[str]:
     import psycopg2
 
     name = f"anime_pipeline_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    def admin(statement: str) -> None:  # a connection each time: the server may have restarted meanwhile
+        connection = psycopg2.connect(dbname="postgres", **{**PG, "port": port})
+        connection.autocommit = True
+        try:
+            connection.cursor().execute(statement)
+        finally:
+            connection.close()
+
+    admin(f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -108,14 +113,16 @@ class Deployment:
 
 
 @contextmanager
-def deployment(tmp_path: Path, backend: str = "rpc://", broker: str | None = None) -> Iterator[Deployment]:
-    """`broker`: a private broker's URL; by default a fresh vhost on the machine's broker."""
-    with (vhost() if broker is None else _none()) as host, database() as db:
+def deployment(tmp_path: Path, backend: str = "rpc://", broker: str | None = None,
+               pg_port: int = PG["port"]) -> Iterator[Deployment]:
+    """`broker`: a private broker's URL; by default a fresh vhost on the machine's broker. `pg_port`: a private
+    PostgreSQL server's; by default the machine's."""
+    with (vhost() if broker is None else _none()) as host, database(pg_port) as db:
         home = tmp_path / "dagster_home"
         home.mkdir()
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
         env = {**os.environ, "DAGSTER_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               "PYTHONPATH": str(REPO), "PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"],
+               "PYTHONPATH": str(REPO), "PGHOST": PG["host"], "PGPORT": str(pg_port), "PGUSER": PG["user"],
                "PGDATABASE": db, "ANIME_PIPELINE_EXECUTOR": "celery",
                "ANIME_PIPELINE_CELERY_BROKER": broker or f"pyamqp://guest:guest@127.0.0.1:5672/{host}",
                "ANIME_PIPELINE_CELERY_BACKEND": backend,
@@ -222,3 +229,41 @@ def redis_results() -> Iterator[str]:
         ours = set(client.scan_iter("celery-task-meta-*")) - before
         if ours:
             client.delete(*ours)
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of this test's own (initdb in a temporary folder, another port), so that restarting it
+    disturbs no one else's tests on the machine's shared server."""
+
+    def __init__(self):
+        import tempfile
+
+        self.bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+        self.root = Path(tempfile.mkdtemp(prefix="anime-test-pg-"))  # outside pytest's root-only folders
+        shutil.chown(self.root, "postgres", "postgres")
+        self.data, self.port = self.root / "data", free_port()
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o",
+                          f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(server.root, ignore_errors=True)

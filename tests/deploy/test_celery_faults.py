@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +14,9 @@ import dagster as dg
 from anime_pipeline import dagster_compat
 from anime_pipeline.storage import outputs
 
-from tests.deploy.services import REPO, deployment, private_broker, redis_results, wait_for
+from anime_pipeline.production.candidates import DecisionLog
+
+from tests.deploy.services import REPO, deployment, private_broker, private_postgres, redis_results, wait_for
 
 JOBS = REPO / "tests" / "deploy" / "celery_jobs.py"
 
@@ -81,3 +84,30 @@ def test_steps_queued_when_the_broker_restarts_are_not_lost(tmp_path: Path):
         assert run.wait(timeout=90) == 0, (made.home / "run.log").read_text()
         assert _attempts(out) == [_attempts(out)[0], "done"]  # run once, after the restart
         assert (out / "clip.published").read_text() == "clip.bin"
+
+
+def test_a_postgres_restart_mid_run_and_an_approval_made_meanwhile(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    decisions = DecisionLog(tmp_path / "storage" / "lantern-post" / "characters" / "hoshi" / "decisions.jsonl")
+    with private_postgres() as postgres, deployment(tmp_path, pg_port=postgres.port) as made:
+        made.start_worker("gpu0", "gpu-0")
+        made.start_worker("cpu", "cpu")
+        run = _launch(made, out, seconds=6.0)
+        wait_for(lambda: len(_attempts(out)) == 1 or run.poll() is not None, "the step to start", 60)
+        assert run.poll() is None, (made.home / "run.log").read_text()
+        postgres.stop()
+        decisions.record("c0001", "approve", "human:test", "approved while the database was down")
+        wait_for(lambda: "done" in _attempts(out), "the step to end while the database is down", 60)
+        time.sleep(3)  # the step's end events wait for the database
+        postgres.start()
+        assert run.wait(timeout=120) == 0, (made.home / "run.log").read_text()  # the run resumed
+        assert "Retrying failed database connection" in made.log("gpu0")  # it really met the outage
+        assert _attempts(out) == [_attempts(out)[0], "done"] and (out / "clip.published").exists()
+        with made.instance() as instance:
+            (record,) = instance.get_run_records()
+            assert record.dagster_run.is_success
+            assert _step_events(instance, record.dagster_run.run_id, dg.DagsterEventType.STEP_SUCCESS, "render") == 1
+    # approvals are files on the shared storage, not rows: the one made during the outage is there
+    latest = decisions.latest()["c0001"]
+    assert (latest.decision, latest.decider) == ("approve", "human:test")
