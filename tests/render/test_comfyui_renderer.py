@@ -230,7 +230,7 @@ def test_decode_video_reads_animated_webp_and_gif(tmp_path, suffix):
     frames = [Image.new("RGB", (16, 12), (40 * i, 255 - 40 * i, 90)) for i in range(4)]
     path = tmp_path / f"clip{suffix}"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True)
-    decoded = decode_video(path)
+    decoded = list(decode_video(path))
     assert len(decoded) == 4 and decoded[0].shape == (12, 16, 3)
     assert np.abs(decoded[3].astype(int) - np.asarray(frames[3])).max() <= 8
 
