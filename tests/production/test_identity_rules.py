@@ -24,7 +24,7 @@ from anime_pipeline.production.scene_video import SceneVideo, transition_frames
 from anime_pipeline.production.shot_clip import GATES as SHOT_GATES
 from anime_pipeline.production.shot_clip import ShotClip, score_clip
 from anime_pipeline.production.step import run_step
-from anime_pipeline.render.base import ClipRequest, ClipResult
+from anime_pipeline.render.base import ClipRequest, ClipStream, RenderedFrame
 from anime_pipeline.render.previz import PrevizRenderer
 from conftest import SAMPLE, empty_store
 from step_env import embedded_env
@@ -55,21 +55,23 @@ class SwapHalfway(PrevizRenderer):
     def __init__(self, colours: dict[str, str]):
         self.colours = colours
 
-    def render_clip(self, request: ClipRequest) -> ClipResult:
-        own = super().render_clip(request)
+    def stream_clip(self, request: ClipRequest) -> ClipStream:
+        own = super().stream_clip(request)
         if "mio" not in [c.slug for c in request.characters]:
             return own
         overrides = {**request.palette_overrides, "mio": {**request.palette_overrides.get("mio", {}), **self.colours}}
-        swapped = super().render_clip(replace(request, palette_overrides=overrides))
-        half = len(own.frames) // 2
-        return ClipResult(own.frames[:half] + swapped.frames[half:], own.face_boxes, own.params)
+        swapped = super().stream_clip(replace(request, palette_overrides=overrides))
+        half = own.n_frames // 2
+        frames = (mine if index < half else RenderedFrame(theirs.image, mine.face_boxes)
+                  for index, (mine, theirs) in enumerate(zip(own.frames, swapped.frames)))
+        return ClipStream(own.params, own.n_frames, frames)
 
 
 def renderer_env(world, renderer):
     env = embedded_env(world.configs, world.storage)
 
     @contextmanager
-    def session(_config, _references):
+    def session(_config, _references, _loras=()):
         yield renderer
 
     env.open_renderer = session
