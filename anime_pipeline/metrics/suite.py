@@ -15,7 +15,8 @@ the previz renderer knows its face boxes exactly) and wherever the models are mi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
@@ -159,31 +160,61 @@ class MetricSuite:
         return ShotMeter(temporal.MotionMeter(fps), temporal.LpipsMeter(lpips) if lpips else None,
                          self._smoothness_meter(), IdentityMeter(anchors, backend))
 
-    def tracked_subject_consistency(self, frames: Sequence[np.ndarray], characters: Mapping[str, Appearance],
+    def tracked_subject_consistency(self, frames: Iterable[np.ndarray], characters: Mapping[str, Appearance],
                                     backend: IdentityBackend) -> Score:
         """Subject consistency on the identity of each character across `frames` (a scene; see
         `character.tracked_consistency`), found in every frame by the identity backend's detector,
         or by its key skin and eye colours on drawings (`drawings.find_faces`). Without
         characters, or when none is found in two frames, VBench's formula on whole frames
-        (`subject_consistency`)."""
-        tracked = self._tracked(frames, characters, backend) if characters else None
-        return tracked if tracked is not None else self.subject_consistency(frames)
+        (`subject_consistency`). `frames` may stream: they are judged IDENTITY_WINDOW at a time
+        (the detectors and feature extractors take batches), and only each frame's features are
+        kept, so a scene never has to fit in memory."""
+        track, similarity, rule, name = self._tracker(characters, backend)
+        extract = self.model("subject_consistency")
+        tracks: dict[str, list[np.ndarray | None]] = {slug: [] for slug in characters}
+        whole: list[np.ndarray] = []
+        for window in _windows(frames, IDENTITY_WINDOW):
+            for slug, found in track(window).items():
+                tracks[slug] += found
+            whole.append((extract or weightfree.palette_features)(window))
+        tracked = tracked_consistency(tracks, similarity, rule, name) if characters else None
+        if tracked is not None:
+            return tracked
+        return vbench.feature_consistency(np.concatenate(whole) if whole else np.zeros((0, 1)),
+                                          vbench.DINO_BACKEND if extract else weightfree.PALETTE_CONSISTENCY_BACKEND)
 
-    def _tracked(self, frames: Sequence[np.ndarray], characters: Mapping[str, Appearance],
-                 backend: IdentityBackend) -> Score | None:
+    def _tracker(self, characters: Mapping[str, Appearance], backend: IdentityBackend
+                 ) -> tuple[Callable[[list[np.ndarray]], dict[str, list[np.ndarray | None]]], Any, IdentityRule, str]:
+        """How the identity backend follows the characters through a window of frames: per
+        character, its feature in each frame (None where it is not found), the similarity and rule
+        that compare features, and the backend's name."""
         if isinstance(backend, CcipIdentity) and all(a.anchor.ccip is not None for a in characters.values()):
-            found = ccip_tracks(frames, {slug: a.anchor.ccip for slug, a in characters.items()}, backend.model,
-                                backend.detector)
-            tracks = {slug: [None if f is None else f[0] for f in track] for slug, track in found.items()}
-            return tracked_consistency(tracks, ccip_similarity(backend.model), backend.rule, backend.backend)
+            ccips = {slug: a.anchor.ccip for slug, a in characters.items()}
+
+            def ccip_window(frames: list[np.ndarray]) -> dict[str, list[np.ndarray | None]]:
+                found = ccip_tracks(frames, ccips, backend.model, backend.detector)
+                return {slug: [None if f is None else f[0] for f in track] for slug, track in found.items()}
+            return ccip_window, ccip_similarity(backend.model), backend.rule, backend.backend
         if isinstance(backend, ArcFaceIdentity) and all(a.anchor.arcface is not None for a in characters.values()):
             anchors = {slug: a.anchor.arcface for slug, a in characters.items()}
-            per_frame = [identity.assign_faces(identity.detect_faces(backend.faces, f), anchors) for f in frames]
-            tracks = {slug: [None if faces[slug] is None else faces[slug].embedding for faces in per_frame]
-                      for slug in anchors}
-            return tracked_consistency(tracks, cosine_matrix, backend.rule, backend.backend)
-        tracks = {slug: [_drawn_signature(frame, appearance) for frame in frames] for slug, appearance in characters.items()}
-        return tracked_consistency(tracks, cosine_matrix, PALETTE_RULE, weightfree.CHARACTER_BACKEND)
+
+            def arcface_window(frames: list[np.ndarray]) -> dict[str, list[np.ndarray | None]]:
+                per_frame = [identity.assign_faces(identity.detect_faces(backend.faces, f), anchors) for f in frames]
+                return {slug: [None if faces[slug] is None else faces[slug].embedding for faces in per_frame]
+                        for slug in anchors}
+            return arcface_window, cosine_matrix, backend.rule, backend.backend
+
+        def drawn_window(frames: list[np.ndarray]) -> dict[str, list[np.ndarray | None]]:
+            return {slug: [_drawn_signature(frame, appearance) for frame in frames]
+                    for slug, appearance in characters.items()}
+        return drawn_window, cosine_matrix, PALETTE_RULE, weightfree.CHARACTER_BACKEND
+
+
+def _windows(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive lists of `size` frames (the last one shorter)."""
+    stream = iter(frames)
+    while window := list(itertools.islice(stream, size)):
+        yield window
 
 
 @cache
