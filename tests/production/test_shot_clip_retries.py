@@ -84,6 +84,10 @@ def test_a_clip_the_gates_reject_is_retried_then_fails_its_gate(characters, kind
     verdicts = checks(result)
     assert {name for name, passed in verdicts.items() if not passed} >= failing
     assert not result.success  # a failed blocking check fails the asset, so nothing downstream runs on it
+    # each attempt streamed into its own folder; only the kept one's frames and clip remain, in place
+    shot_dir = StoragePaths(characters.storage).shot(SHOT)
+    assert sorted(p.name for p in shot_dir.iterdir()) == ["clip.mp4", "frames", "manifest.json"]
+    assert len(list((shot_dir / "frames").iterdir())) == manifest.frames == attempts[0].request.n_frames
 
 
 def test_a_clip_that_passes_is_rendered_once(characters):
