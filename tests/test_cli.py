@@ -47,8 +47,9 @@ def test_unknown_character_for_review_names_the_fix(configs_dir, monkeypatch, ca
 
 
 def test_review_decisions_are_appended_and_survive(configs_dir, tmp_path, monkeypatch, capsys):
-    from anime_pipeline.paths import StoragePaths
     from anime_pipeline.production.dataset import DecisionLog, dataset_state
+
+    from anime_pipeline.paths import StoragePaths
     from anime_pipeline.storage import write_json
 
     storage = tmp_path / "storage"

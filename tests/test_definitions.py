@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from anime_pipeline.definitions import build_definitions
-
-from conftest import REPO
+from tests.worlds import REPO
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 PRODUCTION_ASSETS = {"character_reference", "character_embedding", "approved_dataset", "character_lora", "shot_clip",

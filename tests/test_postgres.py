@@ -12,8 +12,7 @@ import pytest
 from anime_pipeline.definitions import build_definitions
 from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
-
-from conftest import REPO, empty_store
+from tests.worlds import REPO, empty_store
 
 psycopg2 = pytest.importorskip("psycopg2")
 PG = {"host": os.environ.get("ANIME_PIPELINE_TEST_PG_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}

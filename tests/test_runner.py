@@ -4,7 +4,7 @@ from anime_pipeline.definitions import build_definitions
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.runner import Runner
 from anime_pipeline.sensors.sync import sync_instance
-from conftest import add_lenient_show
+from tests.worlds import add_lenient_show
 
 
 def test_a_phase_failed_by_another_show_does_not_stop_this_ones_plan(settings, instance):

@@ -9,7 +9,6 @@ import time
 import dagster as dg
 import pytest
 import yaml
-from fake_comfyui import FakeComfyUI, provision
 
 from anime_pipeline.config import Project
 from anime_pipeline.definitions import build_definitions
@@ -18,8 +17,8 @@ from anime_pipeline.runner import Runner
 from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
-
-from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
+from tests.services.fake_comfyui import FakeComfyUI, provision
+from tests.worlds import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
 RENDER_SECONDS = 1.5  # long against process start-up jitter on a loaded 2-core machine
 SHOTS = ["lantern-post/ep01/sc01/sh02", "lantern-post/ep01/sc01/sh03"]

@@ -8,17 +8,16 @@ import logging
 import dagster as dg
 import pytest
 import yaml
-from fake_echo_brain import LEARN, REFINE, FakeEchoBrain
-from fake_ollama import FakeOllama
+from anime_pipeline.production.dataset import DecisionLog, dataset_state
 
 from anime_pipeline.definitions import build_definitions
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production.dataset import DecisionLog, dataset_state
 from anime_pipeline.sensors.sync import sync_instance
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
-
-from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
+from tests.services.fake_echo_brain import LEARN, REFINE, FakeEchoBrain
+from tests.services.fake_ollama import FakeOllama
+from tests.worlds import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
 SECRET = "s3cr3t-pa55"  # in every service URL: it must show up nowhere the pipeline writes or logs
 
