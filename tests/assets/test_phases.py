@@ -17,9 +17,9 @@ from anime_pipeline.definitions import (
 SHOT = "lantern-post/ep01/sc01/sh02"  # mio alone
 
 
-def _gate(defs: dg.Definitions, instance, show: str) -> dg.ExecuteInProcessResult:
+def _gate(defs: dg.Definitions, project: Project, instance, show: str) -> dg.ExecuteInProcessResult:
     key = dg.AssetKey([show, "phase1_stills"])
-    return defs.resolve_job_def(characters_job_name(show)).execute_in_process(
+    return defs.resolve_job_def(episode_job_name(project.episodes[f"{show}/ep01"])).execute_in_process(
         instance=instance, asset_selection=[key], raise_on_error=False)
 
 
@@ -50,7 +50,7 @@ def test_each_show_judges_its_own_characters_and_holds_its_shots_until_open(show
                              for a in ("character_reference", "character_embedding", "approved_dataset",
                                        "character_lora")])
         assert not characters.success
-        gate = _gate(defs, instance, "lantern-post")
+        gate = _gate(defs, project, instance, "lantern-post")
         (evaluation,) = gate.get_asset_check_evaluations()
         assert evaluation.check_name == PHASE_CHECK and not evaluation.passed
         metadata = gate.get_asset_materialization_events()[0].materialization.metadata
@@ -59,7 +59,7 @@ def test_each_show_judges_its_own_characters_and_holds_its_shots_until_open(show
         assert "Phase 1 — stills is closed (50% pass, needs 80%; blocking: lantern-post/hoshi)" in message
 
         # the other show's gate judges only its own characters, none of which ran
-        (other,) = _gate(defs, instance, "second-show").get_asset_check_evaluations()
+        (other,) = _gate(defs, project, instance, "second-show").get_asset_check_evaluations()
         assert not other.passed and other.metadata["verdict"].value == "closed (none of 2 entities evaluated)"
 
     # a show that accepts half its characters opens on the same verdicts, and its shot renders
@@ -67,6 +67,6 @@ def test_each_show_judges_its_own_characters_and_holds_its_shots_until_open(show
     project = Project.load(lenient.configs)
     defs = build_definitions(lenient.settings(), project)
     with lenient.instance() as instance:
-        (evaluation,) = _gate(defs, instance, "lantern-post").get_asset_check_evaluations()
+        (evaluation,) = _gate(defs, project, instance, "lantern-post").get_asset_check_evaluations()
         assert evaluation.passed and evaluation.metadata["value"].value == 0.5
         assert _shot(defs, project, instance).get_asset_materialization_events()
