@@ -75,7 +75,7 @@ def renderer_env(world, renderer):
     env = embedded_env(world.configs, world.storage)
 
     @contextmanager
-    def session(_config, _references):
+    def session(_config, _references, _loras=()):
         yield renderer
 
     env.open_renderer = session

@@ -46,7 +46,8 @@ class StandInRenderer(RendererResource):
     kind: str
 
     @contextmanager
-    def session(self, context, config, references: Mapping[str, Path] | None = None) -> Iterator[PrevizRenderer]:
+    def session(self, context, config, references: Mapping[str, Path] | None = None,
+                loras=()) -> Iterator[PrevizRenderer]:
         yield {"frozen": FrozenRenderer, "noise": NoiseRenderer, "previz": PrevizRenderer}[self.kind]()
 
 
