@@ -3,7 +3,12 @@ from pathlib import Path
 import pytest
 
 from anime_pipeline.config import parse_show
-from anime_pipeline.config.checks import MAX_LETTERS_PER_SECOND, MAX_WORDS_PER_SECOND, dialogue_problem, outside_problem
+from anime_pipeline.config.checks import (
+    MAX_LETTERS_PER_SECOND,
+    MAX_WORDS_PER_SECOND,
+    dialogue_problem,
+    outside_problem,
+)
 from anime_pipeline.config.schema import DialogueLine, Shot
 
 

@@ -9,9 +9,15 @@ import pytest
 from anime_pipeline.metrics import suite as suite_module
 from anime_pipeline.metrics import temporal, vbench, weightfree
 from anime_pipeline.metrics.models import ModelUnavailable
-from anime_pipeline.metrics.suite import (Anchor, ArcFaceIdentity, MetricSuite, PaletteIdentity, character_identity,
-                                          still_identity)
-from conftest import empty_store
+from anime_pipeline.metrics.suite import (
+    Anchor,
+    ArcFaceIdentity,
+    MetricSuite,
+    PaletteIdentity,
+    character_identity,
+    still_identity,
+)
+from tests.worlds import empty_store
 
 COMFYUI, PREVIZ = "comfyui 0.3.10 (http://gpu:8188)", "previz (embedded, CPU)"
 FRAMES = [np.full((32, 32, 3), v, np.uint8) for v in (10, 20, 30, 40, 50)]
@@ -91,13 +97,13 @@ class TestArcFace:
     def faces(self, tmp_path):
         pytest.importorskip("insightface")
         from anime_pipeline.metrics import identity
-        from tiny_models import SameFacesDetector, tiny_arcface
+        from tests.tiny_models import SameFacesDetector, tiny_arcface
 
         recognizer = identity.load_recognizer(tiny_arcface(tmp_path / "w600k_tiny.onnx"))
         return identity.face_model(SameFacesDetector([(0, 0)]), recognizer, "tiny")
 
     def test_clips_and_stills_are_measured_against_the_arcface_anchor(self, faces):
-        from tiny_models import expected_embedding, face
+        from tests.tiny_models import expected_embedding, face
 
         anchor = Anchor(np.zeros(512), expected_embedding(face(1)))
         scores = character_identity([face(1), face(2)], [{}, {}], {"mio": anchor}, ArcFaceIdentity(faces)).scores
@@ -108,12 +114,12 @@ class TestArcFace:
         assert judged.similarity == pytest.approx(1.0, abs=1e-5) and judged.backend == faces.backend
 
     def test_a_shot_without_characters_has_no_identity_to_measure(self, faces):
-        from tiny_models import face
+        from tests.tiny_models import face
 
         assert character_identity([face(1)], [{}], {}, ArcFaceIdentity(faces)).scores == {}
 
     def test_without_an_arcface_anchor_the_palette_is_used(self, faces):
-        from tiny_models import face
+        from tests.tiny_models import face
 
         anchor = Anchor(weightfree.palette_signature(face(1)))
         scores = character_identity([face(1)], [{"mio": (0, 0, 112, 112)}], {"mio": anchor}, ArcFaceIdentity(faces)).scores
@@ -143,7 +149,7 @@ class TestIdentityBackends:
         pytest.importorskip("onnxruntime")
         from anime_pipeline.metrics import ccip
         from anime_pipeline.metrics.suite import CcipIdentity, character_identity
-        from tiny_models import tiny_anime_detector, tiny_ccip
+        from tests.tiny_models import tiny_anime_detector, tiny_ccip
 
         store = empty_store(tmp_path)
         tiny_ccip(store.ccip_dir, threshold=0.2)
@@ -208,7 +214,11 @@ def test_subject_consistency_without_characters_found_is_vbench_on_whole_frames(
 
 def test_a_still_is_judged_by_the_backend_its_anchor_allows(tmp_path):
     from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE
-    from anime_pipeline.metrics.suite import ArcFaceIdentity, PaletteIdentity, still_identity
+    from anime_pipeline.metrics.suite import (
+        ArcFaceIdentity,
+        PaletteIdentity,
+        still_identity,
+    )
 
     image = np.zeros((60, 60, 3), np.uint8)
     image[20:50, 20:40] = (200, 150, 120)

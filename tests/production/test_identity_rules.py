@@ -14,7 +14,13 @@ from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import IdentityThresholds, Quality
 from anime_pipeline.imaging import load_png
 from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE, IdentityRule
-from anime_pipeline.metrics.suite import ArcFaceIdentity, CcipIdentity, MetricSuite, PaletteIdentity, still_identity
+from anime_pipeline.metrics.suite import (
+    ArcFaceIdentity,
+    CcipIdentity,
+    MetricSuite,
+    PaletteIdentity,
+    still_identity,
+)
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.character_embedding import compute_anchors, load_anchor
 from anime_pipeline.production.character_reference import ReferenceManifest
@@ -26,8 +32,8 @@ from anime_pipeline.production.shot_clip import ShotClip, score_clip
 from anime_pipeline.production.step import run_step
 from anime_pipeline.render.base import ClipRequest, ClipStream, RenderedFrame
 from anime_pipeline.render.previz import PrevizRenderer
-from conftest import SAMPLE, empty_store
-from step_env import embedded_env
+from tests.step_env import embedded_env
+from tests.worlds import SAMPLE, empty_store
 
 RENDERED = "comfyui 0.3.64 (http://gpu:8188)"  # a real renderer's images: the model backends judge them
 SCENE = "lantern-post/ep01/sc01"
@@ -128,7 +134,7 @@ def test_ccip_anchors_and_identity_run_through_the_steps(characters, tmp_path):
     character_embedding makes a CCIP anchor, and a shot's identity is CCIP's, judged by the
     model's metrics.json threshold unless the show sets quality.identity.ccip."""
     pytest.importorskip("onnxruntime")
-    from tiny_models import tiny_anime_detector, tiny_ccip
+    from tests.tiny_models import tiny_anime_detector, tiny_ccip
 
     store = empty_store(tmp_path)
     tiny_ccip(store.ccip_dir, threshold=0.2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,7 @@ from anime_pipeline.render.workflows import (
     load_template,
 )
 from anime_pipeline.services.comfyui import ComfyUIClient, WorkflowValidationError
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "services"))
-from fake_comfyui import FakeComfyUI, provision  # noqa: E402
+from tests.services.fake_comfyui import FakeComfyUI, provision
 
 CONFIGS = Path(__file__).resolve().parents[2] / "project_configs"
 W, H = 64, 48

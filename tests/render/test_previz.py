@@ -11,7 +11,12 @@ import pytest
 from anime_pipeline.config import Project
 from anime_pipeline.config.schema import MOTION_PRESETS, Character, Quality
 from anime_pipeline.metrics import temporal
-from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, ClipRequest, StillRequest
+from anime_pipeline.render.base import (
+    REFERENCE_EXPRESSIONS,
+    REFERENCE_POSES,
+    ClipRequest,
+    StillRequest,
+)
 from anime_pipeline.render.previz import PrevizRenderer
 
 W, H = 320, 180
