@@ -254,7 +254,7 @@ def _previz_clip(n_frames: int, width: int = 256, height: int = 144):
     from anime_pipeline.config.loader import load_show
     from anime_pipeline.render.base import ClipRequest
     from anime_pipeline.render.previz import PrevizRenderer
-    from conftest import SAMPLE
+    from tests.worlds import SAMPLE
 
     config = load_show(SAMPLE)
     request = ClipRequest(characters=tuple(config.characters), shot_type="medium", prompt="p", motion_prompt="m",
@@ -300,7 +300,7 @@ def test_model_identity_judges_windows_that_join_into_the_whole_clip(tmp_path):
     from anime_pipeline.metrics import ccip
     from anime_pipeline.metrics.character import ccip_identity, ccip_reference
     from anime_pipeline.metrics.suite import IDENTITY_WINDOW, CcipIdentity
-    from tiny_models import tiny_anime_detector, tiny_ccip
+    from tests.tiny_models import tiny_anime_detector, tiny_ccip
 
     store = empty_store(tmp_path)
     tiny_ccip(store.ccip_dir, threshold=0.2)
