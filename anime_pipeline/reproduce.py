@@ -40,12 +40,14 @@ class Reproduction:
 
 
 def reproduce_shot(ref: ShotRef, shot_dir: Path, manifest: ShotManifest, renderer: Renderer) -> Reproduction:
-    """Render the chosen attempt's recorded request again and compare it with the saved frames."""
+    """Render the chosen attempt's recorded request again and compare it with the saved frames,
+    frame by frame as the render streams (one rendered and one saved frame in memory)."""
     attempt = manifest.chosen
-    clip = renderer.render_clip(attempt.request.request(ref.characters(), shot_dir))
-    saved = [load_png(p) for p in frame_paths(shot_dir)]
-    if len(saved) != len(clip.frames):
-        raise ValueError(f"{ref.key}: recorded {len(saved)} frames, the reproduction made {len(clip.frames)}")
-    differences = [int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(saved, clip.frames)]
+    clip = renderer.stream_clip(attempt.request.request(ref.characters(), shot_dir))
+    saved = frame_paths(shot_dir)
+    if len(saved) != clip.n_frames:
+        raise ValueError(f"{ref.key}: recorded {len(saved)} frames, the reproduction makes {clip.n_frames}")
+    differences = [int(np.abs(load_png(path).astype(np.int16) - frame.image.astype(np.int16)).max())
+                   for path, frame in zip(saved, clip.frames, strict=True)]
     return Reproduction(len(saved), sum(d == 0 for d in differences), max(differences),
                         attempt.renderer_params.get("graph_sha256"), clip.params.get("graph_sha256"))

@@ -11,6 +11,7 @@ model backends find faces themselves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from anime_pipeline.config.project import Project
 from anime_pipeline.config.schema import Quality, ShowConfig
-from anime_pipeline.media import MediaError, probe, read_frames
+from anime_pipeline.media import MediaError, iter_frames, probe
 from anime_pipeline.metrics.scores import Score
 from anime_pipeline.metrics.suite import Appearance, MetricSuite, PaletteIdentity, drawn_face_boxes
 from anime_pipeline.paths import StoragePaths
@@ -31,7 +32,6 @@ from anime_pipeline.production.shot_clip import GATES, ShotManifest, clip_scores
 
 DEFAULT_FPS = 24.0  # a PNG folder's frame rate when neither --fps nor a show gives one
 MIN_FRAMES = 3  # VBench motion smoothness interpolates between every other frame
-MAX_DECODED_BYTES = 2 << 30  # a clip is scored in memory: 2 GiB of RGB frames (~3,900 frames at 640×360)
 RENDERED = "rendered (not previz)"  # the renderer of a clip scored for a show that does not say otherwise
 
 
@@ -46,14 +46,21 @@ class ScoringError(Exception):
 
 @dataclass(frozen=True)
 class Clip:
+    """A clip to score, read frame by frame when scored (`frames`): never held whole."""
+
     source: Path
-    frames: list[np.ndarray]
+    count: int
+    size: tuple[int, int]  # width, height
     fps: float
 
-    @property
-    def size(self) -> tuple[int, int]:
-        height, width = self.frames[0].shape[:2]
-        return width, height
+    def frames(self) -> Iterator[np.ndarray]:
+        """The clip's frames, decoded (a video) or loaded (a PNG folder) one at a time."""
+        if self.source.is_dir():
+            for file in _png_frames(self.source):
+                with Image.open(file) as image:
+                    yield np.asarray(image.convert("RGB"))
+        else:
+            yield from iter_frames(self.source)
 
 
 @dataclass(frozen=True)
@@ -87,21 +94,13 @@ class Report:
 
 # --- reading a clip --------------------------------------------------------------------------
 
-def _too_large(path: Path, frames: int, width: int, height: int) -> None:
-    decoded = frames * width * height * 3
-    if decoded > MAX_DECODED_BYTES:
-        raise ScoringError(f"{path}: {frames} frames of {width}x{height} are {decoded / 2**30:.1f} GiB decoded, more "
-                           f"than the {MAX_DECODED_BYTES / 2**30:.0f} GiB a clip may take",
-                           "score a shorter or smaller clip (one shot)")
-
-
 def _too_short(path: Path, frames: int) -> None:
     if frames < MIN_FRAMES:
         raise ScoringError(f"{path}: {frames} frame(s); the shot gates need at least {MIN_FRAMES}")
 
 
 def read_video(path: Path) -> Clip:
-    """Every frame of a video file and its frame rate."""
+    """A video file's frame count, size and frame rate (its frames stream when scored)."""
     try:
         info = probe(path)
     except MediaError as error:
@@ -111,13 +110,17 @@ def read_video(path: Path) -> Clip:
     if not info.frames or not info.width or not info.height or not info.fps:
         raise ScoringError(f"{path} has no video stream with a frame rate", "give a video file or a folder of PNGs")
     _too_short(path, info.frames)
-    _too_large(path, info.frames, info.width, info.height)
-    return Clip(path, list(read_frames(path)), info.fps)
+    return Clip(path, info.frames, (info.width, info.height), info.fps)
+
+
+def _png_frames(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.png") if not p.name.startswith("."))
 
 
 def read_png_folder(folder: Path, fps: float) -> Clip:
-    """The folder's PNG frames in name order (0000.png, 0001.png, …), all of one size."""
-    files = sorted(p for p in folder.glob("*.png") if not p.name.startswith("."))
+    """The folder's PNG frames in name order (0000.png, 0001.png, …), all of one size (checked
+    here; the frames are loaded one at a time when scored)."""
+    files = _png_frames(folder)
     if not files:
         raise ScoringError(f"{folder} holds no PNG frames", "give a folder of PNG frames (0000.png, 0001.png, …) or a video")
     _too_short(folder, len(files))
@@ -135,12 +138,7 @@ def read_png_folder(folder: Path, fps: float) -> Clip:
     if odd is not None:
         raise ScoringError(f"{odd} is {sizes[odd][0]}x{sizes[odd][1]}, but {files[0].name} is {first[0]}x{first[1]}: "
                            f"every frame of a clip has one size")
-    _too_large(folder, len(files), *first)
-    frames = []
-    for file in files:
-        with Image.open(file) as image:
-            frames.append(np.asarray(image.convert("RGB")))
-    return Clip(folder, frames, fps)
+    return Clip(folder, len(files), first, fps)
 
 
 def read_clip(path: Path, fps: float | None = None, default_fps: float = DEFAULT_FPS) -> Clip:
@@ -238,20 +236,22 @@ def score(clip: Clip, target: Target, characters: dict[str, Appearance], suite: 
     backend = (show_identity_backend(suite, target.config, target.renderer) if target.config is not None
                else PaletteIdentity())
     anchors = {slug: look.anchor for slug, look in characters.items()}
-    if isinstance(backend, PaletteIdentity):
-        measures = suite.shot_measures(clip.frames, clip.fps, drawn_face_boxes(clip.frames, characters), anchors,
-                                       backend)
+    meter = suite.shot_meter(clip.fps, anchors, backend)
+    palette = isinstance(backend, PaletteIdentity)
+    for frame in clip.frames():
+        # without the renderer's boxes the drawn faces are found by colour; the models' detectors find their own
+        meter.add(frame, drawn_face_boxes([frame], characters)[0] if palette else {})
+    measures = meter.result()
+    if palette:
         identity = measures.identity
         found = {slug: _found_frames_only(s) for slug, s in identity.scores.items()}
         measures = replace(measures, identity=replace(identity, scores=found))
-    else:  # the models' detectors find the faces themselves
-        measures = suite.shot_measures(clip.frames, clip.fps, [{} for _ in clip.frames], anchors, backend)
     return Report(clip, target, backend.backend, GATES.evaluate(clip_scores(measures), target.quality))
 
 
 def as_json(report: Report) -> dict[str, Any]:
     width, height = report.clip.size
-    return {"source": str(report.clip.source), "frames": len(report.clip.frames), "fps": report.clip.fps,
+    return {"source": str(report.clip.source), "frames": report.clip.count, "fps": report.clip.fps,
             "width": width, "height": height, "show": report.target.config.show.slug if report.target.config else None,
             "shot": report.target.shot, "characters": list(report.target.characters),
             "identity_backend": report.identity_backend, "passed": report.passed,
@@ -276,7 +276,7 @@ def render(report: Report) -> list[str]:
     judged = (f"shot {target.shot}" if target.shot else f"show {target.config.show.slug}" if target.config
               else "the default thresholds")
     cast = f", identity of {', '.join(target.characters)}" if target.characters else ""
-    header = f"{report.clip.source}: {len(report.clip.frames)} frames, {width}x{height} at {report.clip.fps:g} fps"
+    header = f"{report.clip.source}: {report.clip.count} frames, {width}x{height} at {report.clip.fps:g} fps"
     lines = [f"{header} — judged as {judged}{cast}"]
     for r in report.results:
         lines.append(f"  {'pass' if r.passed else 'FAIL'}  {r.name:<20} {r.value!s:>8} {SYMBOL[r.direction]} "

@@ -3,6 +3,7 @@ from __future__ import annotations
 import yaml
 
 from anime_pipeline.cli import main
+from tests.services.fake_ollama import unused_url
 
 
 def test_validate_ok(configs_dir, monkeypatch, capsys):
@@ -34,7 +35,8 @@ def test_validate_checks_and_reports_every_file(configs_dir, sample_text, monkey
     assert len(err) == 3 and "Traceback" not in captured.err
     assert err[0].startswith(f"{configs_dir / 'a_latin1.yaml'}:5: <file>: byte 0xf6 at column 19 is not UTF-8")
     assert err[1].startswith(f"{configs_dir / 'b_deep.yaml'}:1: ") and "nest" in err[1]
-    assert err[2] == (f"{configs_dir / 'lantern_post.yaml'}:4: show.slug: show slug 'lantern-post' is already used by "
+    slug_line = (configs_dir / "lantern_post.yaml").read_text().splitlines().index("  slug: lantern-post") + 1
+    assert err[2] == (f"{configs_dir / 'lantern_post.yaml'}:{slug_line}: show.slug: show slug 'lantern-post' is already used by "
                       f"{configs_dir / 'c_copy.yaml'}")
     assert captured.out == f"{configs_dir / 'c_copy.yaml'}: ok — 'Lantern Post': 2 characters, 1 episodes, 5 shots\n"
 
@@ -48,19 +50,17 @@ def test_unknown_character_for_review_names_the_fix(configs_dir, monkeypatch, ca
 
 def test_review_decisions_are_appended_and_survive(configs_dir, tmp_path, monkeypatch, capsys):
     from anime_pipeline.paths import StoragePaths
-    from anime_pipeline.production.dataset import DecisionLog, dataset_state
-    from anime_pipeline.storage import write_json
+    from anime_pipeline.production.candidates import DecisionLog, dataset_state
+    from tests.studio.studio_data import make_candidates
 
     storage = tmp_path / "storage"
     monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
     monkeypatch.setenv("ANIME_PIPELINE_STORAGE", str(storage))
     paths = StoragePaths(storage)
     key = "lantern-post/hoshi"
-    for cid in ("c0000", "c0001"):
-        (paths.candidates(key)).mkdir(parents=True, exist_ok=True)
-        (paths.candidates(key) / f"{cid}.png").write_bytes(b"png")
-        write_json(paths.candidates(key) / f"{cid}.json", {"id": cid, "verdict": {"score": 0.9, "reasons": []}})
-        DecisionLog(paths.decisions_log(key)).record(cid, "human_review", "auto:heuristic", "non-human")
+    make_candidates(configs_dir, storage, key, 2)  # hoshi is not human: both wait for a person
+    assert [c.id for c in dataset_state(paths.candidates(key), DecisionLog(paths.decisions_log(key))).pending] == [
+        "c0000", "c0001"]
     assert main(["review", "approve", key, "c0000", "--user", "ana"]) == 0
     assert main(["review", "reject", key, "--all-pending", "--user", "ana", "--reason", "off-model"]) == 0
     with open(paths.decisions_log(key), "a") as fh:
@@ -70,16 +70,18 @@ def test_review_decisions_are_appended_and_survive(configs_dir, tmp_path, monkey
     assert main(["review", "approve", key, "c9999"]) == 2
 
 
-def test_sync_then_status(configs_dir, tmp_path, monkeypatch, capsys):
+def test_sync_validates_and_reloads_then_status_lists_every_artifact(configs_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(configs_dir))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    assert main(["sync"]) == 0
-    assert "+2 character, +5 shot, +2 scene, +1 episode, 10 spec versions" in capsys.readouterr().out
-    assert main(["sync"]) == 0
-    assert "in sync" in capsys.readouterr().out
+    assert main(["sync", "--dagster-url", unused_url()]) == 0
+    out = capsys.readouterr().out
+    assert "valid — 2 characters, 5 shots, 2 scenes, 1 episodes in 1 show(s)" in out and "no Dagster UI answers" in out
     assert main(["status"]) == 0
     out = capsys.readouterr().out
-    assert "  lantern-post/ep01/sc02/sh02\n    shot_clip            not materialized" in out
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert len(rows) == 21 and {row[1] for row in rows} >= {"shot_clip", "scene_video", "jellyfin_publish"}
+    assert ["lantern-post/ep01/sc02/sh02", "shot_clip", "not", "materialized", "MISSING"] == rows[
+        [row[:2] for row in rows].index(["lantern-post/ep01/sc02/sh02", "shot_clip"])][:5]
     assert (tmp_path / "home" / "dagster.yaml").exists()
 
 
@@ -113,4 +115,5 @@ def test_reproduce_a_shot_never_rendered_says_what_to_do(configs_dir, tmp_path, 
     monkeypatch.setenv("ANIME_PIPELINE_STORAGE", str(tmp_path / "storage"))
     assert main(["reproduce", "shot_clip", "lantern-post/ep01/sc01/sh01"]) == 2
     err = capsys.readouterr().err
-    assert "has never been rendered" in err and "fix: materialize shot_clip" in err
+    assert "lantern-post/ep01/sc01/sh01 has no recorded render" in err
+    assert "fix: materialize its shot_clip first (anime-pipeline backfill lantern-post/ep01)" in err

@@ -9,15 +9,15 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from anime_pipeline.definitions import build_definitions
-
-from conftest import REPO
+from tests.worlds import REPO
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
-PRODUCTION_ASSETS = {"character_reference", "character_embedding", "approved_dataset", "character_lora", "shot_clip",
-                     "scene_video", "episode_video", "jellyfin_publish"}
+ARTIFACTS = {"character_reference", "character_embedding", "approved_dataset", "character_lora", "shot_clip",
+             "scene_video", "episode_video", "jellyfin_publish"}
 
 
 def _graph_snapshot(settings) -> dict:
@@ -27,12 +27,12 @@ def _graph_snapshot(settings) -> dict:
         node = graph.get(key)
         out[key.to_user_string()] = {
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
-            "partitions": getattr(node.partitions_def, "name", None),
             "checks": sorted(c.name for c in node.check_keys),
             "blocking_checks": sorted(c.name for c in node.check_keys if graph.get_check_spec(c).blocking),
             "code_version": node.code_version,
             "pools": sorted(node.pools or []),
             "group": node.group_name,
+            "tags": {k: v for k, v in sorted(node.tags.items()) if k.startswith("anime/")},
             "automation": node.automation_condition.get_label() if node.automation_condition else None,
         }
     return out
@@ -45,28 +45,31 @@ def test_asset_graph_matches_snapshot(settings):
     assert snapshot == json.loads(SNAPSHOT.read_text())
 
 
-def test_all_eight_assets_have_blocking_gates_and_partitions(settings):
-    snapshot = _graph_snapshot(settings)
-    assert PRODUCTION_ASSETS <= set(snapshot)
-    for name in PRODUCTION_ASSETS:
-        assert snapshot[name]["blocking_checks"], name
-        assert snapshot[name]["partitions"] in {"characters", "shots", "scenes", "episodes"}
+def test_every_artifact_of_every_entity_has_its_blocking_gates_and_no_partitions(settings):
+    graph = build_definitions(settings).resolve_asset_graph()
+    artifacts = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.partitions_def is None, key
+        artifacts.setdefault(key.path[-1], []).append(node)
+    assert ARTIFACTS <= set(artifacts)
+    assert len(artifacts["shot_clip"]) == 5 and len(artifacts["character_lora"]) == 2
+    for name in ARTIFACTS:
+        for node in artifacts[name]:
+            assert any(graph.get_check_spec(c).blocking for c in node.check_keys), node.key
 
 
 def test_gpu_steps_claim_their_device_pool(settings):
-    from dataclasses import replace
-
     snapshot = _graph_snapshot(replace(settings, renderer_gpu="0"))
-    for name in ("character_reference", "approved_dataset", "character_lora", "shot_clip"):
-        assert snapshot[name]["pools"] == ["gpu-0"], name
-    assert snapshot["scene_video"]["pools"] == []  # metrics on the CPU
+    for artifact in ("character_reference", "approved_dataset", "character_lora"):
+        assert snapshot[f"lantern-post/mio/{artifact}"]["pools"] == ["gpu-0"], artifact
+    assert snapshot["lantern-post/ep01/sc01/sh01/shot_clip"]["pools"] == ["gpu-0"]
+    assert snapshot["lantern-post/ep01/sc01/scene_video"]["pools"] == []  # metrics on the CPU
 
 
 def test_scenes_claim_the_metrics_gpu(settings):
-    from dataclasses import replace
-
     snapshot = _graph_snapshot(replace(settings, models=replace(settings.models, device="cuda:1")))
-    assert snapshot["scene_video"]["pools"] == ["gpu-1"]
+    assert snapshot["lantern-post/ep01/sc01/scene_video"]["pools"] == ["gpu-1"]
 
 
 def test_dagster_definitions_validate_through_workspace_yaml(tmp_path):

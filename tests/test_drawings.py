@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from drawn_images import EYES, SKIN, drawn_face
 
 from anime_pipeline.drawings import find_face, find_faces, is_previz
 from anime_pipeline.render.previz import PrevizRenderer
+from tests.drawn_images import EYES, SKIN, drawn_face
 
 
 def test_previz_is_told_apart_by_the_backend_string_alone():

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anime_pipeline.imaging import COLOR_TOLERANCE, as_rgb, color_mask, hex_to_rgb, rgb_to_hex
+from anime_pipeline.imaging import (
+    COLOR_TOLERANCE,
+    as_rgb,
+    color_mask,
+    hex_to_rgb,
+    rgb_to_hex,
+)
 
 
 def test_colours_convert_both_ways():

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "anime_pipeline"
 
 # Plain Python that knows nothing of Dagster. The Dagster layer (assets, resources, sensors,

@@ -13,8 +13,7 @@ from anime_pipeline.media import decode_check, probe
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.shot_clip import ShotManifest
 from anime_pipeline.status import collect_status
-
-from conftest import EPISODE, SAMPLE
+from tests.worlds import EPISODE, SAMPLE
 
 SHOT = f"{EPISODE}/sc01/sh02"
 

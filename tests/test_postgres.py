@@ -9,13 +9,13 @@ import uuid
 import dagster as dg
 import pytest
 
-from anime_pipeline.definitions import build_definitions
-from anime_pipeline.sensors.sync import sync_instance
+from anime_pipeline.assets.keys import asset_key
+from anime_pipeline.definitions import build_definitions, characters_job_name
 from anime_pipeline.settings import Settings
-
-from conftest import REPO, empty_store
+from tests.worlds import REPO, empty_store
 
 psycopg2 = pytest.importorskip("psycopg2")
+REFERENCE, EMBEDDING = asset_key("character_reference", "lantern-post/mio"), asset_key("character_embedding", "lantern-post/mio")
 PG = {"host": os.environ.get("ANIME_PIPELINE_TEST_PG_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
 
 
@@ -45,20 +45,16 @@ def test_production_instance_on_postgres(database, tmp_path, configs_dir, monkey
     settings = Settings(configs_dir, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        sync_instance(instance, configs_dir)
-        result = build_definitions(settings).resolve_job_def("character_job").execute_in_process(
-            partition_key="lantern-post/mio", instance=instance, asset_selection=[
-                dg.AssetKey("character_reference"), dg.AssetKey("character_embedding")])
+        result = build_definitions(settings).resolve_job_def(characters_job_name("lantern-post")).execute_in_process(
+            instance=instance, asset_selection=[REFERENCE, EMBEDDING])
         assert result.success
         run_id = result.run_id
     # A fresh instance reads everything back from PostgreSQL.
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_run_by_id(run_id).is_success
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("character_embedding"), asset_partitions=["lantern-post/mio"]), limit=1).records
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=EMBEDDING), limit=1).records
         assert records and records[0].asset_materialization.metadata["dimensions"].value == 512
         checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey("character_embedding"), "references_agree")])
+            [dg.AssetCheckKey(EMBEDDING, "references_agree")])
         evaluation = next(iter(checks.values())).event.dagster_event.event_specific_data
         assert evaluation.passed and evaluation.metadata["threshold"].value == 0.70
-        assert set(instance.get_dynamic_partitions("shots")) >= {"lantern-post/ep01/sc01/sh01"}

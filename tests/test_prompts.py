@@ -1,5 +1,12 @@
 from anime_pipeline.config import parse_show
-from anime_pipeline.prompts import NON_HUMAN_NEGATIVES, caption, character_negatives, negative_prompt, shot_prompt, still_prompt
+from anime_pipeline.prompts import (
+    NON_HUMAN_NEGATIVES,
+    caption,
+    character_negatives,
+    negative_prompt,
+    shot_prompt,
+    still_prompt,
+)
 
 
 def test_non_human_negatives_and_common_errors(sample_text):

@@ -25,7 +25,7 @@ SMALL_SHOW = {
 def _small_world(show_factory):
     import yaml
 
-    from conftest import SAMPLE
+    from tests.worlds import SAMPLE
 
     mio = yaml.safe_load(SAMPLE.read_text())["characters"][0]
     return show_factory({**SMALL_SHOW, "characters": [mio]})
@@ -70,7 +70,13 @@ def test_a_killed_demo_does_not_block_the_next_one(show_factory):
 
 
 def test_live_runs_and_other_hosts_runs_are_left_alone(instance):
-    from anime_pipeline.recovery import HOST_TAG, PID_TAG, START_TAG, owner_tags, process_start
+    from anime_pipeline.recovery import (
+        HOST_TAG,
+        PID_TAG,
+        START_TAG,
+        owner_tags,
+        process_start,
+    )
 
     @dg.op
     def noop():

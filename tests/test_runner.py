@@ -1,23 +1,36 @@
-"""The runner goes on past a phase gate that another show failed, when the gate is open for its own shows."""
+"""The runner's plan: what the given episodes need, one run per entity, in dependency order, each
+show's phase gate before the next phase's entities."""
 
-from anime_pipeline.definitions import build_definitions
-from anime_pipeline.paths import StoragePaths
-from anime_pipeline.runner import Runner
-from anime_pipeline.sensors.sync import sync_instance
-from conftest import add_lenient_show
+from __future__ import annotations
+
+import pytest
+
+from anime_pipeline.config import Project
+from anime_pipeline.runner import plan_for
 
 
-def test_a_phase_failed_by_another_show_does_not_stop_this_ones_plan(settings, instance):
-    add_lenient_show(settings.configs_dir)
-    sync_instance(instance, settings.configs_dir)
-    lines: list[str] = []
-    runner = Runner(build_definitions(settings), instance, StoragePaths(settings.storage_root), lines.append)
-    for show in ("lantern-post", "second-show"):  # mio passes, hoshi waits for a human: 50 % each
-        for character in ("mio", "hoshi"):
-            runner.run("character_job", f"{show}/{character}", 5)
+def test_the_plan_builds_characters_then_each_phase_gate_before_what_it_opens(show_factory):
+    world = show_factory()
+    show_factory(slug="second-show", into=world)
+    project = Project.load(world.configs)
+    labels = [stage.label for stage in plan_for(project, ["second-show/ep01"])]
+    assert labels[:2] == ["character second-show/mio", "character second-show/hoshi"]
+    assert not [label for label in labels if "lantern-post" in label]  # only what the episode needs
+    for gate, opened in (("phase1_stills", "shot "), ("phase2_animation", "scene "), ("phase3_video", "episode ")):
+        position = labels.index(f"{gate} second-show")
+        assert all(labels.index(label) > position for label in labels if label.startswith(opened))
+    shots = [label for label in labels if label.startswith("shot ")]
+    assert shots == sorted(shots) and len(shots) == 5  # continuity: a shot after the one it continues
 
-    gate = runner.run("phase1_stills_job", None, 5)
-    assert not gate.success  # lantern-post was evaluated and is closed (50 % < 80 %)
-    assert runner.phase_open_for("phase1_stills_job", ["second-show"])
-    assert "Phase 1 — stills is open for second-show" in lines[-1]
-    assert not runner.phase_open_for("phase1_stills_job", ["lantern-post"])
+
+def test_every_stage_runs_in_its_own_shows_job(show_factory):
+    world = show_factory()
+    show_factory(slug="second-show", into=world)
+    for stage in plan_for(Project.load(world.configs)):
+        show = stage.assets[0].path[0]
+        assert stage.job.startswith(show.replace("-", "_") + "__"), stage
+
+
+def test_an_unknown_episode_is_named(show_factory):
+    with pytest.raises(KeyError, match="unknown episode.*lantern-post/ep09"):
+        plan_for(Project.load(show_factory().configs), ["lantern-post/ep09"])

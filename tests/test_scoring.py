@@ -14,8 +14,18 @@ from anime_pipeline.cli import main
 from anime_pipeline.imaging import save_png
 from anime_pipeline.media import encode_clip
 from anime_pipeline.production.shot_clip import GATES
-from metrics.adversarial_clips import (FRAMES, SQUARE, WIDE, _colour_swap, _drift_clip, _noisy_still, _one_pixel_loop,
-                                       _pan_clip, _random_noise, _single_flash)
+from tests.metrics.adversarial_clips import (
+    FRAMES,
+    SQUARE,
+    WIDE,
+    _colour_swap,
+    _drift_clip,
+    _noisy_still,
+    _one_pixel_loop,
+    _pan_clip,
+    _random_noise,
+    _single_flash,
+)
 
 SHOW = "lantern-post"
 

@@ -3,9 +3,9 @@ import multiprocessing
 import os
 import select
 import stat
-import threading
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 

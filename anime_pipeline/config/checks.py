@@ -19,16 +19,22 @@ Finding = tuple[Loc, str]
 # cannot be spoken in its shot by any voice. Synthesis checks each voice's real length later.
 MAX_WORDS_PER_SECOND = 5
 MAX_LETTERS_PER_SECOND = 20
-# A shot's frames are held in memory while its gates judge them (README, "Memory"): a shot whose raw
-# frames exceed this budget is refused here rather than exhausting the machine halfway through a run.
-CLIP_MEMORY_BUDGET = 3 * 1024**3
+# A shot streams frame by frame from the renderer to its gates and the encoder (README, "Memory"), so
+# its memory grows with the frame, not the clip: a fixed part (the interpreter, the renderer's stage,
+# ffmpeg) and a number of frames' worth (the frame in flight and its copies, the metrics' windows,
+# x264's lookahead and reference frames), fitted to peak RSS measured by benchmarks/bench_clip_memory.py
+# (BENCHMARKS.md, "Shot memory"). A show whose frame size would exceed the budget is refused here rather
+# than exhausting the machine halfway through a run.
+SHOT_MEMORY_BUDGET = 2 * 1024**3
+SHOT_MEMORY_BASE = 256 * 1024**2
+SHOT_MEMORY_FRAMES = 56  # RGB frames' worth, renderer process and encoder together
 
 
 def show_findings(config: ShowConfig, show_dir: Path, music_dir: Path) -> list[Finding]:
     """Every problem a valid schema can still hide; reference_images are relative to `show_dir`,
     scenes' music to `music_dir`."""
     return [*_duplicate_slugs(config), *_cast_and_continuity(config), *_size(config),
-            *_files(config, show_dir, music_dir), *_dialogue(config), *_clip_memory(config),
+            *_files(config, show_dir, music_dir), *_dialogue(config), *_shot_memory(config),
             *_backend_sections(config)]
 
 
@@ -131,23 +137,20 @@ def _dialogue(config: ShowConfig) -> list[Finding]:
     return [((*base, "dialogue"), reason) for base, shot in _shots(config) if (reason := dialogue_problem(shot))]
 
 
-def clip_bytes(shot: Shot, config: ShowConfig) -> int:
-    """The raw RGB frames of one shot: frames × width × height × 3 bytes."""
+def shot_memory(config: ShowConfig) -> int:
+    """The bytes one shot of the show needs at its peak (see SHOT_MEMORY_*), whatever its duration."""
     video = config.show.video
-    return max(3, round(shot.duration * video.fps)) * video.width * video.height * 3
+    return SHOT_MEMORY_BASE + SHOT_MEMORY_FRAMES * video.width * video.height * 3
 
 
-def _clip_memory(config: ShowConfig) -> list[Finding]:
-    video, found = config.show.video, []
-    for base, shot in _shots(config):
-        need = clip_bytes(shot, config)
-        if need > CLIP_MEMORY_BUDGET:
-            most = CLIP_MEMORY_BUDGET / (video.width * video.height * 3 * video.fps)
-            found.append(((*base, "duration"), f"{shot.duration:g} s at {video.width}×{video.height}, {video.fps} fps "
-                                               f"is {need / 1024**3:.1f} GiB of frames; a shot may hold at most "
-                                               f"{CLIP_MEMORY_BUDGET / 1024**3:.0f} GiB ({most:.1f} s at this size): "
-                                               "split the shot or lower show.video"))
-    return found
+def _shot_memory(config: ShowConfig) -> list[Finding]:
+    need, video = shot_memory(config), config.show.video
+    if need <= SHOT_MEMORY_BUDGET:
+        return []
+    return [(("show", "video"), f"{video.width}×{video.height} frames need {need / 1024**3:.1f} GiB a shot "
+                                f"({SHOT_MEMORY_BASE // 1024**2} MiB + {SHOT_MEMORY_FRAMES} frames of "
+                                f"{video.width * video.height * 3 / 1024**2:.1f} MiB), more than the "
+                                f"{SHOT_MEMORY_BUDGET / 1024**3:g} GiB budget: lower show.video's width and height")]
 
 
 def _backend_sections(config: ShowConfig) -> list[Finding]:

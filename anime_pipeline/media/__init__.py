@@ -13,6 +13,7 @@ from anime_pipeline.media.ffmpeg import (
     encode_clip,
     ffmpeg_exe,
     probe,
+    iter_frames,
     read_frames,
     thumbnail,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "format_webvtt",
     "parse_srt",
     "probe",
+    "iter_frames",
     "read_frames",
     "thumbnail",
     "write_srt",

@@ -12,10 +12,11 @@ from float durations, and audio is cut to a whole number of samples of the video
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -188,22 +189,61 @@ def decode_check(path: Path | str) -> None:
 
 def read_frames(path: Path | str, max_frames: int | None = None) -> np.ndarray:
     """Decoded frames as an (N, H, W, 3) uint8 RGB array (read-only: it wraps ffmpeg's output
-    without a copy; `.copy()` it to draw on it)."""
+    without a copy; `.copy()` it to draw on it). The whole clip in memory: `iter_frames` streams."""
     path = Path(path)
     _require_file(path)
-    limit = ["-frames:v", str(max_frames)] if max_frames is not None else []
-    proc = run_ffmpeg(
-        ["-i", str(path), "-map", "0:v:0", *limit, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
-        path,
-        "cannot decode video",
-        loglevel="info",
-    )
-    # The output geometry (not the input's) is what was written: it honours rotation tags.
-    line = _stream_lines(proc.stderr.decode(errors="replace"), "Output").get("Video", "")
-    width, height, _ = _video_geometry(line)
-    if width is None or height is None:
-        raise MediaError(path, "cannot tell the decoded frame size", proc.stderr.decode(errors="replace"))
+    proc = run_ffmpeg([*_decode_args(path, max_frames), "pipe:1"], path, "cannot decode video", loglevel="info")
+    width, height = _output_size(path, proc.stderr)
     return np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
+def iter_frames(path: Path | str, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decoded frames one at a time, as `read_frames` decodes them (each a writable H×W×3 uint8
+    RGB array of its own): memory for one frame, whatever the length of the clip. The frame size
+    comes from decoding the first frame once; a decode error ends the stream with MediaError."""
+    path = Path(path)
+    _require_file(path)
+    first = run_ffmpeg([*_decode_args(path, 1), "-y", "-f", "null", "-"], path, "cannot decode video",
+                       loglevel="info")
+    width, height = _output_size(path, first.stderr)
+    size = width * height * 3
+    # stderr goes to a file: a pipe nobody reads while we read stdout could fill up and deadlock.
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(_command([*_decode_args(path, max_frames), "pipe:1"]), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        try:
+            while True:
+                frame = bytearray(size)
+                read = proc.stdout.readinto(frame)
+                if read == 0:
+                    break
+                if read != size:
+                    raise MediaError(path, f"decoded a partial frame ({read} of {size} bytes)")
+                yield np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3)
+            if proc.wait() != 0:
+                err.seek(0)
+                raise MediaError(path, "cannot decode video", err.read().decode(errors="replace"))
+        finally:  # a consumer that stops early (or fails) ends the decoder with it
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def _decode_args(path: Path, max_frames: int | None) -> list[str]:
+    limit = ["-frames:v", str(max_frames)] if max_frames is not None else []
+    return ["-i", str(path), "-map", "0:v:0", *limit, "-f", "rawvideo", "-pix_fmt", "rgb24"]
+
+
+def _output_size(path: Path, stderr: bytes) -> tuple[int, int]:
+    """(width, height) of the decoded frames: the output geometry (not the input's) is what ffmpeg
+    writes, and it honours rotation tags."""
+    text = stderr.decode(errors="replace")
+    width, height, _ = _video_geometry(_stream_lines(text, "Output").get("Video", ""))
+    if width is None or height is None:
+        raise MediaError(path, "cannot tell the decoded frame size", text)
+    return width, height
 
 
 # --- writing --------------------------------------------------------------------------
@@ -252,9 +292,9 @@ def _check_frame(frame: np.ndarray, shape: tuple[int, ...], index: int) -> None:
         raise ValueError(f"frame {index} is {frame.dtype} {frame.shape}; expected uint8 {shape}")
 
 
-def _pipe_frames(cmd: list[str], frames: Sequence[np.ndarray], out: Path) -> None:
-    """Run ffmpeg, streaming raw frames to its stdin in one loop."""
-    shape = frames[0].shape
+def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray], count: int, out: Path) -> None:
+    """Run ffmpeg, streaming raw frames to its stdin as they come: one frame in memory at a time."""
+    shape: tuple[int, ...] | None = None
     # stderr goes to a file: a pipe nobody reads while we write could fill up and deadlock.
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
@@ -263,7 +303,10 @@ def _pipe_frames(cmd: list[str], frames: Sequence[np.ndarray], out: Path) -> Non
         try:
             with contextlib.suppress(BrokenPipeError):
                 for index, frame in enumerate(frames):
+                    shape = frame.shape if shape is None else shape
                     _check_frame(frame, shape, index)
+                    if index >= count:
+                        raise ValueError(f"encode_clip was told {count} frames and got more")
                     proc.stdin.write(np.ascontiguousarray(frame).data)
         except BaseException:
             proc.kill()
@@ -278,30 +321,41 @@ def _pipe_frames(cmd: list[str], frames: Sequence[np.ndarray], out: Path) -> Non
 
 
 def encode_clip(
-    frames: Sequence[np.ndarray],
+    frames: Iterable[np.ndarray],
     fps: int,
     out: Path,
     audio: Path | None = None,
     crf: int = VIDEO_CRF,
     preset: str = VIDEO_PRESET,
+    n_frames: int | None = None,
 ) -> MediaInfo:
-    """Encode HxWx3 uint8 RGB frames to H.264 + AAC; the audio is fitted to the video length."""
+    """Encode HxWx3 uint8 RGB frames to H.264 + AAC; the audio is fitted to the video length.
+
+    `frames` may be any iterable (a renderer's stream): they are piped to ffmpeg as they come and
+    never held together. The audio length is set before the first frame, so an iterable without
+    a length needs `n_frames`; a stream that yields another count fails and writes nothing."""
     out = Path(out)
-    if len(frames) == 0:
+    count = len(frames) if isinstance(frames, Sized) else n_frames
+    if count is None:
+        raise ValueError("encode_clip needs n_frames for frames without a length (a stream)")
+    stream = iter(frames)
+    first = next(stream, None)
+    if first is None or count < 1:
         raise ValueError("encode_clip needs at least one frame")
-    height, width = frames[0].shape[:2]
-    _check_frame(frames[0], (height, width, 3), 0)
+    height, width = first.shape[:2]
+    _check_frame(first, (height, width, 3), 0)
     if width % 2 or height % 2:
         raise ValueError(f"frame size {width}x{height} must be even for yuv420p")
     raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps), "-i", "pipe:0"]
     chains = [
         f"[0:v]{_RGB_TO_BT709}[v]",
-        _fitted_audio("[1:a]" if audio is not None else None, _samples(len(frames) / fps), "a"),
+        _fitted_audio("[1:a]" if audio is not None else None, _samples(count / fps), "a"),
     ]
     with atomic_path(out) as tmp:
         args = _av_output_args(chains, tmp, crf, preset)
-        _pipe_frames(_command([*raw, *_inputs([audio] if audio is not None else []), *args]), frames, out)
-        return checked_output(tmp, out, len(frames))
+        command = _command([*raw, *_inputs([audio] if audio is not None else []), *args])
+        _pipe_frames(command, itertools.chain([first], stream), count, out)
+        return checked_output(tmp, out, count)
 
 
 def _check_clips(infos: Sequence[MediaInfo], fps: float) -> None:

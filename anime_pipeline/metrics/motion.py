@@ -28,7 +28,7 @@ It stands in for learned flow (RAFT) and says so in every result built on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,17 +252,35 @@ def pair_flow(a: WorkingFrame, b: WorkingFrame) -> PairFlow:
     return PairFlow(flow, textured, explained, compensated, _inside(flow, height, width))
 
 
-def pair_flows(frames: Sequence[np.ndarray]) -> Iterator[tuple[WorkingFrame, WorkingFrame, PairFlow]]:
-    """(a, b, flow) for every consecutive pair; each frame is prepared once, and only two are
-    held at a time."""
-    if len(frames) < 2:
-        raise ValueError(f"need at least 2 frames, got {len(frames)}")
-    shape = frames[0].shape
-    if any(frame.shape != shape or frame.dtype != np.uint8 for frame in frames):
-        raise ValueError(f"frames must be uint8 arrays of one size, got {sorted({f.shape for f in frames})}")
-    size = working_size(*shape[:2])
-    previous = prepare(frames[0], size)
-    for frame in frames[1:]:
-        current = prepare(frame, size)
-        yield previous, current, pair_flow(previous, current)
-        previous = current
+class PairStream:
+    """Consecutive pairs of a stream of frames, one frame at a time: `add` prepares each frame once
+    and holds only the previous one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shape: tuple[int, ...] | None = None
+        self._previous: WorkingFrame | None = None
+
+    def add(self, frame: np.ndarray) -> tuple[WorkingFrame, WorkingFrame, PairFlow] | None:
+        """The next frame; (a, b, flow) from the frame before it (None for the first frame)."""
+        self.shape = self.shape or frame.shape
+        if frame.shape != self.shape or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 arrays of one size, got {self.shape} and {frame.dtype} "
+                             f"{frame.shape}")
+        current = prepare(frame, working_size(*self.shape[:2]))
+        previous, self._previous = self._previous, current
+        self.count += 1
+        return None if previous is None else (previous, current, pair_flow(previous, current))
+
+    def check(self) -> None:
+        if self.count < 2:
+            raise ValueError(f"need at least 2 frames, got {self.count}")
+
+
+def pair_flows(frames: Iterable[np.ndarray]) -> Iterator[tuple[WorkingFrame, WorkingFrame, PairFlow]]:
+    """(a, b, flow) for every consecutive pair of a clip or a stream of frames (`PairStream`)."""
+    pairs = PairStream()
+    for frame in frames:
+        if (pair := pairs.add(frame)) is not None:
+            yield pair
+    pairs.check()

@@ -15,7 +15,8 @@ the previz renderer knows its face boxes exactly) and wherever the models are mi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
@@ -112,16 +113,19 @@ class MetricSuite:
         model, detector = self.model("ccip"), self.model("anime_detector")
         return CcipIdentity(model, detector) if model is not None and detector is not None else PaletteIdentity()
 
-    def motion_smoothness(self, frames: Sequence[np.ndarray]) -> Score:
+    def motion_smoothness(self, frames: Iterable[np.ndarray]) -> Score:
         """VBench motion smoothness with AMT-S, else with the block-matching flow interpolator on
         frames area-resized to the flow's working size (`motion.working_rgb`; D is a mean
         absolute difference, so the scale barely moves it, and a 512² clip costs a quarter)."""
+        meter = self._smoothness_meter()
+        for frame in frames:
+            meter.add(frame)
+        return meter.result()
+
+    def _smoothness_meter(self) -> _Smoothness:
         amt = self.model("motion_smoothness")
-        if amt is not None:
-            return weightfree.motion_smoothness(frames, amt)
-        small = [motion.working_rgb(frame) for frame in frames]
-        score = weightfree.motion_smoothness(small, weightfree.BLOCK_FLOW)
-        return replace(score, details={**score.details, "size": list(small[0].shape[:2])})
+        return _Smoothness(weightfree.SmoothnessMeter(amt), False) if amt is not None else \
+            _Smoothness(weightfree.SmoothnessMeter(weightfree.BLOCK_FLOW), True)
 
     def subject_consistency(self, frames: Sequence[np.ndarray]) -> Score:
         """VBench subject consistency on DINO ViT-B/16 features, else on palette signatures."""
@@ -141,40 +145,76 @@ class MetricSuite:
         model = self.model("temporal_lpips")
         return temporal.compensated_lpips(frames, clip, model) if model else temporal.temporal_stability(clip)
 
-    def shot_measures(self, frames: Sequence[np.ndarray], fps: float, face_boxes: Sequence[Mapping[str, Box]],
+    def shot_measures(self, frames: Iterable[np.ndarray], fps: float, face_boxes: Iterable[Mapping[str, Box]],
                       anchors: Mapping[str, Anchor], backend: IdentityBackend) -> ShotMeasures:
-        """Every shot gate's measure on one clip, the flow computed once."""
-        clip = temporal.analyse(frames, fps)
-        return ShotMeasures(temporal.motion_floor(clip), self.temporal_stability(frames, clip),
-                            temporal.temporal_flickering(clip), temporal.frame_timing(clip),
-                            temporal.worst_moment(self.motion_smoothness(frames)),
-                            character_identity(frames, face_boxes, anchors, backend))
+        """Every shot gate's measure on one clip, the flow computed once; `frames` and their
+        `face_boxes` may stream (`shot_meter`)."""
+        meter = self.shot_meter(fps, anchors, backend)
+        for frame, boxes in zip(frames, face_boxes, strict=True):
+            meter.add(frame, boxes)
+        return meter.result()
 
-    def tracked_subject_consistency(self, frames: Sequence[np.ndarray], characters: Mapping[str, Appearance],
+    def shot_meter(self, fps: float, anchors: Mapping[str, Anchor], backend: IdentityBackend) -> ShotMeter:
+        """`shot_measures` one frame at a time, for clips that stream from the renderer or a file."""
+        lpips = self.model("temporal_lpips")
+        return ShotMeter(temporal.MotionMeter(fps), temporal.LpipsMeter(lpips) if lpips else None,
+                         self._smoothness_meter(), IdentityMeter(anchors, backend))
+
+    def tracked_subject_consistency(self, frames: Iterable[np.ndarray], characters: Mapping[str, Appearance],
                                     backend: IdentityBackend) -> Score:
         """Subject consistency on the identity of each character across `frames` (a scene; see
         `character.tracked_consistency`), found in every frame by the identity backend's detector,
         or by its key skin and eye colours on drawings (`drawings.find_faces`). Without
         characters, or when none is found in two frames, VBench's formula on whole frames
-        (`subject_consistency`)."""
-        tracked = self._tracked(frames, characters, backend) if characters else None
-        return tracked if tracked is not None else self.subject_consistency(frames)
+        (`subject_consistency`). `frames` may stream: they are judged IDENTITY_WINDOW at a time
+        (the detectors and feature extractors take batches), and only each frame's features are
+        kept, so a scene never has to fit in memory."""
+        track, similarity, rule, name = self._tracker(characters, backend)
+        extract = self.model("subject_consistency")
+        tracks: dict[str, list[np.ndarray | None]] = {slug: [] for slug in characters}
+        whole: list[np.ndarray] = []
+        for window in _windows(frames, IDENTITY_WINDOW):
+            for slug, found in track(window).items():
+                tracks[slug] += found
+            whole.append((extract or weightfree.palette_features)(window))
+        tracked = tracked_consistency(tracks, similarity, rule, name) if characters else None
+        if tracked is not None:
+            return tracked
+        return vbench.feature_consistency(np.concatenate(whole) if whole else np.zeros((0, 1)),
+                                          vbench.DINO_BACKEND if extract else weightfree.PALETTE_CONSISTENCY_BACKEND)
 
-    def _tracked(self, frames: Sequence[np.ndarray], characters: Mapping[str, Appearance],
-                 backend: IdentityBackend) -> Score | None:
+    def _tracker(self, characters: Mapping[str, Appearance], backend: IdentityBackend
+                 ) -> tuple[Callable[[list[np.ndarray]], dict[str, list[np.ndarray | None]]], Any, IdentityRule, str]:
+        """How the identity backend follows the characters through a window of frames: per
+        character, its feature in each frame (None where it is not found), the similarity and rule
+        that compare features, and the backend's name."""
         if isinstance(backend, CcipIdentity) and all(a.anchor.ccip is not None for a in characters.values()):
-            found = ccip_tracks(frames, {slug: a.anchor.ccip for slug, a in characters.items()}, backend.model,
-                                backend.detector)
-            tracks = {slug: [None if f is None else f[0] for f in track] for slug, track in found.items()}
-            return tracked_consistency(tracks, ccip_similarity(backend.model), backend.rule, backend.backend)
+            ccips = {slug: a.anchor.ccip for slug, a in characters.items()}
+
+            def ccip_window(frames: list[np.ndarray]) -> dict[str, list[np.ndarray | None]]:
+                found = ccip_tracks(frames, ccips, backend.model, backend.detector)
+                return {slug: [None if f is None else f[0] for f in track] for slug, track in found.items()}
+            return ccip_window, ccip_similarity(backend.model), backend.rule, backend.backend
         if isinstance(backend, ArcFaceIdentity) and all(a.anchor.arcface is not None for a in characters.values()):
             anchors = {slug: a.anchor.arcface for slug, a in characters.items()}
-            per_frame = [identity.assign_faces(identity.detect_faces(backend.faces, f), anchors) for f in frames]
-            tracks = {slug: [None if faces[slug] is None else faces[slug].embedding for faces in per_frame]
-                      for slug in anchors}
-            return tracked_consistency(tracks, cosine_matrix, backend.rule, backend.backend)
-        tracks = {slug: [_drawn_signature(frame, appearance) for frame in frames] for slug, appearance in characters.items()}
-        return tracked_consistency(tracks, cosine_matrix, PALETTE_RULE, weightfree.CHARACTER_BACKEND)
+
+            def arcface_window(frames: list[np.ndarray]) -> dict[str, list[np.ndarray | None]]:
+                per_frame = [identity.assign_faces(identity.detect_faces(backend.faces, f), anchors) for f in frames]
+                return {slug: [None if faces[slug] is None else faces[slug].embedding for faces in per_frame]
+                        for slug in anchors}
+            return arcface_window, cosine_matrix, backend.rule, backend.backend
+
+        def drawn_window(frames: list[np.ndarray]) -> dict[str, list[np.ndarray | None]]:
+            return {slug: [_drawn_signature(frame, appearance) for frame in frames]
+                    for slug, appearance in characters.items()}
+        return drawn_window, cosine_matrix, PALETTE_RULE, weightfree.CHARACTER_BACKEND
+
+
+def _windows(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive lists of `size` frames (the last one shorter)."""
+    stream = iter(frames)
+    while window := list(itertools.islice(stream, size)):
+        yield window
 
 
 @cache
@@ -309,28 +349,131 @@ class ShotMeasures:
     identity: IdentityResult  # ≥ identity.rule.threshold
 
 
-def character_identity(frames: Sequence[np.ndarray], face_boxes: Sequence[Mapping[str, Box]],
+IDENTITY_WINDOW = 16  # frames a model-based identity backend judges together (one batch of head crops)
+
+
+class IdentityMeter:
+    """`character_identity` one frame at a time. The palette signatures judge each frame as it
+    comes; CCIP and ArcFace judge windows of IDENTITY_WINDOW frames (their detector and features
+    run on a batch), so at most that many frames are held."""
+
+    def __init__(self, anchors: Mapping[str, Anchor], backend: IdentityBackend) -> None:
+        self.anchors = anchors
+        self.rule, self.note = backend.rule, ""
+        self._judge: Callable[[list[np.ndarray]], dict[str, Score]] | None = None
+        self._window: list[np.ndarray] = []
+        self._windows: list[dict[str, Score]] = []
+        self._palette: dict[str, weightfree.IdentityMeter] = {}
+        if not anchors:
+            return
+        if isinstance(backend, CcipIdentity) and all(a.ccip is not None for a in anchors.values()):
+            ccips = {s: a.ccip for s, a in anchors.items()}
+            self._judge = lambda frames: ccip_identity(frames, ccips, backend.model, backend.detector)
+        elif isinstance(backend, ArcFaceIdentity) and all(a.arcface is not None for a in anchors.values()):
+            arcfaces = {s: a.arcface for s, a in anchors.items()}
+            self._judge = lambda frames: identity.arcface_identity(frames, arcfaces, backend.faces)
+        else:
+            self.rule = PALETTE_RULE
+            if not isinstance(backend, PaletteIdentity):
+                self.note = f"no {backend.rule.backend} anchor for every character"
+            self._palette = {slug: weightfree.IdentityMeter(anchor.signature, weightfree.character_signature,
+                                                            weightfree.CHARACTER_BACKEND)
+                             if anchor.signature is not None else weightfree.IdentityMeter(anchor.palette)
+                             for slug, anchor in anchors.items()}
+
+    def add(self, frame: np.ndarray, boxes: Mapping[str, Box]) -> None:
+        for slug, meter in self._palette.items():
+            meter.add(frame, boxes.get(slug))
+        if self._judge is not None:
+            self._window.append(frame)
+            if len(self._window) == IDENTITY_WINDOW:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._window and self._judge is not None:
+            self._windows.append(self._judge(self._window))
+            self._window = []
+
+    def result(self) -> IdentityResult:
+        if not self.anchors:
+            return IdentityResult({}, self.rule)
+        if self._judge is None:
+            return IdentityResult({slug: meter.result() for slug, meter in self._palette.items()}, self.rule, self.note)
+        self._flush()
+        if not self._windows:
+            raise ValueError("need at least one frame and one anchor")
+        return IdentityResult({slug: _joined([window[slug] for window in self._windows]) for slug in self.anchors},
+                              self.rule, self.note)
+
+
+def _joined(windows: Sequence[Score]) -> Score:
+    """One character's identity Score over consecutive windows: their frames in order, value = the
+    worst frame, frame numbers counted from the clip's start."""
+    values: tuple[float, ...] = ()
+    missing: list[int] = []
+    for window in windows:
+        missing += [len(values) + i for i in window.details.get("frames_without_face", [])]
+        values += window.per_frame
+    first = windows[0]
+    return replace(first, value=min(values), per_frame=values, details={**first.details, "frames_without_face": missing})
+
+
+def character_identity(frames: Iterable[np.ndarray], face_boxes: Iterable[Mapping[str, Box]],
                        anchors: Mapping[str, Anchor], backend: IdentityBackend) -> IdentityResult:
     """Per character, its identity over the clip by `backend`, when every character has that
-    backend's anchor; else by the palette signature inside the renderer's face boxes."""
-    if not anchors:
-        return IdentityResult({}, backend.rule)
-    if isinstance(backend, CcipIdentity) and all(a.ccip is not None for a in anchors.values()):
-        return IdentityResult(ccip_identity(frames, {s: a.ccip for s, a in anchors.items()}, backend.model,
-                                            backend.detector), backend.rule)
-    if isinstance(backend, ArcFaceIdentity) and all(a.arcface is not None for a in anchors.values()):
-        return IdentityResult(identity.arcface_identity(frames, {s: a.arcface for s, a in anchors.items()},
-                                                        backend.faces), backend.rule)
-    note = "" if isinstance(backend, PaletteIdentity) else f"no {backend.rule.backend} anchor for every character"
-    scores = {}
-    for slug, anchor in anchors.items():
-        boxes = [frame_boxes.get(slug) for frame_boxes in face_boxes]
-        if anchor.signature is not None:
-            scores[slug] = weightfree.identity_score(frames, boxes, anchor.signature, weightfree.character_signature,
-                                                     weightfree.CHARACTER_BACKEND)
-        else:
-            scores[slug] = weightfree.identity_score(frames, boxes, anchor.palette)
-    return IdentityResult(scores, PALETTE_RULE, note)
+    backend's anchor; else by the palette signature inside the renderer's face boxes
+    (`IdentityMeter` computes it as frames stream)."""
+    meter = IdentityMeter(anchors, backend)
+    for frame, boxes in zip(frames, face_boxes, strict=True):
+        meter.add(frame, boxes)
+    return meter.result()
+
+
+class _Smoothness:
+    """The smoothness meter, reading frames at the flow's working size for the block-matching
+    interpolator (the size goes into the Score's details)."""
+
+    def __init__(self, meter: weightfree.SmoothnessMeter, working: bool) -> None:
+        self.meter, self.working = meter, working
+        self._size: list[int] | None = None
+
+    def add(self, frame: np.ndarray) -> None:
+        if self.working:
+            frame = motion.working_rgb(frame)
+            self._size = self._size or list(frame.shape[:2])
+        self.meter.add(frame)
+
+    def result(self) -> Score:
+        score = self.meter.result()
+        return replace(score, details={**score.details, "size": self._size}) if self.working else score
+
+
+@dataclass
+class ShotMeter:
+    """Every shot gate's measure (`MetricSuite.shot_measures`) over frames that stream: each frame
+    goes to every measure once and is then let go. What it holds, whatever the clip's length: two
+    frames for temporal LPIPS (and its batch of compensated pairs), the smoothness window (E_k,
+    O_k) at the flow's working size, the identity window of a model-based backend; per pair and
+    frame, the small summaries of `temporal.MotionMeter`."""
+
+    motion: temporal.MotionMeter
+    lpips: temporal.LpipsMeter | None
+    smoothness: _Smoothness
+    identity: IdentityMeter
+
+    def add(self, frame: np.ndarray, boxes: Mapping[str, Box]) -> None:
+        pair = self.motion.add(frame)
+        if self.lpips is not None:
+            self.lpips.add(frame, None if pair is None else pair.flow)
+        self.smoothness.add(frame)
+        self.identity.add(frame, boxes)
+
+    def result(self) -> ShotMeasures:
+        clip = self.motion.result()
+        stability = self.lpips.result() if self.lpips is not None else temporal.temporal_stability(clip)
+        return ShotMeasures(temporal.motion_floor(clip), stability, temporal.temporal_flickering(clip),
+                            temporal.frame_timing(clip), temporal.worst_moment(self.smoothness.result()),
+                            self.identity.result())
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ difference of 8 × 8 means of the working luma.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -127,27 +127,59 @@ def _returns(thumbnails: np.ndarray) -> tuple[bool, ...]:
     return tuple(found)
 
 
-def analyse(frames: Sequence[np.ndarray], fps: float) -> ClipMotion:
-    """The flow, compensated change and returns of every consecutive pair of a clip."""
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    flows, textured, explained, change, brightness, thumbnails, blank = [], [], [], [], [], [], []
-    for a, b, pair in motion.pair_flows(frames):
-        if not thumbnails:
-            thumbnails.append(a.thumbnail)
-            blank.append(a.blank)
-        thumbnails.append(b.thumbnail)
-        blank.append(b.blank)
-        flows.append(pair.flow)
-        textured.append(pair.textured)
-        explained.append(pair.explained)
+class MotionMeter:
+    """`analyse` one frame at a time, for clips that stream: it holds the previous frame's working
+    images and what `ClipMotion` keeps per pair and frame (the block flows and masks at the working
+    size, an 8 × 8-mean thumbnail): about 15 KB a frame, whatever the frame size."""
+
+    def __init__(self, fps: float) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.fps = float(fps)
+        self._pairs = motion.PairStream()
+        self._flows: list[np.ndarray] = []
+        self._textured: list[np.ndarray] = []
+        self._explained: list[np.ndarray] = []
+        self._change: list[float] = []
+        self._brightness: list[float] = []
+        self._thumbnails: list[np.ndarray] = []
+        self._blank: list[bool] = []
+
+    def add(self, frame: np.ndarray) -> motion.PairFlow | None:
+        """Take the next frame; the flow from the frame before it (None for the first frame)."""
+        found = self._pairs.add(frame)
+        if found is None:
+            return None
+        a, b, pair = found
+        if not self._thumbnails:
+            self._thumbnails.append(a.thumbnail)
+            self._blank.append(a.blank)
+        self._thumbnails.append(b.thumbnail)
+        self._blank.append(b.blank)
+        self._flows.append(pair.flow)
+        self._textured.append(pair.textured)
+        self._explained.append(pair.explained)
         structural, mean_difference = _compensated_change(a, pair)
-        change.append(structural)
-        brightness.append(mean_difference)
-    height, width = frames[0].shape[:2]
-    scale = motion.working_size(height, width)[0] / height
-    return ClipMotion(float(fps), height, width, scale, tuple(flows), tuple(textured), tuple(explained), tuple(blank),
-                      tuple(change), tuple(brightness), _returns(np.stack(thumbnails)))
+        self._change.append(structural)
+        self._brightness.append(mean_difference)
+        return pair
+
+    def result(self) -> ClipMotion:
+        self._pairs.check()
+        assert self._pairs.shape is not None
+        height, width = self._pairs.shape[:2]
+        scale = motion.working_size(height, width)[0] / height
+        return ClipMotion(self.fps, height, width, scale, tuple(self._flows), tuple(self._textured),
+                          tuple(self._explained), tuple(self._blank), tuple(self._change), tuple(self._brightness),
+                          _returns(np.stack(self._thumbnails)))
+
+
+def analyse(frames: Iterable[np.ndarray], fps: float) -> ClipMotion:
+    """The flow, compensated change and returns of every consecutive pair of a clip."""
+    meter = MotionMeter(fps)
+    for frame in frames:
+        meter.add(frame)
+    return meter.result()
 
 
 def _score(name: str, values: Sequence[float], backend: str, higher_is_worse: bool, **details: Any) -> Score:
@@ -239,26 +271,61 @@ def compensated(frames: Sequence[np.ndarray], clip: ClipMotion, pair: int) -> tu
     """(f_t, f_t+1 sampled at p + v) at full resolution for pair t = `pair`: the flow of the
     working block holding each pixel, scaled to full-resolution px, bilinear; where p + v falls
     outside the frame the pixel is f_t's own, so only what both frames show is compared."""
-    first, second = frames[pair], frames[pair + 1]
-    flow = clip.flows[pair] / clip.scale
-    rows = np.minimum(((np.arange(clip.height) + 0.5) * clip.scale // motion.BLOCK).astype(int), flow.shape[0] - 1)
-    cols = np.minimum(((np.arange(clip.width) + 0.5) * clip.scale // motion.BLOCK).astype(int), flow.shape[1] - 1)
+    return compensate(frames[pair], frames[pair + 1], clip.flows[pair], clip.scale)
+
+
+def compensate(first: np.ndarray, second: np.ndarray, flow: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """`compensated` for one pair, from its working-size block flow and the working scale."""
+    height, width = first.shape[:2]
+    flow = flow / scale
+    rows = np.minimum(((np.arange(height) + 0.5) * scale // motion.BLOCK).astype(int), flow.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * scale // motion.BLOCK).astype(int), flow.shape[1] - 1)
     per_pixel = flow[rows[:, None], cols[None, :]]
-    y = np.arange(clip.height, dtype=np.float64)[:, None] + per_pixel[..., 0]
-    x = np.arange(clip.width, dtype=np.float64)[None, :] + per_pixel[..., 1]
-    inside = (y >= 0) & (y <= clip.height - 1) & (x >= 0) & (x <= clip.width - 1)
+    y = np.arange(height, dtype=np.float64)[:, None] + per_pixel[..., 0]
+    x = np.arange(width, dtype=np.float64)[None, :] + per_pixel[..., 1]
+    inside = (y >= 0) & (y <= height - 1) & (x >= 0) & (x <= width - 1)
     warped = np.stack([ndimage.map_coordinates(second[..., c].astype(np.float32), [y, x], order=1, mode="nearest")
                        for c in range(3)], axis=-1)
     warped = np.clip(warped.round(), 0, 255).astype(np.uint8)
     return first, np.where(inside[..., None], warped, first)
 
 
+class LpipsMeter:
+    """`compensated_lpips` pair by pair as the frames stream: it holds the previous frame and at
+    most `perceptual.BATCH` compensated pairs (the batch a forward pass takes)."""
+
+    def __init__(self, model: perceptual.LpipsModel) -> None:
+        self.model = model
+        self._previous: np.ndarray | None = None
+        self._batch: list[tuple[np.ndarray, np.ndarray]] = []
+        self._distances: list[float] = []
+
+    def add(self, frame: np.ndarray, flow: np.ndarray | None) -> None:
+        """The next frame and the block flow to it from the previous one (None for the first)."""
+        if flow is not None and self._previous is not None:
+            scale = motion.working_size(*frame.shape[:2])[0] / frame.shape[0]  # as ClipMotion.scale
+            self._batch.append(compensate(self._previous, frame, flow, scale))
+            if len(self._batch) == perceptual.BATCH:
+                self._flush()
+        self._previous = frame
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._distances += perceptual.lpips_distances([a for a, _ in self._batch], [b for _, b in self._batch],
+                                                          self.model)
+            self._batch = []
+
+    def result(self) -> Score:
+        self._flush()
+        return _score("temporal_lpips", self._distances,
+                      f"{self.model.backend}, motion compensated with {motion.FLOW_BACKEND}", higher_is_worse=True,
+                      device=self.model.device)
+
+
 def compensated_lpips(frames: Sequence[np.ndarray], clip: ClipMotion, model: perceptual.LpipsModel) -> Score:
     """Temporal LPIPS (AlexNet) judged like the weight-free stand-in: per pair t, LPIPS of f_t and
-    the motion-compensated f_t+1 (`compensated`); value = the worst pair."""
-    distances: list[float] = []
-    for start in range(0, clip.pairs, perceptual.BATCH):  # a batch of full-size pairs at a time
-        pairs = [compensated(frames, clip, t) for t in range(start, min(start + perceptual.BATCH, clip.pairs))]
-        distances += perceptual.lpips_distances([a for a, _ in pairs], [b for _, b in pairs], model)
-    return _score("temporal_lpips", distances, f"{model.backend}, motion compensated with {motion.FLOW_BACKEND}",
-                  higher_is_worse=True, device=model.device)
+    the motion-compensated f_t+1 (`compensated`); value = the worst pair. `LpipsMeter` streams."""
+    meter = LpipsMeter(model)
+    for index, frame in enumerate(frames):
+        meter.add(frame, clip.flows[index - 1] if index else None)
+    return meter.result()

@@ -47,7 +47,14 @@ def subject_consistency(frames: Sequence[np.ndarray], extract: FeatureExtractor,
     `weightfree.palette_features` is the weight-free one (`weightfree_subject_consistency`)."""
     if len(frames) < 2:
         raise ValueError(f"need at least 2 frames, got {len(frames)}")
-    d = _unit_rows(extract(frames))
+    return feature_consistency(extract(frames), backend)
+
+
+def feature_consistency(features: np.ndarray, backend: str) -> Score:
+    """`subject_consistency` from the frames' features (N × D, one row a frame, in order)."""
+    if len(features) < 2:
+        raise ValueError(f"need at least 2 frames, got {len(features)}")
+    d = _unit_rows(features)
     previous = np.maximum(0.0, np.einsum("ij,ij->i", d[:-1], d[1:]))
     first = np.maximum(0.0, d[1:] @ d[0])
     per_frame = 0.5 * (previous + first)

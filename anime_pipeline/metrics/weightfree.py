@@ -8,7 +8,7 @@ a few seconds on two cores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import NamedTuple
@@ -152,19 +152,40 @@ def anchor(vectors: Sequence[np.ndarray]) -> np.ndarray:
     return unit(np.mean([unit(np.asarray(v, dtype=np.float64)) for v in vectors], axis=0))
 
 
+class IdentityMeter:
+    """`identity_score` one frame at a time: per frame, one similarity (the frame is not kept)."""
+
+    def __init__(self, anchor: np.ndarray, signature: Callable[[np.ndarray, Box], np.ndarray] = palette_signature,
+                 backend: str = PALETTE_BACKEND) -> None:
+        self.anchor, self.signature, self.backend = anchor, signature, backend
+        self._values: list[float] = []
+        self._missing: list[int] = []
+
+    def add(self, frame: np.ndarray, box: Box | None) -> None:
+        if box is None:
+            self._missing.append(len(self._values))
+        self._values.append(0.0 if box is None else cosine(self.signature(frame, box), self.anchor))
+
+    def result(self) -> Score:
+        if not self._values:
+            raise ValueError("need one box (or None) per frame, got no frames")
+        per_frame = tuple(self._values)
+        return Score("identity", min(per_frame), self.backend, per_frame, {"frames_without_face": list(self._missing)})
+
+
 def identity_score(frames: Sequence[np.ndarray], boxes_per_frame: Sequence[Box | None], anchor: np.ndarray,
                    signature: Callable[[np.ndarray, Box], np.ndarray] = palette_signature,
                    backend: str = PALETTE_BACKEND) -> Score:
     """per_frame[i] = cosine(signature(frame_i, box_i), anchor), 0 where the frame has no box;
     value = min over frames (the gate is "identity ≥ threshold in every frame"). The anchor must
     come from the same `signature` (`palette_signature`, or `character_signature` with
-    CHARACTER_BACKEND)."""
+    CHARACTER_BACKEND). `IdentityMeter` computes it as frames stream."""
     if len(frames) != len(boxes_per_frame) or not len(frames):
         raise ValueError(f"need one box (or None) per frame, got {len(frames)} frames, {len(boxes_per_frame)} boxes")
-    per_frame = tuple(0.0 if box is None else cosine(signature(frame, box), anchor)
-                      for frame, box in zip(frames, boxes_per_frame))
-    missing = [i for i, box in enumerate(boxes_per_frame) if box is None]
-    return Score("identity", min(per_frame), backend, per_frame, {"frames_without_face": missing})
+    meter = IdentityMeter(anchor, signature, backend)
+    for frame, box in zip(frames, boxes_per_frame):
+        meter.add(frame, box)
+    return meter.result()
 
 
 # --- SSIM and near-duplicates ---------------------------------------------------------
@@ -241,13 +262,6 @@ def duplicates_of(image: np.ndarray, others: Sequence[np.ndarray], threshold: fl
 
 # --- clip metrics -----------------------------------------------------------------------
 
-def _check_frames(frames: Sequence[np.ndarray], minimum: int) -> None:
-    if len(frames) < minimum:
-        raise ValueError(f"need at least {minimum} frames, got {len(frames)}")
-    if any(frame.dtype != np.uint8 for frame in frames):
-        raise ValueError("frames must be uint8 arrays")
-
-
 def _mean_absdiff(a: np.ndarray, b: np.ndarray) -> float:
     """Mean |a − b| over all pixels and channels, 0–255 (cv2.absdiff then mean)."""
     # max − min on uint8 is the exact |a − b| without widening the frames to a signed type
@@ -273,19 +287,48 @@ LINEAR_BLEND = Interpolator(SMOOTHNESS_INTERPOLATOR, SMOOTHNESS_BACKEND, _blend)
 BLOCK_FLOW = Interpolator(FLOW_INTERPOLATOR, FLOW_SMOOTHNESS_BACKEND, flow.interpolate_midpoint)
 
 
-def motion_smoothness(frames: Sequence[np.ndarray], interpolator: Interpolator = LINEAR_BLEND) -> Score:
+class SmoothnessMeter:
+    """`motion_smoothness` one frame at a time: it holds the last even frame and the odd frame
+    after it, the window the formula reads (E_k, O_k, E_k+1)."""
+
+    def __init__(self, interpolator: Interpolator = LINEAR_BLEND) -> None:
+        self.interpolator = interpolator
+        self.count = 0
+        self._even: np.ndarray | None = None
+        self._odd: np.ndarray | None = None
+        self._d: list[float] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        if frame.dtype != np.uint8:
+            raise ValueError("frames must be uint8 arrays")
+        if self.count % 2:
+            self._odd = frame
+        else:
+            if self._even is not None and self._odd is not None:
+                self._d.append(_mean_absdiff(self._odd, self.interpolator.midpoint(self._even, frame)))
+            self._even = frame
+        self.count += 1
+
+    def result(self) -> Score:
+        if self.count < 3:
+            raise ValueError(f"need at least 3 frames, got {self.count}")
+        d = np.array(self._d)
+        return Score("motion_smoothness", float((255.0 - d.mean()) / 255.0), self.interpolator.backend,
+                     tuple(((255.0 - d) / 255.0).tolist()),
+                     {"interpolator": self.interpolator.name, "frames": [2 * k + 1 for k in range(len(d))]})
+
+
+def motion_smoothness(frames: Iterable[np.ndarray], interpolator: Interpolator = LINEAR_BLEND) -> Score:
     """VBench's formula: even frames E_k = f_2k, odd O_k = f_2k+1, I_k = interpolator(E_k, E_k+1),
     D_k = mean |O_k − I_k| on uint8 for k = 0..|E|−2; value = (255 − mean_k D_k)/255;
     per_frame[k] = (255 − D_k)/255 for frame 2k+1. VBench interpolates with AMT-S; LINEAR_BLEND
     (I_k = floor((E_k + E_k+1)/2)) is exact only for motion linear in intensity (fades), so it
     scores real motion lower than AMT would; BLOCK_FLOW (`flow.interpolate_midpoint`) follows
-    rigid motion."""
-    _check_frames(frames, 3)
-    even, odd = frames[0::2], frames[1::2]
-    d = np.array([_mean_absdiff(o, interpolator.midpoint(e0, e1)) for e0, e1, o in zip(even[:-1], even[1:], odd)])
-    return Score("motion_smoothness", float((255.0 - d.mean()) / 255.0), interpolator.backend,
-                 tuple(((255.0 - d) / 255.0).tolist()),
-                 {"interpolator": interpolator.name, "frames": [2 * k + 1 for k in range(len(d))]})
+    rigid motion. `SmoothnessMeter` computes it as frames stream."""
+    meter = SmoothnessMeter(interpolator)
+    for frame in frames:
+        meter.add(frame)
+    return meter.result()
 
 
 # --- still-image quality ----------------------------------------------------------------

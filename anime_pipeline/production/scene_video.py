@@ -7,6 +7,7 @@ each character's identity in every shot."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from anime_pipeline.config.project import SceneRef, scene_spec
 from anime_pipeline.config.schema import Character
 from anime_pipeline.imaging import load_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record
-from anime_pipeline.media import assemble_scene, read_frames, thumbnail, write_srt
+from anime_pipeline.media import assemble_scene, iter_frames, thumbnail, write_srt
 from anime_pipeline.media.loudness import measure
 from anime_pipeline.metrics import weightfree
 from anime_pipeline.metrics.suite import Anchor, Appearance
@@ -258,9 +259,10 @@ class SceneVideo(Step[SceneRef, SceneManifest]):
         srt_path = write_srt(cues, out_dir / "scene.srt")
         thumbnail(video.path, out_dir / POSTER, at=0.0)
         blended = transition_frames(shot_frames, k)
-        frames = [frame for index, frame in enumerate(read_frames(video.path)) if index not in blended]
+        # decoded as they are judged: a scene never has to fit in memory
+        frames = (frame for index, frame in enumerate(iter_frames(video.path)) if index not in blended)
         backend = show_identity_backend(env.metrics, ref.config, next(iter(shots.values())).backend)
-        subject = env.metrics.tracked_subject_consistency(frames[::SUBJECT_FRAME_STEP],
+        subject = env.metrics.tracked_subject_consistency(itertools.islice(frames, 0, None, SUBJECT_FRAME_STEP),
                                                           scene_characters(ref, env.paths), backend)
         target, mix = ref.config.audio.loudness, sound.mix
         audio = AudioRecord(

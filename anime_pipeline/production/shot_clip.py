@@ -9,8 +9,13 @@ and every attempt is recorded.
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
+import time
 import zlib
-from dataclasses import fields, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,7 @@ from anime_pipeline.config.project import ShotRef, shot_spec
 from anime_pipeline.config.schema import Character, Quality
 from anime_pipeline.imaging import Box, load_png, save_png
 from anime_pipeline.manifest import FileEntry, Manifest, Record, Timings
-from anime_pipeline.media import encode_clip
+from anime_pipeline.media import MediaInfo, encode_clip
 from anime_pipeline.metrics.scores import Score
 from anime_pipeline.metrics.suite import Anchor, IdentityBackend, MetricSuite, ShotMeasures
 from anime_pipeline.paths import StoragePaths
@@ -31,11 +36,13 @@ from anime_pipeline.production.gates import Gate, GateResult, GateSet, Measured,
 from anime_pipeline.production.identity import RuleRecord, show_identity_backend
 from anime_pipeline.production.step import FileLink, MetadataValue, Preview, Step, StepEnv, Table, Upstream
 from anime_pipeline.prompts import negative_prompt, shot_prompt, with_trigger_words
-from anime_pipeline.render.base import ClipRequest, ClipResult, Renderer
+from anime_pipeline.render.base import ClipRequest, Renderer
 from anime_pipeline.storage import outputs, sha256_file, sha256_json
 from anime_pipeline.training.availability import LoraRequest
 
 FIRST_FRAME = "first_frame.png"
+ATTEMPT_PREFIX = ".attempt-"  # each attempt renders into its own hidden folder of the shot's
+REPLACED_FRAMES = ".frames-replaced"
 STEPS_PER_RETRY = 8
 SEED_STRIDE = 1_000_003
 WORST_FRAMES = 3  # listed per measure in the gates' metadata: the frames to look at first
@@ -255,44 +262,100 @@ def score_clip(frames: list[np.ndarray], fps: float, face_boxes: list[dict[str, 
     return clip_scores(suite.shot_measures(frames, fps, face_boxes, anchors, backend))
 
 
+@dataclass
+class Rendered:
+    """One attempt as written into its folder: its scores, the renderer's params, the encode."""
+
+    folder: Path
+    scores: ClipScores
+    params: dict[str, Any]
+    video: MediaInfo
+
+
+def render_attempt(renderer: Renderer, request: ClipRequest, anchors: dict[str, Anchor], suite: MetricSuite,
+                   backend: IdentityBackend, folder: Path, timings: Timings) -> Rendered:
+    """Render one attempt into `folder` (frames/NNNN.png and clip.mp4) while its gates measure it.
+    Each frame is rendered, measured, written and piped to the encoder, then let go: memory holds
+    one frame and the metrics' windows (`MetricSuite.shot_meter`), never the clip (README, "Memory")."""
+    stream = renderer.stream_clip(request)
+    meter = suite.shot_meter(request.fps, anchors, backend)
+    frame_dir = folder / "frames"
+    own_phases = ("render", "metrics", "write_frames")
+    before = sum(timings.seconds.get(name, 0.0) for name in own_phases)
+    started = time.perf_counter()
+
+    def frames() -> Iterator[np.ndarray]:
+        rendered = iter(stream.frames)
+        for index in itertools.count():
+            with timings.phase("render"):
+                frame = next(rendered, None)
+            if frame is None:
+                return
+            with timings.phase("metrics"):
+                meter.add(frame.image, frame.face_boxes)
+            with timings.phase("write_frames"):
+                save_png(frame_dir / f"{index:04d}.png", frame.image)
+            yield frame.image
+
+    video = encode_clip(frames(), request.fps, folder / "clip.mp4", n_frames=stream.n_frames)
+    # the encoder's own share of the streaming pass: what the phases inside it did not spend
+    inside = sum(timings.seconds.get(name, 0.0) for name in own_phases) - before
+    timings.seconds["encode"] = round(timings.seconds.get("encode", 0.0) + time.perf_counter() - started - inside, 4)
+    with timings.phase("metrics"):
+        scores = clip_scores(meter.result())
+    return Rendered(folder, scores, stream.params, video)
+
+
 def render_attempts(ref: ShotRef, renderer: Renderer, base: ClipRequest, anchors: dict[str, Anchor],
-                    suite: MetricSuite, quality: Quality, timings: Timings,
-                    log=lambda _: None) -> tuple[list[Attempt], int, ClipResult]:
+                    suite: MetricSuite, quality: Quality, timings: Timings, out_dir: Path,
+                    log=lambda _: None) -> tuple[list[Attempt], int, Rendered]:
     """Render until every blocking gate passes or the attempts run out; return every attempt, the
-    chosen one's number and its clip."""
+    chosen one's number and its files (in a hidden folder of `out_dir`; the others are removed)."""
     backend = show_identity_backend(suite, ref.config, renderer.backend)
     attempts: list[Attempt] = []
-    best: tuple[tuple[int, float], int, ClipResult] | None = None
+    best: tuple[tuple[int, float], int, Rendered] | None = None
     for index in range(quality.max_attempts):
         seed = shot_seed(ref) + index * SEED_STRIDE
         request = replace(base, seed=seed, steps=base.steps + index * STEPS_PER_RETRY)
-        with timings.phase("render"):
-            clip = renderer.render_clip(request)
-        with timings.phase("metrics"):
-            scores = score_clip(clip.frames, request.fps, clip.face_boxes, anchors, suite, backend)
-        results = GATES.evaluate(scores, quality)
+        rendered = render_attempt(renderer, request, anchors, suite, backend, out_dir / f"{ATTEMPT_PREFIX}{index + 1}",
+                                  timings)
+        results = GATES.evaluate(rendered.scores, quality)
         passed = all_passed(results)
-        attempts.append(Attempt(attempt=index + 1, seed=seed, steps=request.steps, passed=passed, scores=scores,
-                                gates=[GateRecord.of(r) for r in results], request=RequestRecord.of(request),
-                                renderer_params=clip.params))
+        attempts.append(Attempt(attempt=index + 1, seed=seed, steps=request.steps, passed=passed,
+                                scores=rendered.scores, gates=[GateRecord.of(r) for r in results],
+                                request=RequestRecord.of(request), renderer_params=rendered.params))
         log(f"{ref.key} attempt {index + 1}: " + ", ".join(r.describe() for r in results if not r.passed)
             if not passed else f"{ref.key} attempt {index + 1}: every gate passes")
         if best is None or ranking(results) > best[0]:
-            best = (ranking(results), index + 1, clip)
+            if best is not None:  # only the best attempt so far keeps its files
+                shutil.rmtree(best[2].folder)
+            best = (ranking(results), index + 1, rendered)
+        else:
+            shutil.rmtree(rendered.folder)
         if passed:
             break
     assert best is not None  # max_attempts ≥ 1 (schema)
     return attempts, best[1], best[2]
 
 
-def write_frames(out_dir: Path, frames: list[np.ndarray], first_frame: np.ndarray | None) -> None:
+def keep_attempt(rendered: Rendered, out_dir: Path, first_frame: np.ndarray | None) -> None:
+    """Move the chosen attempt's frames and clip into the shot folder, replacing the previous ones."""
     if first_frame is not None:  # kept with the shot, so a reproduction never depends on the previous shot
         save_png(out_dir / FIRST_FRAME, first_frame)
-    frame_dir = out_dir / "frames"
-    for index, frame in enumerate(frames):
-        save_png(frame_dir / f"{index:04d}.png", frame)
-    for stale in outputs(frame_dir, "*.png")[len(frames):]:
-        stale.unlink()
+    frames, replaced = out_dir / "frames", out_dir / REPLACED_FRAMES
+    shutil.rmtree(replaced, ignore_errors=True)
+    if frames.exists():
+        frames.rename(replaced)
+    (rendered.folder / "frames").rename(frames)
+    os.replace(rendered.folder / "clip.mp4", out_dir / "clip.mp4")
+    shutil.rmtree(replaced, ignore_errors=True)
+    shutil.rmtree(rendered.folder)
+
+
+def clean_attempts(out_dir: Path) -> None:
+    """Remove what a killed run left of its attempts (hidden folders: never outputs)."""
+    for leftover in [*out_dir.glob(f"{ATTEMPT_PREFIX}*"), out_dir / REPLACED_FRAMES]:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def frame_paths(shot_dir: Path) -> list[Path]:
@@ -388,13 +451,12 @@ class ShotClip(Step[ShotRef, ShotManifest]):
         timings = Timings()
         references = {slug: p for slug in shot.characters
                       for p in [front_panel(env.paths, f"{cfg.show.slug}/{slug}")] if p}
+        clean_attempts(out_dir)
         with env.open_renderer(cfg, references, loras) as renderer:
-            attempts, chosen, clip = render_attempts(ref, renderer, base, anchors, env.metrics, cfg.quality, timings,
-                                                     env.log)
-        with timings.phase("write_frames"):
-            write_frames(out_dir, clip.frames, first)
-        with timings.phase("encode"):
-            info = encode_clip(clip.frames, video.fps, out_dir / "clip.mp4")
+            attempts, chosen, kept = render_attempts(ref, renderer, base, anchors, env.metrics, cfg.quality, timings,
+                                                     out_dir, env.log)
+        keep_attempt(kept, out_dir, first)
+        info, n_frames = kept.video, base.n_frames
         manifest = ShotManifest(
             kind=self.artifact, key=ref.key, backend=renderer.backend, device=renderer.device,
             inputs_fingerprint=fingerprint, renderer_version=renderer.version, prompt=base.prompt,
@@ -403,7 +465,7 @@ class ShotClip(Step[ShotRef, ShotManifest]):
             negative_prompt=negative, motion_prompt=shot.motion_prompt, shot_type=shot.type,
             characters=list(shot.characters), checkpoint=style.checkpoint, checkpoint_hash=None,
             sampler=style.sampler, scheduler=style.scheduler, cfg=style.cfg, resolution=(video.width, video.height),
-            fps=video.fps, frames=len(clip.frames), duration=round(len(clip.frames) / video.fps, 4),
+            fps=video.fps, frames=n_frames, duration=round(n_frames / video.fps, 4),
             loras=_adapters_used(adapters, loras),
             ip_adapter=None, continuity_from=ref.previous_key if first is not None else None, attempts=attempts,
             chosen_attempt=chosen, metric_fallbacks=dict(env.metrics.unavailable), video_codec=info.video_codec,

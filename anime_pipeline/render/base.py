@@ -2,11 +2,14 @@
 (`render.previz`) and ComfyUI (`render.comfyui`).
 
 Requests carry everything that determines the output, so a recorded request (in a
-manifest) reproduces the render.
+manifest) reproduces the render. Clips stream (`ClipStream`): a renderer yields one frame at a
+time, so the encoder and the shot gates take each frame as it comes and a clip never has to fit
+in memory (README, "Memory").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,11 +76,34 @@ class StillResult:
     params: dict[str, Any]  # what the backend actually used, for the manifest
 
 
+@dataclass(frozen=True)
+class RenderedFrame:
+    image: np.ndarray  # H x W x 3 uint8 RGB
+    face_boxes: dict[str, Box]  # character slug -> face box
+
+
+@dataclass
+class ClipStream:
+    """A clip as its renderer makes it: what it used (`params`, known before the first frame) and
+    its `n_frames` frames, yielded one at a time. Iterate `frames` once."""
+
+    params: dict[str, Any]
+    n_frames: int
+    frames: Iterator[RenderedFrame]
+
+
 @dataclass
 class ClipResult:
+    """A whole clip in memory: for short clips only (tests, benchmarks of the metrics alone)."""
+
     frames: list[np.ndarray]
     face_boxes: list[dict[str, Box]]  # per frame
     params: dict[str, Any]
+
+    @classmethod
+    def collect(cls, stream: ClipStream) -> ClipResult:
+        frames = list(stream.frames)
+        return cls([f.image for f in frames], [f.face_boxes for f in frames], stream.params)
 
 
 class Renderer(Protocol):
@@ -87,4 +113,12 @@ class Renderer(Protocol):
 
     def render_still(self, request: StillRequest) -> StillResult: ...
 
-    def render_clip(self, request: ClipRequest) -> ClipResult: ...
+    def stream_clip(self, request: ClipRequest) -> ClipStream: ...
+
+
+class CollectsClips:
+    """`render_clip`, the whole clip in memory, for renderers that stream: for short clips only
+    (tests, reproductions compared frame by frame, metric benchmarks)."""
+
+    def render_clip(self, request: ClipRequest) -> ClipResult:
+        return ClipResult.collect(self.stream_clip(request))  # type: ignore[attr-defined]

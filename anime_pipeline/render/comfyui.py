@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,9 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from anime_pipeline.config.schema import Character, Style
-from anime_pipeline.media import read_frames
-from anime_pipeline.render.base import ClipRequest, ClipResult, StillRequest, StillResult
+from anime_pipeline.media import iter_frames, probe
+from anime_pipeline.render.base import (ClipRequest, ClipStream, CollectsClips, RenderedFrame, StillRequest,
+                                        StillResult)
 from anime_pipeline.render.develop import develop
 from anime_pipeline.render.workflows import WORKFLOWS_DIR, Lora, Template, bind, graph_sha256, load_template
 from anime_pipeline.services import redact_url
@@ -58,7 +61,7 @@ class _Run:
     files: dict[str, list[Path]]  # output name -> downloaded files
 
 
-class ComfyUIRenderer:
+class ComfyUIRenderer(CollectsClips):
     """The Renderer interface (render/base.py) on a ComfyUI server; one run at a time."""
 
     def __init__(self, client: ComfyUIClient, workflows: Mapping[str, str] | None = None, device: str = "", *,
@@ -124,28 +127,37 @@ class ComfyUIRenderer:
             image, params = self._still(request, Path(tmp))
         return StillResult(image=image, face_boxes={}, params=params)
 
-    def render_clip(self, request: ClipRequest) -> ClipResult:
+    def stream_clip(self, request: ClipRequest) -> ClipStream:
+        """Renders on the server now; the frames then stream from the downloaded video, which is
+        deleted once they are read."""
         if request.n_frames < 1 or request.fps < 1:
             raise ValueError(f"a clip needs n_frames >= 1 and fps >= 1, got {request.n_frames} and {request.fps}")
-        with tempfile.TemporaryDirectory(prefix="comfyui-clip-") as tmp:
-            folder = Path(tmp)
+        tmp = tempfile.TemporaryDirectory(prefix="comfyui-clip-")
+        try:
+            folder = Path(tmp.name)
             keyframe, keyframe_params = self._keyframe(request, folder)
             image_ref, image_sha = self._upload(_png(keyframe), "keyframe", ".png", folder)
             template = self.templates["clip"]
             values = self._clip_values(template, request, image_ref)
             run = self._run("clip", values, [], folder / "out")
             video = _single(run, "video")
+            available = video_frame_count(video)
             decoded = decode_video(video)
-        if not decoded:
-            raise ComfyUIError(f"template {template.name!r}: {video.name} (prompt {run.result.prompt_id}) "
-                               "decoded to no frames")
-        frames = [_fit_size(frame, request.width, request.height) for frame in _fit_count(decoded, request.n_frames)]
+            first = next(decoded, None) if available else None
+            if first is None:
+                raise ComfyUIError(f"template {template.name!r}: {video.name} (prompt {run.result.prompt_id}) "
+                                   "decoded to no frames")
+        except BaseException:
+            tmp.cleanup()
+            raise
         params = self._manifest(run, values, request.characters, [])
-        params.update(shot_type=request.shot_type, motion_prompt=request.motion_prompt, n_frames=len(frames),
-                      fps=request.fps, frames_returned=len(decoded), resolution=[request.width, request.height],
-                      render_resolution=list(decoded[0].shape[1::-1]),
+        params.update(shot_type=request.shot_type, motion_prompt=request.motion_prompt, n_frames=request.n_frames,
+                      fps=request.fps, frames_returned=available, resolution=[request.width, request.height],
+                      render_resolution=list(first.shape[1::-1]),
                       keyframe={**keyframe_params, "sha256": image_sha, "uploaded_as": image_ref})
-        return ClipResult(frames=frames, face_boxes=[{} for _ in frames], params=params)
+        fitted = _fit_count(itertools.chain([first], decoded), available, request.n_frames)
+        return ClipStream(params=params, n_frames=request.n_frames,
+                          frames=_fitted_frames(tmp, fitted, request.width, request.height))
 
     def _still(self, request: StillRequest, folder: Path) -> tuple[np.ndarray, dict[str, Any]]:
         template = self.templates["still"]
@@ -253,13 +265,30 @@ class ComfyUIRenderer:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def decode_video(path: Path) -> list[np.ndarray]:
-    """Frames of a video output as HxWx3 uint8 RGB: animated WebP through Pillow (this ffmpeg
-    build cannot decode it), everything else (mp4, webm, gif) through ffmpeg."""
+def decode_video(path: Path) -> Iterator[np.ndarray]:
+    """Frames of a video output as HxWx3 uint8 RGB, one at a time: animated WebP through Pillow
+    (this ffmpeg build cannot decode it), everything else (mp4, webm, gif) through ffmpeg."""
     if path.suffix.lower() == ".webp":
         with Image.open(path) as animation:
-            return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(animation)]
-    return [frame.copy() for frame in read_frames(path)]
+            for frame in ImageSequence.Iterator(animation):
+                yield np.asarray(frame.convert("RGB"))
+    else:
+        yield from iter_frames(path)
+
+
+def video_frame_count(path: Path) -> int:
+    """How many frames `decode_video` yields, without holding them (ffmpeg decodes to count)."""
+    if path.suffix.lower() == ".webp":
+        with Image.open(path) as animation:
+            return getattr(animation, "n_frames", 1)
+    return probe(path).frames or 0
+
+
+def _fitted_frames(tmp: tempfile.TemporaryDirectory, frames: Iterator[np.ndarray], width: int,
+                   height: int) -> Iterator[RenderedFrame]:
+    with tmp:  # the downloaded video goes once its frames are read (or the reader stops)
+        for frame in frames:
+            yield RenderedFrame(_fit_size(frame, width, height), {})
 
 
 def _slugs(characters: Sequence[Character]) -> list[str]:
@@ -322,8 +351,13 @@ def _fit_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
 
 
-def _fit_count(frames: list[np.ndarray], count: int) -> list[np.ndarray]:
-    """Lengths are rounded up to the model's grid, so trim; a short clip is stretched evenly."""
-    if len(frames) >= count or not frames:
-        return frames[:count]
-    return [frames[round(i * (len(frames) - 1) / max(1, count - 1))] for i in range(count)]
+def _fit_count(frames: Iterator[np.ndarray], available: int, count: int) -> Iterator[np.ndarray]:
+    """Lengths are rounded up to the model's grid, so trim; a short clip is stretched evenly (frame
+    i of the result is frame round(i · (available − 1) / (count − 1)) of the output)."""
+    if available >= count:
+        yield from itertools.islice(frames, count)
+        return
+    repeats = Counter(round(i * (available - 1) / max(1, count - 1)) for i in range(count))
+    for index, frame in enumerate(frames):
+        for _ in range(repeats[index]):
+            yield frame

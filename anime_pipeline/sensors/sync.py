@@ -17,6 +17,7 @@ import dagster as dg
 
 from anime_pipeline.config import ConfigError, Project
 from anime_pipeline.production import STEPS, refs
+from anime_pipeline.resources import ProjectResource
 from anime_pipeline.services import redact_url
 from anime_pipeline.services.http import (BadJSON, ConnectionFailed, HTTPTransport, MalformedResponse, Timeout,
                                           TransportError, as_object)
@@ -53,12 +54,11 @@ def build_project_sync(loaded: Project) -> dg.SensorDefinition:
     loaded_versions = entity_versions(loaded)
 
     @dg.sensor(name="project_sync", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-               required_resource_keys={"project"},
                description="Says when project_configs/ no longer matches what this code location loaded, and "
                            "what a reload would add, remove or mark stale.")
-    def project_sync(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    def project_sync(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SkipReason:
         try:
-            current = context.resources.project.load()
+            current = project.load()
         except ConfigError as exc:
             return dg.SkipReason(f"show files are invalid; the loaded definitions stay in use:\n{exc}")
         plan = plan_sync(loaded_versions, entity_versions(current))

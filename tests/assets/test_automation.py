@@ -1,52 +1,49 @@
-"""Declarative automation respects the gates: a partition whose upstream blocking checks failed is
-not requested, however stale it is, and is requested once those checks pass."""
+"""Declarative automation respects the gates: an asset whose upstream blocking check failed is not
+requested, however stale it is, and is requested once that check passes."""
+
+from __future__ import annotations
 
 import dagster as dg
 
-from anime_pipeline.definitions import build_definitions
+from anime_pipeline.assets.keys import asset_key
+from anime_pipeline.definitions import build_definitions, characters_job_name
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production.dataset import DecisionLog, dataset_state
-from anime_pipeline.sensors.sync import sync_instance
+from anime_pipeline.production.candidates import DecisionLog, dataset_state
 
 HOSHI = "lantern-post/hoshi"
-LORA = dg.AssetKey("character_lora")
+LORA = asset_key("character_lora", HOSHI)
+DATASET = asset_key("approved_dataset", HOSHI)
 
 
-def evaluation(tick: dg.EvaluateAutomationConditionsResult, asset: dg.AssetKey):
-    return next(result for result in tick.results if result.key == asset)
+def _evaluation(tick: dg.EvaluateAutomationConditionsResult, key: dg.AssetKey):
+    return next(result for result in tick.results if result.key == key)
 
 
-def partitions(result) -> set[str]:
-    return set(result.true_subset.get_internal_subset_value().get_partition_keys())
+def test_a_failed_upstream_gate_holds_automation_until_it_passes(world):
+    defs = build_definitions(world.settings())
+    job = defs.resolve_job_def(characters_job_name("lantern-post"))
+    with world.instance() as instance:
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert not tick.total_requested  # the first tick only records the state
 
+        # hoshi is not human: its candidates wait for a person, so approved_dataset's
+        # enough_approved gate fails and the run stops before character_lora.
+        run = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=[
+            asset_key(a, HOSHI) for a in ("character_reference", "character_embedding", "approved_dataset")])
+        assert not run.success
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        eager, gates = _evaluation(tick, LORA).child_results
+        assert eager.true_subset.size == 1  # missing, upstream updated: plain eager would request it
+        assert gates.true_subset.size == 0 and tick.get_num_requested(LORA) == 0
 
-def test_a_failed_upstream_gate_holds_automation_until_it_passes(settings, instance):
-    sync_instance(instance, settings.configs_dir)
-    defs = build_definitions(settings)
-    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    assert not tick.total_requested  # the first tick only records the state
-
-    # hoshi is not human: its candidates wait for a person, so approved_dataset's
-    # enough_approved gate fails and the run stops before character_lora.
-    run = defs.resolve_job_def("character_job").execute_in_process(partition_key=HOSHI, instance=instance,
-                                                                    raise_on_error=False)
-    assert not run.success
-    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-    eager, gates = evaluation(tick, LORA).child_results
-    assert HOSHI in partitions(eager)  # stale and missing: plain eager would request it
-    assert HOSHI not in partitions(gates) and not tick.get_requested_partitions(LORA)
-    # the phase gate re-evaluates although mio's partitions were never made
-    assert tick.get_num_requested(dg.AssetKey("phase1_stills")) == 1
-
-    paths = StoragePaths(settings.storage_root)
-    log = DecisionLog(paths.decisions_log(HOSHI))
-    for candidate in dataset_state(paths.candidates(HOSHI), log).pending:
-        log.record(candidate.id, "approve", "human:test")
-    rerun = dg.materialize(list(defs.assets), selection=["approved_dataset"], partition_key=HOSHI,
-                           instance=instance, resources=defs.resources)
-    assert all(e.passed for e in rerun.get_asset_check_evaluations())
-    tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-    assert tick.get_requested_partitions(LORA) == {HOSHI}
+        paths = StoragePaths(world.storage)
+        log = DecisionLog(paths.decisions_log(HOSHI))
+        for candidate in dataset_state(paths.candidates(HOSHI), log).pending:
+            log.record(candidate.id, "approve", "human:test")
+        rerun = job.execute_in_process(instance=instance, asset_selection=[DATASET])
+        assert all(e.passed for e in rerun.get_asset_check_evaluations())
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert tick.get_num_requested(LORA) == 1
 
 
 def test_the_automation_sensor_covers_every_asset_and_is_off_until_turned_on(settings):

@@ -3,7 +3,12 @@ from pathlib import Path
 import pytest
 
 from anime_pipeline.config import parse_show
-from anime_pipeline.config.checks import MAX_LETTERS_PER_SECOND, MAX_WORDS_PER_SECOND, dialogue_problem, outside_problem
+from anime_pipeline.config.checks import (
+    MAX_LETTERS_PER_SECOND,
+    MAX_WORDS_PER_SECOND,
+    dialogue_problem,
+    outside_problem,
+)
 from anime_pipeline.config.schema import DialogueLine, Shot
 
 
@@ -46,16 +51,30 @@ def test_outside_problem_follows_symbolic_links(tmp_path: Path):
     assert outside_problem("out_link/etc/shadow", tmp_path) == f"leads outside {tmp_path} through a symbolic link"
 
 
-def test_a_shot_whose_frames_exceed_the_memory_budget_is_refused_with_the_reason(sample_text, tmp_path):
+def _uhd(sample_text: str) -> str:
     import yaml
-
-    from anime_pipeline.config import ConfigError
 
     data = yaml.safe_load(sample_text)
     data["show"]["video"] = {"width": 3840, "height": 2160, "fps": 60}
     data["episodes"][0]["scenes"][0]["shots"][0]["duration"] = 30
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def test_the_largest_video_the_schema_accepts_fits_the_shot_memory_budget(sample_text, tmp_path):
+    """3840×2160 at 60 fps, a 30 s shot: frames stream, so its duration costs no memory and the
+    frame size fits the measured budget (BENCHMARKS.md, "Shot memory")."""
+    from anime_pipeline.config import checks
+
+    config = parse_show(_uhd(sample_text), tmp_path / "uhd.yaml")
+    assert checks.shot_memory(config) <= checks.SHOT_MEMORY_BUDGET
+
+
+def test_a_frame_size_over_the_shot_memory_budget_is_refused_with_the_reason(sample_text, tmp_path, monkeypatch):
+    from anime_pipeline.config import ConfigError, checks
+
+    monkeypatch.setattr(checks, "SHOT_MEMORY_BUDGET", 1024**3)  # a smaller machine's budget
     with pytest.raises(ConfigError) as caught:
-        parse_show(yaml.safe_dump(data, sort_keys=False), tmp_path / "uhd.yaml")
-    lines = [line for line in str(caught.value).splitlines() if "scenes[0].shots[0].duration" in line]
-    assert len(lines) == 1 and "episodes[0].scenes[0].shots[0].duration: 30 s at 3840×2160, 60 fps is 41.7 GiB" \
-        in lines[0] and "at most 3 GiB (2.2 s at this size)" in lines[0]
+        parse_show(_uhd(sample_text), tmp_path / "uhd.yaml")
+    lines = [line for line in str(caught.value).splitlines() if ": show.video:" in line]
+    assert len(lines) == 1 and "show.video: 3840×2160 frames need 1.5 GiB a shot (256 MiB + 56 frames of 23.7 MiB), " \
+        "more than the 1 GiB budget: lower show.video's width and height" in lines[0]

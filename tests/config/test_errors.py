@@ -1,4 +1,10 @@
-from anime_pipeline.config.errors import MAX_SHOWN_PROBLEMS, ConfigError, ConfigProblem, one_line, shown
+from anime_pipeline.config.errors import (
+    MAX_SHOWN_PROBLEMS,
+    ConfigError,
+    ConfigProblem,
+    one_line,
+    shown,
+)
 
 
 def test_one_line_escapes_control_characters_and_caps_the_length():

@@ -119,7 +119,12 @@ def test_entity_keys_and_continuity_chain(configs_dir):
 
 
 def _specs(project) -> dict[str, dict[str, str]]:
-    from anime_pipeline.config.project import character_spec, episode_spec, scene_spec, shot_spec
+    from anime_pipeline.config.project import (
+        character_spec,
+        episode_spec,
+        scene_spec,
+        shot_spec,
+    )
     from anime_pipeline.storage import sha256_json
 
     levels = {"character": (project.characters, character_spec), "shot": (project.shots, shot_spec),

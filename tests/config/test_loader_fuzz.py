@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from anime_pipeline.config import ConfigError, ShowConfig, parse_show
 from anime_pipeline.config.errors import MAX_LINE_CHARS
 from anime_pipeline.storage import sha256_json
-
-from conftest import SAMPLE
+from tests.worlds import SAMPLE
 
 FILE = "fuzz/show.yaml"
 SAMPLE_TEXT = SAMPLE.read_text()

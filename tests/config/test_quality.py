@@ -8,7 +8,7 @@ import pytest
 from anime_pipeline.config import ConfigError
 from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import IdentityThresholds, Quality
-from conftest import write_show
+from tests.worlds import write_show
 
 
 def test_the_defaults_are_the_calibrated_thresholds():

@@ -8,10 +8,16 @@ import yaml
 from pydantic import ValidationError
 
 from anime_pipeline.config.loader import ConfigError, parse_show
-from anime_pipeline.config.schema import (DEFAULT_LORA_WEIGHT, Audio, Backends, CharacterLora, CharacterVoice,
-                                         Jellyfin, TrainerSettings)
-
-from conftest import SAMPLE, merged
+from anime_pipeline.config.schema import (
+    DEFAULT_LORA_WEIGHT,
+    Audio,
+    Backends,
+    CharacterLora,
+    CharacterVoice,
+    Jellyfin,
+    TrainerSettings,
+)
+from tests.worlds import SAMPLE, merged
 
 
 def test_settings_defaults_and_strictness():

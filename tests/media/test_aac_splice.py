@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_pipeline.media.aac_splice import SAMPLES_PER_PACKET, aac_track, parse_adts, splice
+from anime_pipeline.media.aac_splice import (
+    SAMPLES_PER_PACKET,
+    aac_track,
+    parse_adts,
+    splice,
+)
 from anime_pipeline.media.ffmpeg import MediaError, encode_clip, run_ffmpeg
 from anime_pipeline.media.pcm import write_wav
 

@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_pipeline.media.container import (Chapter, assemble_episode, chapters_for, ffmetadata, read_chapters,
-                                            read_subtitles, shift_cues)
+from anime_pipeline.media.container import (
+    Chapter,
+    assemble_episode,
+    chapters_for,
+    ffmetadata,
+    read_chapters,
+    read_subtitles,
+    shift_cues,
+)
 from anime_pipeline.media.ffmpeg import MediaError, decode_check, encode_clip, probe
 from anime_pipeline.media.pcm import decode, write_wav
 from anime_pipeline.media.subtitles import Cue

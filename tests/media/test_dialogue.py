@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anime_pipeline.media.dialogue import (MAX_LEAD, DialogueDoesNotFit, DialogueTrack, LineRequest, ShotSpan,
-                                           place_dialogue, shot_spans)
+from anime_pipeline.media.dialogue import (
+    MAX_LEAD,
+    DialogueDoesNotFit,
+    DialogueTrack,
+    LineRequest,
+    ShotSpan,
+    place_dialogue,
+    shot_spans,
+)
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE
 from anime_pipeline.media.pcm import read_wav
 from anime_pipeline.media.speech import EspeakSpeech, SpeechCache, assign_voices

@@ -16,6 +16,7 @@ from anime_pipeline.media import (
     decode_check,
     encode_clip,
     ffmpeg_exe,
+    iter_frames,
     probe,
     read_frames,
     thumbnail,
@@ -111,6 +112,36 @@ def test_encode_fits_audio_to_video_length(tmp_path: Path, seconds: float) -> No
     assert len(samples) == 48000
     assert rms(samples[: int(0.3 * 48000)]) > 0.2  # the tone plays...
     assert rms(samples[int(0.5 * 48000) :]) == (0.0 if seconds < 1 else pytest.approx(0.35, abs=0.03))
+
+
+def test_encode_streams_a_generator_and_checks_its_count(tmp_path: Path) -> None:
+    """A renderer's stream is piped as it comes; its count is given up front (the audio is fitted to
+    it) and a stream that yields another count writes nothing."""
+    info = encode_clip((frame for frame in moving_bar(12)), FPS, tmp_path / "streamed.mp4", n_frames=12)
+    assert info.frames == 12 and np.array_equal(read_frames(info.path), read_frames(
+        encode_clip(moving_bar(12), FPS, tmp_path / "listed.mp4").path))
+    with pytest.raises(ValueError, match="needs n_frames"):
+        encode_clip(iter(moving_bar(3)), FPS, tmp_path / "a.mp4")
+    with pytest.raises(MediaError, match="expected 13 frames, ffmpeg wrote 12"):
+        encode_clip(iter(moving_bar(12)), FPS, tmp_path / "short.mp4", n_frames=13)
+    with pytest.raises(ValueError, match="told 11 frames and got more"):
+        encode_clip(iter(moving_bar(12)), FPS, tmp_path / "long.mp4", n_frames=11)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["listed.mp4", "streamed.mp4"]
+
+
+def test_iter_frames_decodes_one_frame_at_a_time_as_read_frames_does(tmp_path: Path) -> None:
+    path = encode_clip(moving_bar(12), FPS, tmp_path / "bar.mp4").path
+    streamed = iter_frames(path)
+    first = next(streamed)
+    assert first.flags.writeable and first.shape == (H, W, 3)
+    rest = list(streamed)
+    assert np.array_equal(np.stack([first, *rest]), read_frames(path))
+    assert len(list(iter_frames(path, max_frames=5))) == 5
+    stopped = iter_frames(path)
+    next(stopped)
+    stopped.close()  # a reader that stops early ends the decoder (no leftover process, no error)
+    with pytest.raises(MediaError, match="no such file"):
+        next(iter_frames(tmp_path / "missing.mp4"))
 
 
 def test_encode_rejects_bad_frames_without_leaving_files(tmp_path: Path) -> None:

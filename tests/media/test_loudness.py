@@ -10,7 +10,13 @@ import pytest
 
 from anime_pipeline.config.schema import LoudnessTarget
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE, MediaError
-from anime_pipeline.media.loudness import Loudness, audibility, loudness_verdict, measure, parse_summary
+from anime_pipeline.media.loudness import (
+    Loudness,
+    audibility,
+    loudness_verdict,
+    measure,
+    parse_summary,
+)
 from anime_pipeline.media.pcm import write_wav
 
 SUMMARY = """[Parsed_ebur128_0 @ 0x7f] Summary:

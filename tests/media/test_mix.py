@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from anime_pipeline.config.schema import Audio, Ducking, LoudnessTarget
-from anime_pipeline.media.dialogue import DialogueTrack, LineRequest, ShotSpan, place_dialogue
+from anime_pipeline.media.dialogue import (
+    DialogueTrack,
+    LineRequest,
+    ShotSpan,
+    place_dialogue,
+)
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE, probe
 from anime_pipeline.media.loudness import measure
 from anime_pipeline.media.mix import mix_scene

@@ -6,14 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_ace_step import FakeAceStep
-from fake_ollama import unused_url
-from fake_speech import encoded, spoken
 
 from anime_pipeline.media.ffmpeg import probe
-from anime_pipeline.media.music import (AceStepMusic, FileMusic, MusicError, MusicRequest, MusicSource, ProceduralMusic,
-                                        ace_step_prompt, seed_for)
+from anime_pipeline.media.music import (
+    AceStepMusic,
+    FileMusic,
+    MusicError,
+    MusicRequest,
+    MusicSource,
+    ProceduralMusic,
+    ace_step_prompt,
+    seed_for,
+)
 from anime_pipeline.services.ace_step import AceStepClient
+from tests.services.fake_ace_step import FakeAceStep
+from tests.services.fake_ollama import unused_url
+from tests.services.fake_speech import encoded, spoken
 
 REQUEST = MusicRequest("lantern-post/ep01/sc01", "cosy, curious", "dusk", 6.0, "f1nger-print")
 

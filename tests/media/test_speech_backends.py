@@ -6,14 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_speech import FakeSpeechServer
 
 from anime_pipeline.config.schema import CharacterVoice, EspeakVoice, OpenAIVoice
 from anime_pipeline.media.ffmpeg import SAMPLE_RATE
 from anime_pipeline.media.pcm import read_wav
-from anime_pipeline.media.speech import (EspeakSpeech, OpenAITTSSpeech, SpeechCache, SpeechError, Voice,
-                                         assign_voices, trim_silence)
+from anime_pipeline.media.speech import (
+    EspeakSpeech,
+    OpenAITTSSpeech,
+    SpeechCache,
+    SpeechError,
+    Voice,
+    assign_voices,
+    trim_silence,
+)
 from anime_pipeline.services.speech import OpenAISpeechClient
+from tests.services.fake_speech import FakeSpeechServer
 
 CAST = [("mio", None), ("hoshi", None), ("tama", None), ("ren", None)]
 
@@ -84,7 +91,7 @@ def test_openai_backend_decodes_any_format_and_derives_from_the_voice_list(tmp_p
         voices = assign_voices(backend, CAST)
         assert {v.name for v in voices.values()} <= set(server.voices)
         assert len({v.name for v in voices.values()}) == 4
-        from fake_speech import encoded, spoken
+        from tests.services.fake_speech import encoded, spoken
         server.wrong_body = encoded(spoken("Hello there.", "af_heart"), "mp3")  # mp3 although wav was asked
         line = SpeechCache(backend, tmp_path).line("Hello there.", voices["mio"])
     assert 0.5 < line.duration < 1.2  # the fake speaks 0.06 s per character

@@ -27,10 +27,20 @@ from scipy import ndimage
 
 from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import Character, ShowConfig
-from anime_pipeline.metrics import weightfree as wf
-from anime_pipeline.metrics.suite import Anchor, Appearance, MetricSuite, PaletteIdentity
 from anime_pipeline.drawings import find_face
-from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, ClipRequest, StillRequest
+from anime_pipeline.metrics import weightfree as wf
+from anime_pipeline.metrics.suite import (
+    Anchor,
+    Appearance,
+    MetricSuite,
+    PaletteIdentity,
+)
+from anime_pipeline.render.base import (
+    REFERENCE_EXPRESSIONS,
+    REFERENCE_POSES,
+    ClipRequest,
+    StillRequest,
+)
 from anime_pipeline.render.previz import PrevizRenderer
 
 SHOW = Path(__file__).resolve().parents[2] / "project_configs" / "lantern_post.yaml"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from adversarial_clips import BUILDERS, all_clips, measure, rules
 from anime_pipeline.metrics.suite import MetricSuite
-from conftest import empty_store
+from tests.metrics.adversarial_clips import BUILDERS, all_clips, measure, rules
+from tests.worlds import empty_store
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,12 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from anime_pipeline.metrics import ccip  # noqa: E402
 from anime_pipeline.metrics.models import ModelOutputError, ModelUnavailable  # noqa: E402
-from tiny_models import ccip_expected_feature, ccip_preprocess, tiny_anime_detector, tiny_ccip  # noqa: E402
+from tests.tiny_models import (  # noqa: E402
+    ccip_expected_feature,
+    ccip_preprocess,
+    tiny_anime_detector,
+    tiny_ccip,
+)
 
 
 def picture(seed: int, size: tuple[int, int] = (90, 70)) -> np.ndarray:

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from anime_pipeline.metrics import character
-from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE, IdentityRule, tracked_consistency
+from anime_pipeline.metrics.character import (
+    ARCFACE_RULE,
+    PALETTE_RULE,
+    IdentityRule,
+    tracked_consistency,
+)
 
 
 def test_each_backend_has_its_own_threshold_on_one_similarity_scale():
@@ -57,7 +62,7 @@ class TestCcipOnClips:
     def models(self, tmp_path):
         pytest.importorskip("onnxruntime")
         from anime_pipeline.metrics import ccip
-        from tiny_models import tiny_anime_detector, tiny_ccip
+        from tests.tiny_models import tiny_anime_detector, tiny_ccip
 
         model = ccip.load_ccip(tiny_ccip(tmp_path / "ccip-tiny", threshold=0.2))
         detector = ccip.load_detector(tiny_anime_detector(tmp_path / "face_detect_tiny" / "model.onnx",
@@ -72,7 +77,7 @@ class TestCcipOnClips:
 
     def test_the_character_is_itself_where_its_head_matches_the_anchor(self, models):
         from anime_pipeline.metrics import ccip
-        from tiny_models import ccip_expected_feature
+        from tests.tiny_models import ccip_expected_feature
 
         model, detector = models
         reference = character.ccip_reference(model, detector, self.frame(1))

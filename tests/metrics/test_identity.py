@@ -15,7 +15,13 @@ from onnx import TensorProto, helper  # noqa: E402
 from anime_pipeline.metrics import identity  # noqa: E402
 from anime_pipeline.metrics.models import ModelStore, ModelUnavailable  # noqa: E402
 from anime_pipeline.metrics.weightfree import anchor  # noqa: E402
-from tiny_models import SIZE, StandInDetector, expected_embedding, face, tiny_arcface  # noqa: E402
+from tests.tiny_models import (  # noqa: E402
+    SIZE,
+    StandInDetector,
+    expected_embedding,
+    face,
+    tiny_arcface,
+)
 
 
 @pytest.fixture

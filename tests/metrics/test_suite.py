@@ -9,9 +9,15 @@ import pytest
 from anime_pipeline.metrics import suite as suite_module
 from anime_pipeline.metrics import temporal, vbench, weightfree
 from anime_pipeline.metrics.models import ModelUnavailable
-from anime_pipeline.metrics.suite import (Anchor, ArcFaceIdentity, MetricSuite, PaletteIdentity, character_identity,
-                                          still_identity)
-from conftest import empty_store
+from anime_pipeline.metrics.suite import (
+    Anchor,
+    ArcFaceIdentity,
+    MetricSuite,
+    PaletteIdentity,
+    character_identity,
+    still_identity,
+)
+from tests.worlds import empty_store
 
 COMFYUI, PREVIZ = "comfyui 0.3.10 (http://gpu:8188)", "previz (embedded, CPU)"
 FRAMES = [np.full((32, 32, 3), v, np.uint8) for v in (10, 20, 30, 40, 50)]
@@ -91,13 +97,13 @@ class TestArcFace:
     def faces(self, tmp_path):
         pytest.importorskip("insightface")
         from anime_pipeline.metrics import identity
-        from tiny_models import SameFacesDetector, tiny_arcface
+        from tests.tiny_models import SameFacesDetector, tiny_arcface
 
         recognizer = identity.load_recognizer(tiny_arcface(tmp_path / "w600k_tiny.onnx"))
         return identity.face_model(SameFacesDetector([(0, 0)]), recognizer, "tiny")
 
     def test_clips_and_stills_are_measured_against_the_arcface_anchor(self, faces):
-        from tiny_models import expected_embedding, face
+        from tests.tiny_models import expected_embedding, face
 
         anchor = Anchor(np.zeros(512), expected_embedding(face(1)))
         scores = character_identity([face(1), face(2)], [{}, {}], {"mio": anchor}, ArcFaceIdentity(faces)).scores
@@ -108,12 +114,12 @@ class TestArcFace:
         assert judged.similarity == pytest.approx(1.0, abs=1e-5) and judged.backend == faces.backend
 
     def test_a_shot_without_characters_has_no_identity_to_measure(self, faces):
-        from tiny_models import face
+        from tests.tiny_models import face
 
         assert character_identity([face(1)], [{}], {}, ArcFaceIdentity(faces)).scores == {}
 
     def test_without_an_arcface_anchor_the_palette_is_used(self, faces):
-        from tiny_models import face
+        from tests.tiny_models import face
 
         anchor = Anchor(weightfree.palette_signature(face(1)))
         scores = character_identity([face(1)], [{"mio": (0, 0, 112, 112)}], {"mio": anchor}, ArcFaceIdentity(faces)).scores
@@ -143,7 +149,7 @@ class TestIdentityBackends:
         pytest.importorskip("onnxruntime")
         from anime_pipeline.metrics import ccip
         from anime_pipeline.metrics.suite import CcipIdentity, character_identity
-        from tiny_models import tiny_anime_detector, tiny_ccip
+        from tests.tiny_models import tiny_anime_detector, tiny_ccip
 
         store = empty_store(tmp_path)
         tiny_ccip(store.ccip_dir, threshold=0.2)
@@ -208,7 +214,11 @@ def test_subject_consistency_without_characters_found_is_vbench_on_whole_frames(
 
 def test_a_still_is_judged_by_the_backend_its_anchor_allows(tmp_path):
     from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE
-    from anime_pipeline.metrics.suite import ArcFaceIdentity, PaletteIdentity, still_identity
+    from anime_pipeline.metrics.suite import (
+        ArcFaceIdentity,
+        PaletteIdentity,
+        still_identity,
+    )
 
     image = np.zeros((60, 60, 3), np.uint8)
     image[20:50, 20:40] = (200, 150, 120)
@@ -223,3 +233,87 @@ def test_a_still_is_judged_by_the_backend_its_anchor_allows(tmp_path):
     old = still_identity(image, box, Anchor(weightfree.palette_signature(image, box)), ArcFaceIdentity("pack"))
     assert old.backend == weightfree.PALETTE_BACKEND and old.rule == PALETTE_RULE  # no ArcFace anchor: palette
     assert ArcFaceIdentity("pack").rule == ARCFACE_RULE
+
+
+def _streamed(frames, held: int):
+    """Copies of the frames one at a time, failing when more than `held` frames already handed out
+    are still referenced (by the meters) as the next one comes: the measures hold windows, not clips."""
+    import weakref
+
+    handed = []
+    for frame in frames:
+        alive = sum(ref() is not None for ref in handed)
+        assert alive <= held, f"{alive} earlier frames still held at frame {len(handed)}"
+        copy = frame.copy()
+        handed.append(weakref.ref(copy))
+        yield copy
+        del copy  # only the consumer may keep it
+
+
+def _previz_clip(n_frames: int, width: int = 256, height: int = 144):
+    from anime_pipeline.config.loader import load_show
+    from anime_pipeline.render.base import ClipRequest
+    from anime_pipeline.render.previz import PrevizRenderer
+    from tests.worlds import SAMPLE
+
+    config = load_show(SAMPLE)
+    request = ClipRequest(characters=tuple(config.characters), shot_type="medium", prompt="p", motion_prompt="m",
+                          negative_prompt="n", seed=7, width=width, height=height, fps=24, n_frames=n_frames,
+                          background=tuple(config.world.palette))
+    return PrevizRenderer().render_clip(request)
+
+
+def test_streamed_shot_measures_equal_the_whole_clip_formulas(weight_free):
+    """The shot meter takes frames one at a time and lets them go: it keeps at most the smoothness
+    window E_k, O_k (a frame within the flow's working size is its own working copy), and gives exactly what the whole-clip formulas give: VBench smoothness over
+    the even/odd split, per-frame head-signature identity, the flow measures of the whole clip."""
+    from anime_pipeline.metrics import flow, motion
+
+    clip = _previz_clip(15)
+    frames, boxes = clip.frames, clip.face_boxes
+    full = next(i for i, b in enumerate(boxes) if len(b) == 2)
+    anchors = {slug: Anchor(weightfree.palette_signature(frames[full], box),
+                            signature=weightfree.character_signature(frames[full], box))
+               for slug, box in boxes[full].items()}
+    streamed = weight_free.shot_measures(_streamed(frames, held=2), 24, iter(boxes), anchors, PaletteIdentity())
+    assert streamed == weight_free.shot_measures(frames, 24, boxes, anchors, PaletteIdentity())
+
+    small = [motion.working_rgb(f) for f in frames]
+    d = [float((np.maximum(o, m) - np.minimum(o, m)).mean(dtype=np.float64))
+         for e0, e1, o in zip(small[0::2][:-1], small[0::2][1:], small[1::2])
+         for m in [flow.interpolate_midpoint(e0, e1)]]
+    assert streamed.motion_smoothness.per_frame == tuple(((255.0 - np.array(d)) / 255.0).tolist())
+    for slug, anchor in anchors.items():
+        expected = tuple(0.0 if b.get(slug) is None else
+                         weightfree.cosine(weightfree.character_signature(f, b[slug]), anchor.signature)
+                         for f, b in zip(frames, boxes))
+        assert streamed.identity.scores[slug].per_frame == expected
+    whole = temporal.analyse(frames, 24)
+    assert streamed.temporal_stability == temporal.temporal_stability(whole)
+    assert streamed.frame_timing == temporal.frame_timing(whole)
+
+
+def test_model_identity_judges_windows_that_join_into_the_whole_clip(tmp_path):
+    """CCIP judges IDENTITY_WINDOW frames at a time; the joined per-frame values and the frames
+    without a face are those of one call over the whole clip."""
+    pytest.importorskip("onnxruntime")
+    from anime_pipeline.metrics import ccip
+    from anime_pipeline.metrics.character import ccip_identity, ccip_reference
+    from anime_pipeline.metrics.suite import IDENTITY_WINDOW, CcipIdentity
+    from tests.tiny_models import tiny_anime_detector, tiny_ccip
+
+    store = empty_store(tmp_path)
+    tiny_ccip(store.ccip_dir, threshold=0.2)
+    tiny_anime_detector(store.anime_detector_file, [(320, 320, 320, 320, 0.9)])
+    backend = MetricSuite(store).identity_backend(COMFYUI)
+    assert isinstance(backend, CcipIdentity)
+    cells = [np.kron(np.random.default_rng(s).integers(0, 256, (8, 8, 3), dtype=np.uint8), np.ones((40, 40, 1), np.uint8))
+             for s in range(3)]
+    frames = [cells[i % 3] for i in range(IDENTITY_WINDOW + 5)]
+    anchor = ccip.merge([ccip_reference(backend.model, backend.detector, cells[0])])
+    windowed = character_identity(frames, [{}] * len(frames), {"mio": Anchor(np.zeros(512), ccip=anchor)}, backend)
+    whole = ccip_identity(frames, {"mio": anchor}, backend.model, backend.detector)["mio"]
+    joined = windowed.scores["mio"]
+    assert len(joined.per_frame) == len(frames)
+    assert joined.per_frame == pytest.approx(whole.per_frame, abs=1e-6) and joined.value == pytest.approx(whole.value, abs=1e-6)
+    assert joined.details == whole.details

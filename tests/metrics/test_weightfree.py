@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from drawn_images import EYES, HAIR, SKIN, drawn_face
-
 from anime_pipeline.drawings import find_face
 from anime_pipeline.metrics import weightfree as wf
 from anime_pipeline.metrics.scores import Score
+from tests.drawn_images import EYES, HAIR, SKIN, drawn_face
 
 
 def random_image(seed: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 
 from anime_pipeline.config import parse_show
-from anime_pipeline.planning.director import (OLLAMA_REFINE_SCHEMA, REASON_CHARS, Director, DirectorChain,
-                                              redact_text, shot_type)
+from anime_pipeline.planning.director import (
+    OLLAMA_REFINE_SCHEMA,
+    REASON_CHARS,
+    Director,
+    DirectorChain,
+    redact_text,
+    shot_type,
+)
 from anime_pipeline.planning.local import NAME as LOCAL_NAME
 from anime_pipeline.planning.local import LocalPlanner
 from anime_pipeline.planning.plans import DialogueLine, PlannedShot
 from anime_pipeline.planning.story import propose
 from anime_pipeline.services.echo_brain import EchoBrainClient
 from anime_pipeline.services.ollama import OllamaClient
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "services"))
-from fake_echo_brain import LEARN, PLAN, FakeEchoBrain  # noqa: E402
-from fake_ollama import FakeOllama, unused_url  # noqa: E402
+from tests.services.fake_echo_brain import LEARN, PLAN, FakeEchoBrain
+from tests.services.fake_ollama import FakeOllama, unused_url
 
 PROMPT = "1girl, courier, lantern-lit street"
 SCENE = "Mio delivers a letter at night."

@@ -1,7 +1,5 @@
 """Story to shots: the proposed episode, planned by whichever director the show has."""
 
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -11,10 +9,8 @@ from anime_pipeline.planning.local import LocalPlanner
 from anime_pipeline.planning.story import propose, split_scenes
 from anime_pipeline.services.echo_brain import EchoBrainClient
 from anime_pipeline.services.ollama import OllamaClient
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "services"))
-from fake_echo_brain import FakeEchoBrain  # noqa: E402
-from fake_ollama import FakeOllama, unused_url  # noqa: E402
+from tests.services.fake_echo_brain import FakeEchoBrain
+from tests.services.fake_ollama import FakeOllama, unused_url
 
 
 @pytest.fixture

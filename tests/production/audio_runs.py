@@ -3,9 +3,7 @@ its show file, with services given in the settings (the fakes' URLs and keys).""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import yaml
 
@@ -14,8 +12,6 @@ from anime_pipeline.config import Project
 from anime_pipeline.definitions import build_definitions, episode_job_name
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.runner import Runner, Stage, StepOutcome
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))  # the fakes live beside the client tests
 
 EPISODE = "lantern-post/ep01"
 SHOW_FILE = "lantern_post.yaml"

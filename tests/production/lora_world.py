@@ -23,20 +23,15 @@ import dagster as dg
 import yaml
 from PIL import Image
 
+from anime_pipeline.definitions import build_definitions
+from anime_pipeline.paths import StoragePaths
+from anime_pipeline.production.character_reference import ReferenceManifest
+from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment
+from tests.services.fake_comfyui import provision
+from tests.services.fake_comfyui_training import FakeTrainingComfyUI
+from tests.training.tiny_checkpoints import SD15, write_checkpoint
+
 TESTS = Path(__file__).resolve().parents[1]
-for helpers in (TESTS / "services", TESTS / "training"):  # the fake servers, the tiny checkpoints
-    if str(helpers) not in sys.path:
-        sys.path.insert(0, str(helpers))
-
-from fake_comfyui import provision  # noqa: E402
-from fake_comfyui_training import FakeTrainingComfyUI  # noqa: E402
-from tiny_checkpoints import SD15, write_checkpoint  # noqa: E402
-
-from anime_pipeline.definitions import build_definitions  # noqa: E402
-from anime_pipeline.paths import StoragePaths  # noqa: E402
-from anime_pipeline.production.character_reference import ReferenceManifest  # noqa: E402
-from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment  # noqa: E402
-
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
 SD_SCRIPTS = TESTS / "training" / "sd_scripts"
 SHOW = "lantern-post"

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from anime_pipeline.config import Project
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production.batches import batch_records, latest_batch_record, next_batch, run_batch
+from anime_pipeline.production.batches import (
+    batch_records,
+    latest_batch_record,
+    next_batch,
+    run_batch,
+)
 from anime_pipeline.production.candidates import DecisionLog, list_candidates
 from anime_pipeline.production.character_embedding import load_anchor
 from anime_pipeline.render.previz import PrevizRenderer

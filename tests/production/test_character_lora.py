@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-from lora_world import CHECKPOINT, MIO, MIO_SHOT, TRAINING, lora_world
 from safetensors import safe_open
 
 from anime_pipeline.config.schema import Quality
@@ -15,6 +14,7 @@ from anime_pipeline.production.character_lora import GATES, LoraManifest
 from anime_pipeline.production.shot_clip import ShotManifest
 from anime_pipeline.storage import sha256_file
 from anime_pipeline.training.lora_keys import BaseModel, check_lora_keys
+from tests.production.lora_world import CHECKPOINT, MIO, MIO_SHOT, TRAINING, lora_world
 
 LORA_ASSET = f"{MIO}/character_lora"
 

@@ -14,7 +14,13 @@ from anime_pipeline.config.loader import load_show
 from anime_pipeline.config.schema import IdentityThresholds, Quality
 from anime_pipeline.imaging import load_png
 from anime_pipeline.metrics.character import ARCFACE_RULE, PALETTE_RULE, IdentityRule
-from anime_pipeline.metrics.suite import ArcFaceIdentity, CcipIdentity, MetricSuite, PaletteIdentity, still_identity
+from anime_pipeline.metrics.suite import (
+    ArcFaceIdentity,
+    CcipIdentity,
+    MetricSuite,
+    PaletteIdentity,
+    still_identity,
+)
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.character_embedding import compute_anchors, load_anchor
 from anime_pipeline.production.character_reference import ReferenceManifest
@@ -24,10 +30,10 @@ from anime_pipeline.production.scene_video import SceneVideo, transition_frames
 from anime_pipeline.production.shot_clip import GATES as SHOT_GATES
 from anime_pipeline.production.shot_clip import ShotClip, score_clip
 from anime_pipeline.production.step import run_step
-from anime_pipeline.render.base import ClipRequest, ClipResult
+from anime_pipeline.render.base import ClipRequest, ClipStream, RenderedFrame
 from anime_pipeline.render.previz import PrevizRenderer
-from conftest import SAMPLE, empty_store
-from step_env import embedded_env
+from tests.step_env import embedded_env
+from tests.worlds import SAMPLE, empty_store
 
 RENDERED = "comfyui 0.3.64 (http://gpu:8188)"  # a real renderer's images: the model backends judge them
 SCENE = "lantern-post/ep01/sc01"
@@ -55,21 +61,23 @@ class SwapHalfway(PrevizRenderer):
     def __init__(self, colours: dict[str, str]):
         self.colours = colours
 
-    def render_clip(self, request: ClipRequest) -> ClipResult:
-        own = super().render_clip(request)
+    def stream_clip(self, request: ClipRequest) -> ClipStream:
+        own = super().stream_clip(request)
         if "mio" not in [c.slug for c in request.characters]:
             return own
         overrides = {**request.palette_overrides, "mio": {**request.palette_overrides.get("mio", {}), **self.colours}}
-        swapped = super().render_clip(replace(request, palette_overrides=overrides))
-        half = len(own.frames) // 2
-        return ClipResult(own.frames[:half] + swapped.frames[half:], own.face_boxes, own.params)
+        swapped = super().stream_clip(replace(request, palette_overrides=overrides))
+        half = own.n_frames // 2
+        frames = (mine if index < half else RenderedFrame(theirs.image, mine.face_boxes)
+                  for index, (mine, theirs) in enumerate(zip(own.frames, swapped.frames)))
+        return ClipStream(own.params, own.n_frames, frames)
 
 
 def renderer_env(world, renderer):
     env = embedded_env(world.configs, world.storage)
 
     @contextmanager
-    def session(_config, _references):
+    def session(_config, _references, _loras=()):
         yield renderer
 
     env.open_renderer = session
@@ -126,7 +134,7 @@ def test_ccip_anchors_and_identity_run_through_the_steps(characters, tmp_path):
     character_embedding makes a CCIP anchor, and a shot's identity is CCIP's, judged by the
     model's metrics.json threshold unless the show sets quality.identity.ccip."""
     pytest.importorskip("onnxruntime")
-    from tiny_models import tiny_anime_detector, tiny_ccip
+    from tests.tiny_models import tiny_anime_detector, tiny_ccip
 
     store = empty_store(tmp_path)
     tiny_ccip(store.ccip_dir, threshold=0.2)

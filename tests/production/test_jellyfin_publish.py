@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from audio_runs import EPISODE, edit_show, run_artifact
-from fake_jellyfin import FakeJellyfin, item_id
-from fake_ollama import unused_url
 
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.jellyfin_publish import PUBLISHER, PublishManifest
+from tests.production.audio_runs import EPISODE, edit_show, run_artifact
+from tests.services.fake_jellyfin import FakeJellyfin, item_id
+from tests.services.fake_ollama import unused_url
 
 KEY = "5ecret0123456789abcdef0123456789"
 SERVER_ROOT = "/srv/media"

@@ -12,9 +12,19 @@ from anime_pipeline.config import Project
 from anime_pipeline.config.project import CharacterRef
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.batches import batch_records, run_batch
-from anime_pipeline.production.candidates import DecisionLog, generate_batch, list_candidates
+from anime_pipeline.production.candidates import (
+    DecisionLog,
+    generate_batch,
+    list_candidates,
+)
 from anime_pipeline.production.character_embedding import load_anchor
-from anime_pipeline.production.learner import CAUSES, Outcome, Steering, diagnose, plan_batch
+from anime_pipeline.production.learner import (
+    CAUSES,
+    Outcome,
+    Steering,
+    diagnose,
+    plan_batch,
+)
 from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 

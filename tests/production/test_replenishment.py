@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from anime_pipeline.config.schema import DatasetPolicy
-from anime_pipeline.production.replenishment import (DAY, Batch, Counts, ResetLog, consecutive_rejects, holding,
-                                                     judge, next_eligible, utc)
+from anime_pipeline.production.replenishment import (
+    DAY,
+    Batch,
+    Counts,
+    ResetLog,
+    consecutive_rejects,
+    holding,
+    judge,
+    next_eligible,
+    utc,
+)
 
 POLICY = DatasetPolicy()
 NOW = 1_796_000_000.0  # 2026-11-30T...: a fixed moment, the guards read no clock of their own

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from audio_runs import EPISODE, edit_show, run_artifact
-from fake_ace_step import FakeAceStep
-from fake_speech import FakeSpeechServer
 
 from anime_pipeline.config import Project
 from anime_pipeline.media.pcm import decode
@@ -16,6 +13,9 @@ from anime_pipeline.media.subtitles import parse_srt
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.scene_audio import NOT_PLACED
 from anime_pipeline.production.scene_video import GATES, SceneManifest
+from tests.production.audio_runs import EPISODE, edit_show, run_artifact
+from tests.services.fake_ace_step import FakeAceStep
+from tests.services.fake_speech import FakeSpeechServer
 
 SC01, SC02 = f"{EPISODE}/sc01", f"{EPISODE}/sc02"
 LONG_LINE = "Kyu! Follow me past the last lantern."
@@ -117,8 +117,8 @@ def test_openai_tts_without_a_server_names_the_variable(produced):
 
 
 def test_a_scenes_own_track_is_its_bed(produced):
-    from fake_ace_step import chord
-    from fake_speech import wav_bytes
+    from tests.services.fake_ace_step import chord
+    from tests.services.fake_speech import wav_bytes
 
     music = produced.configs / "music"
     music.mkdir()

@@ -4,12 +4,12 @@ those; a LoRA the rendering server does not list fails the shot naming the serve
 from __future__ import annotations
 
 import dagster as dg
-from lora_world import HOSHI_SHOT, MIO, MIO_SHOT, lora_world
 
 from anime_pipeline import dagster_compat
 from anime_pipeline.definitions import build_definitions
 from anime_pipeline.production.character_lora import LoraManifest
 from anime_pipeline.production.shot_clip import ShotManifest
+from tests.production.lora_world import HOSHI_SHOT, MIO, MIO_SHOT, lora_world
 
 SHOTS = [f"{MIO_SHOT}/shot_clip", f"{HOSHI_SHOT}/shot_clip"]
 

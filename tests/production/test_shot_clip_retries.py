@@ -18,7 +18,7 @@ from anime_pipeline.config import Project
 from anime_pipeline.definitions import build_assets, build_resources
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.shot_clip import STEPS_PER_RETRY, ShotManifest
-from anime_pipeline.render.base import ClipRequest, ClipResult
+from anime_pipeline.render.base import ClipRequest, ClipStream, RenderedFrame
 from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.resources import RendererResource
 
@@ -28,25 +28,28 @@ SHOT = "lantern-post/ep01/sc01/sh02"  # a medium shot of mio, no continuity
 class FrozenRenderer(PrevizRenderer):
     """Renders the shot, then holds its first frame for the whole clip."""
 
-    def render_clip(self, request: ClipRequest) -> ClipResult:
-        clip = super().render_clip(request)
-        return ClipResult([clip.frames[0]] * len(clip.frames), [clip.face_boxes[0]] * len(clip.frames), clip.params)
+    def stream_clip(self, request: ClipRequest) -> ClipStream:
+        clip = super().stream_clip(request)
+        first = next(clip.frames)
+        return ClipStream(clip.params, clip.n_frames, (first for _ in range(clip.n_frames)))
 
 
 class NoiseRenderer(PrevizRenderer):
     """Uniform noise frames, a new pattern every frame, seeded by the request."""
 
-    def render_clip(self, request: ClipRequest) -> ClipResult:
+    def stream_clip(self, request: ClipRequest) -> ClipStream:
         rng = np.random.default_rng(request.seed)
-        frames = [rng.integers(0, 256, (request.height, request.width, 3), dtype=np.uint8) for _ in range(request.n_frames)]
-        return ClipResult(frames, [{} for _ in frames], {"stand-in": "noise"})
+        frames = (RenderedFrame(rng.integers(0, 256, (request.height, request.width, 3), dtype=np.uint8), {})
+                  for _ in range(request.n_frames))
+        return ClipStream({"stand-in": "noise"}, request.n_frames, frames)
 
 
 class StandInRenderer(RendererResource):
     kind: str
 
     @contextmanager
-    def session(self, context, config, references: Mapping[str, Path] | None = None) -> Iterator[PrevizRenderer]:
+    def session(self, context, config, references: Mapping[str, Path] | None = None,
+                loras=()) -> Iterator[PrevizRenderer]:
         yield {"frozen": FrozenRenderer, "noise": NoiseRenderer, "previz": PrevizRenderer}[self.kind]()
 
 
@@ -81,6 +84,10 @@ def test_a_clip_the_gates_reject_is_retried_then_fails_its_gate(characters, kind
     verdicts = checks(result)
     assert {name for name, passed in verdicts.items() if not passed} >= failing
     assert not result.success  # a failed blocking check fails the asset, so nothing downstream runs on it
+    # each attempt streamed into its own folder; only the kept one's frames and clip remain, in place
+    shot_dir = StoragePaths(characters.storage).shot(SHOT)
+    assert sorted(p.name for p in shot_dir.iterdir()) == ["clip.mp4", "frames", "manifest.json"]
+    assert len(list((shot_dir / "frames").iterdir())) == manifest.frames == attempts[0].request.n_frames
 
 
 def test_a_clip_that_passes_is_rendered_once(characters):

@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fake_jellyfin import FakeJellyfin, item_id
-from fake_ollama import unused_url
 
 from anime_pipeline.config import parse_show
 from anime_pipeline.publish.jellyfin import JellyfinLibraryUnknown, JellyfinPublisher
-from anime_pipeline.services.jellyfin import JellyfinClient, JellyfinUnauthorized, JellyfinUnavailable
+from anime_pipeline.services.jellyfin import (
+    JellyfinClient,
+    JellyfinUnauthorized,
+    JellyfinUnavailable,
+)
+from tests.services.fake_jellyfin import FakeJellyfin, item_id
+from tests.services.fake_ollama import unused_url
 
 KEY = "f00dcafe" * 4
 SERVER_ROOT = "/srv/media"

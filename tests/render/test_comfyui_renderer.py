@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,7 @@ from anime_pipeline.render.workflows import (
     load_template,
 )
 from anime_pipeline.services.comfyui import ComfyUIClient, WorkflowValidationError
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "services"))
-from fake_comfyui import FakeComfyUI, provision  # noqa: E402
+from tests.services.fake_comfyui import FakeComfyUI, provision
 
 CONFIGS = Path(__file__).resolve().parents[2] / "project_configs"
 W, H = 64, 48
@@ -230,7 +227,7 @@ def test_decode_video_reads_animated_webp_and_gif(tmp_path, suffix):
     frames = [Image.new("RGB", (16, 12), (40 * i, 255 - 40 * i, 90)) for i in range(4)]
     path = tmp_path / f"clip{suffix}"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True)
-    decoded = decode_video(path)
+    decoded = list(decode_video(path))
     assert len(decoded) == 4 and decoded[0].shape == (12, 16, 3)
     assert np.abs(decoded[3].astype(int) - np.asarray(frames[3])).max() <= 8
 

@@ -11,7 +11,12 @@ import pytest
 from anime_pipeline.config import Project
 from anime_pipeline.config.schema import MOTION_PRESETS, Character, Quality
 from anime_pipeline.metrics import temporal
-from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, ClipRequest, StillRequest
+from anime_pipeline.render.base import (
+    REFERENCE_EXPRESSIONS,
+    REFERENCE_POSES,
+    ClipRequest,
+    StillRequest,
+)
 from anime_pipeline.render.previz import PrevizRenderer
 
 W, H = 320, 180
@@ -75,6 +80,23 @@ def test_clip_is_deterministic_and_seeded(renderer, cast):
     assert b"".join(f.tobytes() for f in first.frames) == b"".join(f.tobytes() for f in again.frames)
     assert first.face_boxes == again.face_boxes
     assert first.frames[0].tobytes() != other.frames[0].tobytes()
+
+
+def test_a_clip_streams_frame_by_frame_with_its_params_known_first(renderer, cast):
+    """`stream_clip` makes each frame when it is asked for (a bad request fails at once), with the
+    same pixels, boxes and params as the whole clip."""
+    import itertools
+
+    whole = renderer.render_clip(clip(cast, "medium", n_frames=8))
+    stream = renderer.stream_clip(clip(cast, "medium", n_frames=8))
+    assert stream.params == whole.params and stream.n_frames == 8
+    first_three = list(itertools.islice(stream.frames, 3))
+    rest = list(stream.frames)
+    frames = first_three + rest
+    assert [f.image.tobytes() for f in frames] == [f.tobytes() for f in whole.frames]
+    assert [f.face_boxes for f in frames] == whole.face_boxes
+    with pytest.raises(ValueError, match="unknown shot type"):
+        renderer.stream_clip(clip(cast, "dolly"))
 
 
 @pytest.mark.parametrize("framing", ["full_body", "portrait", "close-up"])

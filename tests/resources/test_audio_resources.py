@@ -12,7 +12,12 @@ from anime_pipeline.config import parse_show
 from anime_pipeline.definitions import build_resources
 from anime_pipeline.media.music import FileMusic, ProceduralMusic
 from anime_pipeline.media.speech import EspeakSpeech
-from anime_pipeline.resources import JellyfinResource, MusicResource, NotConfigured, SpeechResource
+from anime_pipeline.resources import (
+    JellyfinResource,
+    MusicResource,
+    NotConfigured,
+    SpeechResource,
+)
 from anime_pipeline.settings import Settings
 
 

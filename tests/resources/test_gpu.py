@@ -4,8 +4,7 @@ import time
 import dagster as dg
 
 from anime_pipeline.resources.gpu import GpuLease
-
-from conftest import EMBEDDED_OVERRIDES
+from tests.worlds import EMBEDDED_OVERRIDES
 
 
 def test_two_gpus_run_two_steps_at_once_and_never_two_on_one_card(tmp_path):

@@ -4,8 +4,6 @@ near-duplicate rule."""
 from __future__ import annotations
 
 import inspect
-import sys
-from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -16,10 +14,8 @@ from anime_pipeline.review.base import Reviewer, combined_score, duplicate_rejec
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.review.vision import OllamaVisionReviewer, checklist_items
 from anime_pipeline.services.ollama import OllamaClient
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "services"))
-from fake_ollama import FakeOllama  # noqa: E402
-from test_heuristic_review import MIO, draw  # noqa: E402
+from tests.review.test_heuristic_review import MIO, draw
+from tests.services.fake_ollama import FakeOllama
 
 ROLE_ATTRIBUTES = ("name", "backend", "device")
 

@@ -23,11 +23,20 @@ from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.candidates import DecisionLog, list_candidates
 from anime_pipeline.production.replenishment import DAY, ResetLog, utc
 from anime_pipeline.resources import StorageResource
-from anime_pipeline.sensors.dataset_replenishment import (GENERATION_TAG, JOB_NAME, REPLENISH_TAG, RUN_KEY_TAG,
-                                                          SENSOR_NAME, ReplenishCursor, build_replenishment_job,
-                                                          build_replenishment_sensor, replenishment_state, run_key)
+from anime_pipeline.sensors.dataset_replenishment import (
+    GENERATION_TAG,
+    JOB_NAME,
+    REPLENISH_TAG,
+    RUN_KEY_TAG,
+    SENSOR_NAME,
+    ReplenishCursor,
+    build_replenishment_job,
+    build_replenishment_sensor,
+    replenishment_state,
+    run_key,
+)
 from anime_pipeline.storage import read_json, write_json
-from tests.conftest import World, write_show
+from tests.worlds import World, write_show
 
 T0 = 1_796_083_200.0  # 2026-12-01T00:00:00Z
 MIO, HOSHI, NIGHT_MIO, NIGHT_HOSHI = "lantern-post/mio", "lantern-post/hoshi", "night-post/mio", "night-post/hoshi"

@@ -17,8 +17,9 @@ from urllib.parse import quote
 
 import numpy as np
 from aiohttp import web
-from fake_ollama import Served
-from fake_speech import wav_bytes
+
+from tests.services.fake_ollama import Served
+from tests.services.fake_speech import wav_bytes
 
 RATE = 48_000
 

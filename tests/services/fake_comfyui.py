@@ -47,9 +47,8 @@ import numpy as np
 from aiohttp import WSMsgType, web
 from PIL import Image
 
-from hostile import Hostile, middleware
-
 from anime_pipeline.render.workflows import custom_node_specs, load_template
+from tests.services.hostile import Hostile, middleware
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "comfyui"
 

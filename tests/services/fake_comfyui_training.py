@@ -38,7 +38,14 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
-from fake_comfyui import DATA, FakeComfyUI, _execution_order, _is_link, _signature
+
+from tests.services.fake_comfyui import (
+    DATA,
+    FakeComfyUI,
+    _execution_order,
+    _is_link,
+    _signature,
+)
 
 LOADERS = ("LoadImageTextDataSetFromFolder", "LoadImageTextSetFromFolderNode", "LoadImageDataSetFromFolder",
            "LoadImageSetFromFolderNode")

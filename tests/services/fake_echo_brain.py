@@ -8,8 +8,9 @@ import copy
 from typing import Any
 
 from aiohttp import web
-from fake_ollama import BackgroundServer, Received
-from hostile import Hostile, middleware
+
+from tests.services.fake_ollama import BackgroundServer, Received
+from tests.services.hostile import Hostile, middleware
 
 HEALTH = "/api/echo/health"
 PLAN = "/api/echo/anime/scene/plan"

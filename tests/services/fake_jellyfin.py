@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
-from fake_ollama import Served
+
+from tests.services.fake_ollama import Served
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".m4v", ".avi", ".webm"}
 EPISODE_TOKEN = re.compile(r"S(\d{1,3})E(\d{1,4})", re.I)

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from hostile import Hostile, middleware
+
+from tests.services.hostile import Hostile, middleware
 
 BUSY_TEXT = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's ErrMaxQueue
 STREAM_CHUNKS = 3

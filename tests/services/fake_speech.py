@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 from aiohttp import web
-from fake_ollama import Served
 
 from anime_pipeline.media.ffmpeg import ffmpeg_exe
+from tests.services.fake_ollama import Served
 
 Flavour = Literal["kokoro", "openedai", "orpheus"]
 RATE = 24_000

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from fake_ace_step import FakeAceStep
-from fake_ollama import unused_url
 
-from anime_pipeline.services.ace_step import (AceStepBusy, AceStepClient, AceStepError, AceStepProtocolError,
-                                              AceStepTaskFailed, AceStepTimeout, AceStepUnauthorized,
-                                              AceStepUnavailable, MusicTask, parse_state)
+from anime_pipeline.services.ace_step import (
+    AceStepBusy,
+    AceStepClient,
+    AceStepError,
+    AceStepProtocolError,
+    AceStepTaskFailed,
+    AceStepTimeout,
+    AceStepUnauthorized,
+    AceStepUnavailable,
+    MusicTask,
+    parse_state,
+)
+from tests.services.fake_ace_step import FakeAceStep
+from tests.services.fake_ollama import unused_url
 
 TASK = MusicTask("instrumental anime background score, calm", 12.0, seed=1234)
 

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fake_comfyui import DATA, FakeComfyUI
 from PIL import Image
 
 from anime_pipeline.services.comfyui import (
@@ -31,6 +30,7 @@ from anime_pipeline.services.comfyui import (
 )
 from anime_pipeline.services.comfyui.graph import catalogue_problem
 from anime_pipeline.services.comfyui.watch import EventSocket, RunWatch, ServerCalls
+from tests.services.fake_comfyui import DATA, FakeComfyUI
 
 VHS_VIDEO_COMBINE = {  # protocols.md §1.9; the pack is not in the recorded catalogue
     "input": {

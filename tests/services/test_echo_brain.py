@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from fake_echo_brain import LEARN, PLAN, REFINE, FakeEchoBrain
-from fake_ollama import unused_url
 
-from anime_pipeline.services.echo_brain import EchoBrainBadResponse, EchoBrainClient, EchoBrainUnavailable
+from anime_pipeline.services.echo_brain import (
+    EchoBrainBadResponse,
+    EchoBrainClient,
+    EchoBrainUnavailable,
+)
+from tests.services.fake_echo_brain import LEARN, PLAN, REFINE, FakeEchoBrain
+from tests.services.fake_ollama import unused_url
 
 PROMPT = "1girl, courier, lantern-lit street"
 

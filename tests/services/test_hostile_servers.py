@@ -10,10 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_comfyui import FakeComfyUI
-from fake_echo_brain import LEARN, REFINE, FakeEchoBrain
-from fake_ollama import FakeOllama
-from hostile import HTML, Body, Endless, Huge, Trickle, deep_json
 
 from anime_pipeline.planning.director import DirectorChain
 from anime_pipeline.services.comfyui import (
@@ -38,6 +34,10 @@ from anime_pipeline.services.ollama import (
     OllamaError,
     OllamaTimeout,
 )
+from tests.services.fake_comfyui import FakeComfyUI
+from tests.services.fake_echo_brain import LEARN, REFINE, FakeEchoBrain
+from tests.services.fake_ollama import FakeOllama
+from tests.services.hostile import HTML, Body, Endless, Huge, Trickle, deep_json
 
 MiB = 1 << 20
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}

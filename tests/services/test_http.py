@@ -10,12 +10,22 @@ from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
-from fake_ollama import BackgroundServer, unused_url
-from hostile import HTML, Endless, Huge, Trickle, deep_json, middleware
 
-from anime_pipeline.services.http import (MAX_JSON_DEPTH, BadJSON, ConnectionFailed, DeadlineExceeded,
-                                          HTTPTransport, MalformedResponse, ResponseTooLarge, Timeout, decode_json,
-                                          field, multipart)
+from anime_pipeline.services.http import (
+    MAX_JSON_DEPTH,
+    BadJSON,
+    ConnectionFailed,
+    DeadlineExceeded,
+    HTTPTransport,
+    MalformedResponse,
+    ResponseTooLarge,
+    Timeout,
+    decode_json,
+    field,
+    multipart,
+)
+from tests.services.fake_ollama import BackgroundServer, unused_url
+from tests.services.hostile import HTML, Endless, Huge, Trickle, deep_json, middleware
 
 MiB = 1 << 20
 

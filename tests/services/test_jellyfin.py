@@ -9,12 +9,18 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from fake_jellyfin import FakeJellyfin
-from fake_ollama import BackgroundServer, unused_url
 
 from anime_pipeline.services.http import Deadline, HTTPTransport, Timeout
-from anime_pipeline.services.jellyfin import (JellyfinClient, JellyfinProtocolError, JellyfinRejected, JellyfinTimeout,
-                                              JellyfinUnauthorized, JellyfinUnavailable)
+from anime_pipeline.services.jellyfin import (
+    JellyfinClient,
+    JellyfinProtocolError,
+    JellyfinRejected,
+    JellyfinTimeout,
+    JellyfinUnauthorized,
+    JellyfinUnavailable,
+)
+from tests.services.fake_jellyfin import FakeJellyfin
+from tests.services.fake_ollama import BackgroundServer, unused_url
 
 KEY = "0123456789abcdef0123456789abcdef"
 

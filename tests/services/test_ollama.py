@@ -6,13 +6,26 @@ import base64
 
 import numpy as np
 import pytest
-from fake_ollama import FakeOllama, unused_url
 
 from anime_pipeline.config.schema import Character, ReviewThresholds
-from anime_pipeline.review.vision import SPECIES_SCHEMA, OllamaVisionReviewer, checklist_items
-from anime_pipeline.services.ollama import (BadRequest, InvalidModelOutput, ModelMissing, OllamaBusy, OllamaClient,
-                                            OllamaServerError, OllamaTimeout, OllamaUnavailable, check_schema,
-                                            schema_problems)
+from anime_pipeline.review.vision import (
+    SPECIES_SCHEMA,
+    OllamaVisionReviewer,
+    checklist_items,
+)
+from anime_pipeline.services.ollama import (
+    BadRequest,
+    InvalidModelOutput,
+    ModelMissing,
+    OllamaBusy,
+    OllamaClient,
+    OllamaServerError,
+    OllamaTimeout,
+    OllamaUnavailable,
+    check_schema,
+    schema_problems,
+)
+from tests.services.fake_ollama import FakeOllama, unused_url
 
 SCHEMA = {
     "type": "object",

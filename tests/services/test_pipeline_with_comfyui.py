@@ -9,26 +9,26 @@ import time
 import dagster as dg
 import pytest
 import yaml
-from fake_comfyui import FakeComfyUI, provision
 
+from anime_pipeline.assets.keys import asset_key
 from anime_pipeline.config import Project
-from anime_pipeline.definitions import build_definitions
+from anime_pipeline.definitions import build_definitions, characters_job_name
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.runner import Runner
-from anime_pipeline.sensors.sync import sync_instance
+from anime_pipeline.runner import Runner, plan_for
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
-
-from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
+from tests.services.fake_comfyui import FakeComfyUI, provision
+from tests.worlds import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
 RENDER_SECONDS = 1.5  # long against process start-up jitter on a loaded 2-core machine
 SHOTS = ["lantern-post/ep01/sc01/sh02", "lantern-post/ep01/sc01/sh03"]
+EPISODE_JOB = "lantern_post__episode_01"
 
 
 def _write_show(configs, renderer: str) -> None:
     data = yaml.safe_load(SAMPLE.read_text())
     data["backends"] = {"renderer": renderer}
-    data["quality"] = {"retry_thresholds": [0.0]}  # one attempt per shot: the test is about where it renders
+    data["quality"] = {"max_attempts": 1}  # one attempt per shot: the test is about where it renders
     (configs / SAMPLE.name).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -48,24 +48,19 @@ def studio(tmp_path):
         settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path),
                             comfyui_urls=(("0", gpu0.url), ("1", gpu1.url)))
         with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
-            sync_instance(instance, configs)
             project = Project.load(configs)
-            runner = Runner(build_definitions(settings), instance, StoragePaths(storage), report=lambda _: None)
-            for key in ("lantern-post/mio", "lantern-post/hoshi"):
-                if not runner.run("character_job", key, 1).success:
-                    runner._approve_pending(key, project, "test")
-                    assert runner.run("character_job", key, 1, ["approved_dataset", "character_lora"]).success
-            assert runner.run("phase1_stills_job", None, 1).success
-            _write_show(configs, "comfyui")
-            sync_instance(instance, configs)
-            yield settings, home, (gpu0, gpu1)
+            runner = Runner(build_definitions(settings, project), instance, StoragePaths(storage), report=lambda _: None)
+            stages = [s for s in plan_for(project) if s.label.startswith(("character ", "phase1_stills "))]
+            assert runner.run_plan(stages, project, approve_as="test")
+        _write_show(configs, "comfyui")
+        yield settings, home, (gpu0, gpu1)
 
 
 def _render(settings, home, shot, results):
     """One run in its own process, as the run launcher would start it (in-process runs are not thread-safe)."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = build_definitions(settings).resolve_job_def("shot_job").execute_in_process(
-            partition_key=shot, instance=instance, raise_on_error=False)
+        result = build_definitions(settings).resolve_job_def(EPISODE_JOB).execute_in_process(
+            asset_selection=[asset_key("shot_clip", shot)], instance=instance, raise_on_error=False)
         results[shot] = (result.run_id, [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()])
 
 
@@ -89,7 +84,7 @@ def test_two_shots_render_at_once_on_two_gpus(studio):
             worker.join(timeout=120)
         elapsed = time.perf_counter() - start
         results = dict(shared)
-    assert all(results[s][1] == ["shot_clip"] for s in SHOTS), results
+    assert all(results[s][1] == [f"{s}/shot_clip"] for s in SHOTS), results
 
     paths = StoragePaths(settings.storage_root)
     manifests = [read_json(paths.shot(s) / "manifest.json") for s in SHOTS]
@@ -119,8 +114,8 @@ def test_reproduce_resubmits_the_recorded_graph(studio, monkeypatch, capsys):
     settings, home, fakes = studio
     shot = SHOTS[0]
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        build_definitions(settings).resolve_job_def("shot_job").execute_in_process(
-            partition_key=shot, instance=instance, raise_on_error=False)
+        build_definitions(settings).resolve_job_def(EPISODE_JOB).execute_in_process(
+            asset_selection=[asset_key("shot_clip", shot)], instance=instance, raise_on_error=False)
     monkeypatch.setenv("ANIME_PIPELINE_CONFIGS", str(settings.configs_dir))
     monkeypatch.setenv("ANIME_PIPELINE_STORAGE", str(settings.storage_root))
     monkeypatch.setenv("ANIME_PIPELINE_COMFYUI_URLS", f"0={fakes[0].url},1={fakes[1].url}")
@@ -141,13 +136,13 @@ def test_reference_and_dataset_render_through_comfyui(studio):
     for fake in fakes:
         fake.render_time = 0.05
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        job = build_definitions(settings).resolve_job_def("character_job")
-        reference = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                           asset_selection=[dg.AssetKey("character_reference")])
-        dataset = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                         asset_selection=[dg.AssetKey("approved_dataset")])
+        job = build_definitions(settings).resolve_job_def(characters_job_name("lantern-post"))
+        reference = job.execute_in_process(instance=instance, raise_on_error=False,
+                                           asset_selection=[asset_key("character_reference", key)])
+        dataset = job.execute_in_process(instance=instance, raise_on_error=False,
+                                         asset_selection=[asset_key("approved_dataset", key)])
     for result, asset in ((reference, "character_reference"), (dataset, "approved_dataset")):
-        assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [asset]
+        assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [f"{key}/{asset}"]
     paths = StoragePaths(settings.storage_root)
     panel = read_json(paths.reference(key) / "manifest.json")["panels"][0]["renderer_params"]
     assert panel["template"] == "txt2img_sdxl" and panel["graph_sha256"] and panel["server"]["comfyui_version"]

@@ -8,17 +8,16 @@ import logging
 import dagster as dg
 import pytest
 import yaml
-from fake_echo_brain import LEARN, REFINE, FakeEchoBrain
-from fake_ollama import FakeOllama
 
-from anime_pipeline.definitions import build_definitions
+from anime_pipeline.assets.keys import asset_key
+from anime_pipeline.definitions import build_definitions, characters_job_name
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production.dataset import DecisionLog, dataset_state
-from anime_pipeline.sensors.sync import sync_instance
+from anime_pipeline.production.candidates import DecisionLog, dataset_state
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
-
-from conftest import EMBEDDED_OVERRIDES, SAMPLE, empty_store
+from tests.services.fake_echo_brain import LEARN, REFINE, FakeEchoBrain
+from tests.services.fake_ollama import FakeOllama
+from tests.worlds import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
 SECRET = "s3cr3t-pa55"  # in every service URL: it must show up nowhere the pipeline writes or logs
 
@@ -59,20 +58,27 @@ def setup(tmp_path, services):
                         ollama_url=with_credentials(ollama.url), echo_brain_url=with_credentials(echo.url))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
-        sync_instance(instance, configs)
         yield build_definitions(settings), instance, StoragePaths(storage)
 
 
-def _run(defs, instance, job, key, **kwargs):
-    return defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+CHARACTER = ("character_reference", "character_embedding", "approved_dataset", "character_lora")
+EPISODE_JOB = "lantern_post__episode_01"
+
+
+def _run(defs, instance, job, keys: list[dg.AssetKey], **kwargs):
+    return defs.resolve_job_def(job).execute_in_process(asset_selection=keys, instance=instance, raise_on_error=False,
                                                         **kwargs)
+
+
+def _character(defs, instance, key: str, artifacts=CHARACTER):
+    return _run(defs, instance, characters_job_name("lantern-post"), [asset_key(a, key) for a in artifacts])
 
 
 def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, services, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     defs, instance, paths = setup
     ollama, echo = services
-    assert _run(defs, instance, "character_job", "lantern-post/mio").success
+    assert _character(defs, instance, "lantern-post/mio").success
     dataset = read_json(paths.dataset("lantern-post/mio") / "manifest.json")
     assert dataset["backend"] == "ollama vision (gemma3)"
     verdict = read_json(paths.candidates("lantern-post/mio") / "c0000.json")["verdict"]
@@ -82,7 +88,7 @@ def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, servi
     assert all(m.get("images") for c in reviews for m in c["messages"] if m["role"] == "user")
 
     # Hoshi is not human: even at 0.95 the vision reviewer's verdicts wait for a person.
-    result = _run(defs, instance, "character_job", "lantern-post/hoshi")
+    result = _character(defs, instance, "lantern-post/hoshi")
     assert not result.success
     log = DecisionLog(paths.decisions_log("lantern-post/hoshi"))
     pending = dataset_state(paths.candidates("lantern-post/hoshi"), log).pending
@@ -90,12 +96,12 @@ def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, servi
     assert any("matches_species" in c["format"]["properties"] for c in ollama.chats)
     for candidate in pending:
         log.record(candidate.id, "approve", "human:test")
-    assert _run(defs, instance, "character_job", "lantern-post/hoshi",
-                asset_selection=[dg.AssetKey("approved_dataset"), dg.AssetKey("character_lora")]).success
+    assert _character(defs, instance, "lantern-post/hoshi", ("approved_dataset", "character_lora")).success
 
-    assert defs.resolve_job_def("phase1_stills_job").execute_in_process(instance=instance).success
+    assert _run(defs, instance, EPISODE_JOB, [dg.AssetKey(["lantern-post", "phase1_stills"])]).success
     shot = "lantern-post/ep01/sc01/sh02"
-    assert _run(defs, instance, "shot_job", shot).success
+    clip = asset_key("shot_clip", shot)
+    assert _run(defs, instance, EPISODE_JOB, [clip]).success
     manifest = read_json(paths.shot(shot) / "manifest.json")
     assert manifest["director_path"] == ["echo_brain: ok"]
     assert manifest["prompt"] == "1girl, courier, lantern-lit street, moonlight, soft bloom"
@@ -107,14 +113,14 @@ def test_dataset_and_shots_use_the_vision_reviewer_and_the_director(setup, servi
 
     # Echo Brain down: the director falls back to Ollama and says so; the failed feedback never fails the asset.
     echo.status = 500
-    result = _run(defs, instance, "shot_job", shot, run_config={"ops": {"shot_clip": {"config": {"force": True}}}})
+    result = _run(defs, instance, EPISODE_JOB, [clip],
+                  run_config={"ops": {clip.to_python_identifier(): {"config": {"force": True}}}})
     assert result.success
     manifest = read_json(paths.shot(shot) / "manifest.json")
     assert manifest["director_path"][0].startswith("echo_brain: EchoBrainUnavailable")
     assert manifest["director_path"][-1] == "ollama: ok"
     assert manifest["prompt"].endswith("moonlit rim light")
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("shot_clip"),
-                                                                    asset_partitions=[shot]), limit=1).records
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=clip), limit=1).records
     assert "echo_brain: EchoBrainUnavailable" in records[0].asset_materialization.metadata["director_path"].value
     assert echo.url in manifest["director_path"][0]  # the server is named, without its credentials
 
@@ -136,8 +142,7 @@ def test_reviewer_ollama_without_a_url_is_a_clear_failure(tmp_path):
     settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=EMBEDDED_OVERRIDES) as instance:
-        sync_instance(instance, configs)
-        result = _run(build_definitions(settings), instance, "character_job", "lantern-post/mio")
+        result = _character(build_definitions(settings), instance, "lantern-post/mio")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.message

@@ -10,10 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_comfyui import FakeComfyUI
-from fake_echo_brain import REFINE, FakeEchoBrain
-from fake_ollama import FakeOllama, unused_url
-from hostile import HTML, Huge, Trickle
 
 from anime_pipeline.planning.director import DirectorChain
 from anime_pipeline.services import ServiceError, redact_text, redact_url
@@ -24,6 +20,10 @@ from anime_pipeline.services.comfyui import (
 )
 from anime_pipeline.services.echo_brain import EchoBrainClient, EchoBrainError
 from anime_pipeline.services.ollama import OllamaClient, OllamaError
+from tests.services.fake_comfyui import FakeComfyUI
+from tests.services.fake_echo_brain import REFINE, FakeEchoBrain
+from tests.services.fake_ollama import FakeOllama, unused_url
+from tests.services.hostile import HTML, Huge, Trickle
 
 SECRET = "s3cret-Pa55"
 WORKFLOW = {

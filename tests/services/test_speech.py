@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from fake_ollama import unused_url
-from fake_speech import FakeSpeechServer
 
-from anime_pipeline.services.speech import (BadSpeechAudio, OpenAISpeechClient, SpeechRejected, SpeechServerError,
-                                            SpeechServiceError, SpeechTimeout, SpeechTooLarge, SpeechUnavailable,
-                                            UnknownVoice, voice_parts)
+from anime_pipeline.services.speech import (
+    BadSpeechAudio,
+    OpenAISpeechClient,
+    SpeechRejected,
+    SpeechServerError,
+    SpeechServiceError,
+    SpeechTimeout,
+    SpeechTooLarge,
+    SpeechUnavailable,
+    UnknownVoice,
+    voice_parts,
+)
+from tests.services.fake_ollama import unused_url
+from tests.services.fake_speech import FakeSpeechServer
 
 
 @pytest.mark.parametrize("flavour,voice", [("kokoro", "af_heart"), ("openedai", "nova"), ("orpheus", "tara")])
@@ -81,7 +90,7 @@ def test_a_body_that_is_not_audio_is_refused_by_its_magic_bytes(body: bytes) -> 
 
 def test_another_real_format_than_asked_is_accepted_for_what_it_is() -> None:
     with FakeSpeechServer("kokoro") as server:
-        from fake_speech import encoded, spoken
+        from tests.services.fake_speech import encoded, spoken
         server.wrong_body = encoded(spoken("Hi.", "af_heart"), "mp3")
         audio = OpenAISpeechClient(server.url).synthesize("Hi.", "af_heart")
     assert audio.format == "mp3" and audio.content_type == "audio/wav"

@@ -3,7 +3,6 @@ and the studio served on a free loopback port."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +12,13 @@ import requests
 
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.studio.app import StudioConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from studio_data import CSRF, HOSHI, make_candidates, render_episode, serve_in_thread  # noqa: E402
-
+from tests.studio.studio_data import (
+    CSRF,
+    HOSHI,
+    make_candidates,
+    render_episode,
+    serve_in_thread,
+)
 
 
 @dataclass

@@ -14,17 +14,25 @@ import uvicorn
 import yaml
 
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.production import ApprovedDataset, CharacterLora, EpisodeVideo, SceneVideo, ShotClip
+from anime_pipeline.production import (
+    ApprovedDataset,
+    CharacterLora,
+    EpisodeVideo,
+    SceneVideo,
+    ShotClip,
+)
 from anime_pipeline.production.batches import run_batch
 from anime_pipeline.production.candidates import DecisionLog, dataset_state
-from anime_pipeline.production.character_embedding import CharacterEmbedding, load_anchor
+from anime_pipeline.production.character_embedding import (
+    CharacterEmbedding,
+    load_anchor,
+)
 from anime_pipeline.production.character_reference import CharacterReference
 from anime_pipeline.production.step import run_step
 from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.studio.app import StudioConfig, create_app
-
-from step_env import embedded_env
+from tests.step_env import embedded_env
 
 HOSHI = "lantern-post/hoshi"  # the sample show's non-human character: every candidate waits for a person
 CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')

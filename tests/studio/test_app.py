@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from studio_data import CSRF, HOSHI, serve_in_thread
 
 from anime_pipeline.config import Project
 from anime_pipeline.media.subtitles import format_webvtt, parse_srt
@@ -25,6 +24,7 @@ from anime_pipeline.storage import read_jsonl
 from anime_pipeline.studio.models import ReplenishmentView
 from anime_pipeline.studio.security import Secret
 from anime_pipeline.studio.urls import PAGES, studio_url
+from tests.studio.studio_data import CSRF, HOSHI, serve_in_thread
 
 TOKEN = "a-long-random-studio-token-42"
 API = f"/api/decisions/{HOSHI}"

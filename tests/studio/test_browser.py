@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
-from studio_data import HOSHI
 
 from anime_pipeline import cli
 from anime_pipeline.config import Project
 from anime_pipeline.production.candidates import DecisionLog, dataset_state
 from anime_pipeline.production.shot_clip import GATES as SHOT_GATES
 from anime_pipeline.storage import read_jsonl
+from tests.studio.studio_data import HOSHI
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

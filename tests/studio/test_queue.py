@@ -5,9 +5,13 @@ import pytest
 from anime_pipeline.config import Project
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.production.candidates import DecisionLog, dataset_state
-from anime_pipeline.studio.queue import DecisionRejected, build_queue, parse_decision, record_decision
-
-from studio_data import HOSHI
+from anime_pipeline.studio.queue import (
+    DecisionRejected,
+    build_queue,
+    parse_decision,
+    record_decision,
+)
+from tests.studio.studio_data import HOSHI
 
 
 @pytest.fixture

@@ -2,8 +2,17 @@ import os
 
 import pytest
 
-from anime_pipeline.studio.security import (TOKEN_ENV, Guard, PathRefused, Secret, StudioError, check_bind,
-                                            is_loopback, resolve_under, token_from_env)
+from anime_pipeline.studio.security import (
+    TOKEN_ENV,
+    Guard,
+    PathRefused,
+    Secret,
+    StudioError,
+    check_bind,
+    is_loopback,
+    resolve_under,
+    token_from_env,
+)
 
 TOKEN = "s3cret-token-value-0123456789"
 

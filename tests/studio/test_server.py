@@ -21,8 +21,7 @@ import requests
 
 from anime_pipeline.storage import read_jsonl
 from anime_pipeline.studio.security import TOKEN_ENV
-
-from studio_data import CSRF, HOSHI
+from tests.studio.studio_data import CSRF, HOSHI
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 60

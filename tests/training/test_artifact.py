@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SD_SCRIPTS, make_job
-from fake_comfyui_training import FakeTrainingComfyUI
 from PIL import Image
 from safetensors.numpy import load_file
 
@@ -19,12 +17,14 @@ from anime_pipeline.training.artifact import loss_fell, write_lora_artifact
 from anime_pipeline.training.base import LossPoint, ValidationPrompt
 from anime_pipeline.training.comfyui_trainer import ComfyUITrainer
 from anime_pipeline.training.dataset import TrainingDataset
+from anime_pipeline.training.environment import KohyaInstall
 from anime_pipeline.training.errors import LoraKeyMismatch
 from anime_pipeline.training.kohya import KohyaTrainer
 from anime_pipeline.training.lora_keys import BaseModel
 from anime_pipeline.training.safetensors_io import verify_loadable
-from anime_pipeline.training.environment import KohyaInstall
 from anime_pipeline.training.selection import pick_best_epoch
+from tests.services.fake_comfyui_training import FakeTrainingComfyUI
+from tests.training.jobs import SD_SCRIPTS, make_job
 
 INSTALL = KohyaInstall(SD_SCRIPTS, Path(sys.executable), "python", "cpu")
 PROMPTS = (ValidationPrompt("mio, portrait", "lowres", 1, 64, 96), ValidationPrompt("mio, smiling", "lowres", 2, 64, 96))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_comfyui_training import FakeTrainingComfyUI
 from safetensors.numpy import save_file
 
 from anime_pipeline.render.workflows import Lora, bind, load_template
@@ -20,6 +19,7 @@ from anime_pipeline.training.availability import (
     upload_lora,
 )
 from anime_pipeline.training.errors import LoraFileError, LoraNotOnServer, TrainingError
+from tests.services.fake_comfyui_training import FakeTrainingComfyUI
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "comfyui"
 

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from anime_pipeline.training.backends import base_model_for, progress_logger, trainer_for
+from anime_pipeline.training.backends import (
+    base_model_for,
+    progress_logger,
+    trainer_for,
+)
 from anime_pipeline.training.base import TrainingProgress
 from anime_pipeline.training.comfyui_trainer import ComfyUITrainer
+from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment
 from anime_pipeline.training.errors import TrainerConfigError
 from anime_pipeline.training.kohya import KohyaTrainer
-from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironment
 
 URLS = (("0", "http://gpu:8188"), ("1", "http://gpu:8189"))
 

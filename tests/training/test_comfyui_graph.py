@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from anime_pipeline.services.comfyui import check_workflow
-from anime_pipeline.training.comfyui_graph import LINES, TrainingValues, build_training_graph, training_line
+from anime_pipeline.training.comfyui_graph import (
+    LINES,
+    TrainingValues,
+    build_training_graph,
+    training_line,
+)
 from anime_pipeline.training.errors import TrainerUnavailable
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "comfyui"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CAPTIONS, make_job
-from fake_comfyui_training import FakeTrainingComfyUI
 
 from anime_pipeline.training.artifact import check_epoch_keys
 from anime_pipeline.training.base import CancelToken, TrainingProgress
@@ -23,6 +21,8 @@ from anime_pipeline.training.errors import (
 )
 from anime_pipeline.training.lora_keys import BaseModel
 from anime_pipeline.training.safetensors_io import read_header
+from tests.services.fake_comfyui_training import FakeTrainingComfyUI
+from tests.training.jobs import CAPTIONS, make_job
 
 
 @pytest.fixture(params=["0.8.0", "0.3.64"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CAPTIONS, write_dataset
 
 from anime_pipeline.training.dataset import TrainingDataset, TrainingImage
 from anime_pipeline.training.errors import DatasetError
+from tests.training.jobs import CAPTIONS, write_dataset
 
 
 def test_reads_images_and_captions_sorted(tmp_path: Path):

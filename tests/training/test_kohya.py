@@ -11,11 +11,16 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import SD_SCRIPTS, make_job
 
 from anime_pipeline.training import kohya
-from anime_pipeline.training.base import CancelToken, TrainingJob, TrainingProgress, ValidationPrompt
+from anime_pipeline.training.base import (
+    CancelToken,
+    TrainingJob,
+    TrainingProgress,
+    ValidationPrompt,
+)
 from anime_pipeline.training.dataset import TrainingDataset
+from anime_pipeline.training.environment import KohyaInstall
 from anime_pipeline.training.errors import (
     MalformedTrainerOutput,
     TrainerConfigError,
@@ -24,10 +29,15 @@ from anime_pipeline.training.errors import (
     TrainingFailed,
     TrainingTimeout,
 )
-from anime_pipeline.training.kohya import KohyaTrainer, dataset_toml, kohya_command, sample_prompts
+from anime_pipeline.training.kohya import (
+    KohyaTrainer,
+    dataset_toml,
+    kohya_command,
+    sample_prompts,
+)
 from anime_pipeline.training.lora_keys import BaseModel, check_lora_keys
 from anime_pipeline.training.safetensors_io import read_header, write_with_metadata
-from anime_pipeline.training.environment import KohyaInstall
+from tests.training.jobs import SD_SCRIPTS, make_job
 
 INSTALL = KohyaInstall(SD_SCRIPTS, Path(sys.executable), "python", "cpu")
 PROMPTS = (ValidationPrompt("mio, portrait, smiling\nexpression", "lowres --bad", 5, 64, 96, 20, 6.5),)

@@ -9,7 +9,12 @@ import pytest
 from safetensors.numpy import save_file
 
 from anime_pipeline.training.errors import LoraKeyMismatch, TrainingError
-from anime_pipeline.training.lora_keys import BaseModel, _diffusers_path, check_lora_keys, require_lora_keys
+from anime_pipeline.training.lora_keys import (
+    BaseModel,
+    _diffusers_path,
+    check_lora_keys,
+    require_lora_keys,
+)
 
 R = 4
 

@@ -17,7 +17,11 @@ from safetensors.torch import save_file as save_torch
 
 from anime_pipeline.training import safetensors_io
 from anime_pipeline.training.errors import LoraFileError, TrainingError
-from anime_pipeline.training.safetensors_io import read_header, verify_loadable, write_with_metadata
+from anime_pipeline.training.safetensors_io import (
+    read_header,
+    verify_loadable,
+    write_with_metadata,
+)
 
 
 def test_header_gives_every_key_dtype_and_shape(tmp_path: Path):

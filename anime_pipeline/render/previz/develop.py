@@ -35,13 +35,18 @@ def softness(steps: int, height: int) -> float:
     return round(max(0.0, (CRISP_STEPS - steps) / CRISP_STEPS) * SOFTEST_PX_PER_128 * height / 128, 2)
 
 
+def applied(height: int, prompt: str, steps: int, exposure: float = 0.0, contrast: float = 1.0) -> dict[str, Any]:
+    """What `finish` applies to an image `height` px high (for the render's params)."""
+    lighting = lighting_stops(prompt)
+    return {"steps": steps, "softness_px": softness(steps, height), "lighting_stops": lighting,
+            "exposure": round(lighting + exposure, 4), "contrast": contrast}
+
+
 def finish(image: np.ndarray, prompt: str, steps: int, exposure: float = 0.0,
            contrast: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
     """The drawing as the settings make it, and what was applied (for the render's params)."""
-    radius = softness(steps, image.shape[0])
+    settings = applied(image.shape[0], prompt, steps, exposure, contrast)
+    radius = settings["softness_px"]
     if radius:
         image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
-    lighting = lighting_stops(prompt)
-    applied = {"steps": steps, "softness_px": radius, "lighting_stops": lighting,
-               "exposure": round(lighting + exposure, 4), "contrast": contrast}
-    return develop(image, lighting + exposure, contrast), applied
+    return develop(image, settings["lighting_stops"] + exposure, contrast), settings

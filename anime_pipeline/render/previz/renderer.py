@@ -3,16 +3,17 @@ parameters it used recorded for the manifest."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from anime_pipeline.imaging import Box, rgb_to_hex
-from anime_pipeline.render.base import ClipRequest, ClipResult, StillRequest, StillResult
+from anime_pipeline.render.base import (ClipRequest, ClipStream, CollectsClips, RenderedFrame, StillRequest,
+                                        StillResult)
 from anime_pipeline.render.previz.colors import stream_rng
-from anime_pipeline.render.previz.develop import finish
+from anime_pipeline.render.previz.develop import applied, finish
 from anime_pipeline.render.previz.layout import FRAMINGS, framing_for
 from anime_pipeline.render.previz.looks import (EXPRESSIONS, Expression, Look, resolve_expression, resolve_look,
                                                 resolve_pose)
@@ -21,7 +22,7 @@ from anime_pipeline.render.previz.pen import FBox, Point
 from anime_pipeline.render.previz.stage import Item, Stage, compose, coverage, faces_in, fit_first_frame, map_box
 
 
-class PrevizRenderer:
+class PrevizRenderer(CollectsClips):
     """Deterministic CPU drawings of the cast: same request, same pixels."""
 
     backend = "previz (embedded, CPU)"
@@ -44,7 +45,8 @@ class PrevizRenderer:
         params.update(developed, cfg=request.cfg)  # previz draws the same at any cfg: recorded, not honoured
         return StillResult(image=image, face_boxes=faces, params=params)
 
-    def render_clip(self, request: ClipRequest) -> ClipResult:
+    def stream_clip(self, request: ClipRequest) -> ClipStream:
+        """The clip's frames one at a time; a bad request fails here, before the first frame."""
         if request.shot_type not in MOTIONS:
             raise ValueError(f"unknown shot type {request.shot_type!r}; previz animates {sorted(MOTIONS)}")
         if request.n_frames < 1 or request.fps < 1:
@@ -64,11 +66,21 @@ class PrevizRenderer:
                       f"{request.prompt}\n{request.motion_prompt}", reach=(travel / 2 + 4, bob + 4))
         for actor in stage.actors:
             actor.lids = plan_blinks(stream_rng(request.seed, f"blink:{actor.look.slug}"), n, fps, motion.blink)
-        focus = self._focus(stage)
         first = None if request.first_frame is None else fit_first_frame(request.first_frame, *size)
+        params = self._params(request.seed, request.shot_type, looks, {a.look.slug: a.pose.name for a in stage.actors},
+                              expression, "default outfit", motion.description, size, n, fps)
+        params.update(applied(size[1], request.prompt, request.steps))
+        params["continuity_frames"] = min(CONTINUITY_FRAMES, n) if first is not None else 0
+        frames = self._frames(request, stage, camera, rng, (direction, travel, bob), looks, first)
+        return ClipStream(params=params, n_frames=n, frames=frames)
 
-        frames: list[np.ndarray] = []
-        faces: list[dict[str, Box]] = []
+    def _frames(self, request: ClipRequest, stage: Stage, camera: Camera, rng: Any, move: tuple[int, float, float],
+                looks: Sequence[Look], first: np.ndarray | None) -> Iterator[RenderedFrame]:
+        """Frame after frame, holding only the composite being reused and the frame being made."""
+        size, fps, n = (request.width, request.height), request.fps, request.n_frames
+        direction, travel, bob = move
+        focus = self._focus(stage)
+        duration = n / fps
         previous: tuple[Any, ...] | None = None
         canvas = stage.backdrop
         for i in range(n):
@@ -81,18 +93,12 @@ class PrevizRenderer:
                 canvas, previous = compose(stage.backdrop, items), key
             view = camera.box(t, progress, focus, rng)
             # developed before continuity blends it with the given frame, which is developed already
-            frame, developed = finish(np.array(canvas.resize(size, Image.Resampling.BILINEAR, box=view)),
-                                      request.prompt, request.steps)
+            frame, _ = finish(np.array(canvas.resize(size, Image.Resampling.BILINEAR, box=view)),
+                              request.prompt, request.steps)
             frame_faces = {slug: mapped for slug, box in boxes.items() if (mapped := map_box(box, view, size))}
             if first is not None and i < CONTINUITY_FRAMES:
                 frame, frame_faces = self._continue(first, frame, i, looks, frame_faces, stage, actors, view)
-            frames.append(frame)
-            faces.append(frame_faces)
-        params = self._params(request.seed, request.shot_type, looks, {a.look.slug: a.pose.name for a in stage.actors},
-                              expression, "default outfit", motion.description, size, n, fps)
-        params.update(developed)
-        params["continuity_frames"] = min(CONTINUITY_FRAMES, n) if first is not None else 0
-        return ClipResult(frames=frames, face_boxes=faces, params=params)
+            yield RenderedFrame(frame, frame_faces)
 
     @staticmethod
     def _continue(first: np.ndarray, frame: np.ndarray, i: int, looks: Sequence[Look], faces: dict[str, Box],

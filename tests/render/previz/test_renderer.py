@@ -22,7 +22,12 @@ import pytest
 
 from anime_pipeline.config import Project
 from anime_pipeline.config.schema import Character
-from anime_pipeline.render.base import REFERENCE_EXPRESSIONS, REFERENCE_POSES, ClipRequest, StillRequest
+from anime_pipeline.render.base import (
+    REFERENCE_EXPRESSIONS,
+    REFERENCE_POSES,
+    ClipRequest,
+    StillRequest,
+)
 from anime_pipeline.render.previz import PrevizRenderer
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,6 +1,0 @@
-"""The publisher tests run against the in-process fakes that live beside the service tests."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
