@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_show
+from tests.worlds import REPO, write_show
 
 
 def _free_port() -> int:

@@ -11,9 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: `tests` is a package
 
-from fake_comfyui import FakeComfyUI  # noqa: E402
+from tests.services.fake_comfyui import FakeComfyUI  # noqa: E402
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import yaml
 from anime_pipeline.definitions import CELERY_APP_CONFIG, build_definitions
 from anime_pipeline.settings import Settings
 
-from conftest import REPO
+from tests.worlds import REPO
 
 QUEUE = "dagster-celery/queue"
 PRODUCTION = {"character_reference", "character_embedding", "approved_dataset", "character_lora", "shot_clip",
