@@ -11,7 +11,6 @@ import yaml
 
 from anime_pipeline.definitions import CELERY_APP_CONFIG, build_definitions
 from anime_pipeline.settings import Settings
-
 from tests.worlds import REPO
 
 QUEUE = "dagster-celery/queue"

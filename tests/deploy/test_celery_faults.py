@@ -12,11 +12,16 @@ from pathlib import Path
 import dagster as dg
 
 from anime_pipeline import dagster_compat
-from anime_pipeline.storage import outputs
-
 from anime_pipeline.production.candidates import DecisionLog
-
-from tests.deploy.services import REPO, deployment, private_broker, private_postgres, redis_results, wait_for
+from anime_pipeline.storage import outputs
+from tests.deploy.services import (
+    REPO,
+    deployment,
+    private_broker,
+    private_postgres,
+    redis_results,
+    wait_for,
+)
 
 JOBS = REPO / "tests" / "deploy" / "celery_jobs.py"
 

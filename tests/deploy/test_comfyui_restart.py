@@ -17,7 +17,6 @@ from anime_pipeline.definitions import build_resources
 from anime_pipeline.services.comfyui import ComfyUIClient
 from anime_pipeline.services.comfyui.errors import ComfyUIUnavailable
 from anime_pipeline.settings import Settings
-
 from tests.deploy.services import REPO, free_port, wait_for
 
 SERVE = REPO / "tests" / "deploy" / "serve_fake_comfyui.py"

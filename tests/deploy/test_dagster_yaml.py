@@ -8,7 +8,6 @@ import dagster as dg
 import pytest
 
 from anime_pipeline.settings import Settings
-
 from tests.deploy.services import PG, REPO, database
 
 
