@@ -41,6 +41,11 @@ def pool_for(device: str) -> str:
     return "cpu" if device == CPU else f"gpu-{device}"
 
 
+def default_io_dir(storage_root: Path) -> Path:
+    """Dagster's step outputs beside the artifact storage root (on the same shared disk), never inside it."""
+    return storage_root.parent / ".dagster" / "io"
+
+
 @dataclass(frozen=True)
 class Settings:
     configs_dir: Path
@@ -69,9 +74,14 @@ class Settings:
     # how long a restarting ComfyUI may be unreachable before a render fails: a real server with its
     # custom nodes and checkpoint takes minutes to come back, not the half minute of a bare start
     comfyui_reconnect_window: float = 120.0
-    dagster_io_dir: Path | None = None  # Dagster's own step outputs (shared storage); default: <storage>/_dagster
+    # Dagster's own step outputs (shared storage with Celery); default: <storage's parent>/.dagster/io, beside
+    # the artifact storage root and never inside it
+    dagster_io_dir: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.dagster_io_dir is not None and self.dagster_io_dir.is_relative_to(self.storage_root):
+            raise ValueError(f"ANIME_PIPELINE_DAGSTER_IO: {str(self.dagster_io_dir)!r} is inside the artifact storage "
+                             f"root {str(self.storage_root)!r}; Dagster's files stay apart from the artifacts")
         if self.executor not in EXECUTORS:
             raise ValueError(f"ANIME_PIPELINE_EXECUTOR: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if self.executor == "celery":
@@ -104,7 +114,7 @@ class Settings:
             training=training_environment(os.environ),
             executor=_env("ANIME_PIPELINE_EXECUTOR", "in_process"),
             comfyui_reconnect_window=_positive("ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW", 120.0),
-            dagster_io_dir=Path(_env("ANIME_PIPELINE_DAGSTER_IO", str(storage / "_dagster"))).absolute(),
+            dagster_io_dir=Path(_env("ANIME_PIPELINE_DAGSTER_IO", str(default_io_dir(storage)))).absolute(),
         )
 
     def environment_variable(self, field_name: str) -> str | None:
@@ -116,7 +126,7 @@ class Settings:
     @property
     def io_dir(self) -> Path:
         """Where Dagster's IO manager keeps step outputs: apart from every show's artifact folders."""
-        return self.dagster_io_dir or self.storage_root / "_dagster"
+        return self.dagster_io_dir or default_io_dir(self.storage_root)
 
     @property
     def renderer_pool(self) -> str | None:

@@ -76,7 +76,11 @@ def test_settings_read_the_engine_from_the_environment(monkeypatch: pytest.Monke
     monkeypatch.setenv("ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW", "300")
     settings = Settings.from_env()
     assert (settings.executor, settings.comfyui_reconnect_window) == ("celery", 300.0)
-    assert settings.io_dir == tmp_path / "storage" / "_dagster"
+    assert settings.io_dir == tmp_path / ".dagster" / "io"  # beside the artifact storage root, not in it
+    monkeypatch.setenv("ANIME_PIPELINE_DAGSTER_IO", str(tmp_path / "storage" / "_dagster"))
+    with pytest.raises(ValueError, match="ANIME_PIPELINE_DAGSTER_IO: .* is inside the artifact storage root"):
+        Settings.from_env()
+    monkeypatch.delenv("ANIME_PIPELINE_DAGSTER_IO")
     monkeypatch.setenv("ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW", "soon")
     with pytest.raises(ValueError, match="ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW: 'soon' is not a positive number"):
         Settings.from_env()
