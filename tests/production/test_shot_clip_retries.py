@@ -49,7 +49,7 @@ class StandInRenderer(RendererResource):
 
     @contextmanager
     def session(self, context, config, references: Mapping[str, Path] | None = None,
-                loras=()) -> Iterator[PrevizRenderer]:
+                loras=(), held_pool=None) -> Iterator[PrevizRenderer]:
         yield {"frozen": FrozenRenderer, "noise": NoiseRenderer, "previz": PrevizRenderer}[self.kind]()
 
 

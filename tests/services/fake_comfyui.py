@@ -125,6 +125,10 @@ class FakeComfyUI:
     hostile: dict[str, Hostile] = field(default_factory=dict)  # route -> hostile answer (tests/services/hostile.py)
     ws_inject: list[str] = field(default_factory=list)  # raw text frames sent to the client after execution_start
     port: int = 0  # 0: any free port; a fixed one for a server restarted at the same URL
+    # the first prompt waits (up to 60 s) until this is set before it executes: another server's `started`,
+    # so two servers are provably busy at the same time
+    first_waits_for: threading.Event | None = None
+    started: threading.Event = field(default_factory=threading.Event)  # set when a prompt starts executing
 
     queued: Counter[str] = field(default_factory=Counter)
     prompt_posts: int = 0
@@ -507,6 +511,11 @@ class FakeComfyUI:
         signatures = {n: _signature(prompt, n) for n in order}
         cached = [n for n in order if signatures[n] in self._cache]
         await event("execution_start", {})
+        self.started.set()
+        if self.first_waits_for is not None:
+            waited, self.first_waits_for = self.first_waits_for, None
+            if not await asyncio.get_running_loop().run_in_executor(None, waited.wait, 60):
+                raise RuntimeError("fake ComfyUI: the other server never started a prompt")
         for raw in self.ws_inject:
             if sid in self._sockets:
                 await self._sockets[sid].ws.send_str(raw)
