@@ -1,17 +1,21 @@
 """Shared fixtures: the sample show (with overrides), isolated storage and Dagster homes, and produced worlds.
 
 Rendering is the slow part of the suite, so the sample show's characters are rendered once per
-test session (`characters_world`) and its whole episode once (`demo_world`); a test that needs
+test run (`characters_world`, shared by the two xdist workers) and its whole episode once
+(`demo_world`); a test that needs
 them gets its own copy (`characters`, `produced`), so no test sees another's changes and the
 order of tests never matters.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.worlds import SAMPLE, World, empty_store, write_show
 
@@ -65,20 +69,39 @@ def _produce(root: Path, characters_only: bool) -> World:
     return made
 
 
-@pytest.fixture(scope="session")
-def characters_world(tmp_path_factory) -> World:
-    """The sample show's characters (and Phase 1) produced once per session: copy it, never change it."""
-    return _produce(tmp_path_factory.mktemp("characters"), characters_only=True)
+def _once_per_run(tmp_path_factory, name: str, build: Callable[[Path], World]) -> World:
+    """A world built once per test run, however many xdist workers share it: the first to ask builds it
+    under a lock in the run's own folder, the others wait for it and reuse it."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, shared by its workers (each has its own basetemp in it)
+    root = base / f"once-{name}"
+    with FileLock(f"{root}.lock"):
+        if not (root / ".built").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            build(root)
+            (root / ".built").touch()
+    return World(root)
 
 
-@pytest.fixture(scope="session")
-def demo_world(tmp_path_factory, characters_world: World) -> World:
-    """The whole sample episode produced once per session (what `anime-pipeline demo` does)."""
-    made = characters_world.copy_to(tmp_path_factory.mktemp("demo"))
+def _episode(characters: World, root: Path) -> World:
+    made = characters.copy_to(root)
     with made.instance() as instance:
         runner = made.run(instance)
         assert runner.ok, "\n".join(runner.lines)
     return made
+
+
+@pytest.fixture(scope="session")
+def characters_world(tmp_path_factory) -> World:
+    """The sample show's characters (and Phase 1) produced once per run: copy it, never change it."""
+    return _once_per_run(tmp_path_factory, "characters", lambda root: _produce(root, characters_only=True))
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory, characters_world: World) -> World:
+    """The whole sample episode produced once per run (what `anime-pipeline demo` does)."""
+    return _once_per_run(tmp_path_factory, "demo", lambda root: _episode(characters_world, root))
 
 
 @pytest.fixture
@@ -99,3 +122,18 @@ def weight_free(tmp_path: Path):
     from anime_pipeline.metrics.suite import MetricSuite
 
     return MetricSuite(empty_store(tmp_path))
+
+
+# The modules that take longest, started first: a module runs on one worker (`--dist loadfile`), so a long
+# one left for the end would keep the run going on one core while the others idle.
+LONG_MODULES = ("deploy/test_celery_faults.py", "test_pipeline.py", "test_scoring.py", "production/test_scene_video.py",
+                "production/test_identity_rules.py", "production/test_shot_clip_retries.py", "test_recovery.py",
+                "services/test_pipeline_with_comfyui.py", "test_dagster_compat.py", "test_cli_dev.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next((i for i, name in enumerate(LONG_MODULES) if path.endswith(f"tests/{name}")), len(LONG_MODULES))
+
+    items.sort(key=rank)  # stable: the order within a module, and of the other modules, is kept
