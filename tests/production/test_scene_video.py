@@ -39,8 +39,10 @@ def test_the_demo_scenes_speak_in_a_voice_per_character_over_a_music_bed(produce
     assert scene.audio.music.backend == "procedural" and scene.audio.music.embedded and scene.audio.music.seed
     # subtitles are the speech's own times: each cue is its line's start and spoken length
     cues = parse_srt((StoragePaths(produced.storage).scene(SC01) / "scene.srt").read_text())
-    assert [(c.start, round(c.end - c.start, 2)) for c in cues] == [
-        (line.start, round(line.duration, 2)) for line in dialogue.lines]
+    assert len(cues) == len(dialogue.lines)
+    for cue, line in zip(cues, dialogue.lines, strict=True):  # an SRT time holds whole milliseconds
+        assert cue.start == pytest.approx(line.start, abs=0.001)
+        assert cue.end - cue.start == pytest.approx(line.duration, abs=0.002)
     samples = decode(StoragePaths(produced.storage).scene(SC01) / "scene.mp4")
     spoken = [np.sqrt(np.mean(samples[round(c.start * 48000):round(c.end * 48000)] ** 2)) for c in cues]
     between = samples[round(cues[1].end * 48000) + 2400:round(cues[2].start * 48000) - 2400]
