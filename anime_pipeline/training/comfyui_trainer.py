@@ -140,7 +140,10 @@ class ComfyUITrainer:
             reporter.epoch = epoch
             values = _values(job, folder, dtype, reporter.per_epoch, epoch, previous,
                              f"loras/{LORA_SUBFOLDER}/{job.character}-{run_id}-e{epoch:03d}")
-            built = build_training_graph(client.object_info(), values)
+            try:
+                built = build_training_graph(client.object_info(), values)
+            except TrainerUnavailable:  # the process's cached catalogue may predate the training nodes
+                built = build_training_graph(client.object_info(refresh=True), values)
             reporter.node = built.trainer_node
             defaults.update(built.defaults_used)
             result = client.run(built.graph, work_dir / "runs" / f"epoch-{epoch:03d}", timeout=self.run_timeout_s)

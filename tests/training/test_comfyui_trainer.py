@@ -130,3 +130,17 @@ def test_keys_the_model_lacks_are_caught_before_the_lora_is_used(sd15_checkpoint
     assert set(caught.value.dropped) == {"diffusion_model.input_blocks.99.1.proj_in.lora_down.weight",
                                          "diffusion_model.input_blocks.99.1.proj_in.lora_up.weight"}
     assert isinstance(caught.value, TrainingError)
+
+
+def test_a_catalogue_cached_before_the_training_nodes_were_installed_is_read_again(
+        sd15_checkpoint: Path, dataset: TrainingDataset, sd15: BaseModel, tmp_path: Path):
+    from anime_pipeline.services.comfyui import client as comfyui_client
+
+    with FakeTrainingComfyUI(checkpoints={sd15_checkpoint.name: sd15_checkpoint}) as fake:
+        # what this process read from the same URL before the server restarted with the training pack
+        comfyui_client._CATALOGUES[fake.url] = {"CheckpointLoaderSimple": {}, "KSampler": {}}
+        try:
+            outcome = trainer(fake).train(make_job(dataset, sd15, epochs=1), tmp_path / "work")
+        finally:
+            comfyui_client._CATALOGUES.pop(fake.url, None)
+    assert len(outcome.epochs) == 1
