@@ -113,7 +113,8 @@ class Settings:
             models=ModelStore.from_env(os.environ),
             training=training_environment(os.environ),
             executor=_env("ANIME_PIPELINE_EXECUTOR", "in_process"),
-            comfyui_reconnect_window=_positive("ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW", 120.0),
+            comfyui_reconnect_window=_seconds("ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW",
+                                              _env("ANIME_PIPELINE_COMFYUI_RECONNECT_WINDOW", ""), 120.0),
             dagster_io_dir=Path(_env("ANIME_PIPELINE_DAGSTER_IO", str(default_io_dir(storage)))).absolute(),
         )
 
@@ -154,17 +155,17 @@ class Settings:
         return None if index is None else pool_for(str(index))
 
 
-def _positive(name: str, default: float) -> float:
-    text = _env(name, "")
+def _seconds(name: str, text: str, default: float, error: type[Exception] = ValueError) -> float:
+    """A positive number of seconds from the variable `name`'s `text`; `default` when it is empty."""
     if not text:
         return default
     try:
-        value = float(text)
+        seconds = float(text)
     except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ValueError(f"{name}: {text!r} is not a positive number of seconds")
-    return value
+        seconds = -1.0
+    if seconds <= 0:
+        raise error(f"{name}: {text!r} is not a positive number of seconds")
+    return seconds
 
 
 def parse_gpu_urls(text: str, variable: str = "ANIME_PIPELINE_COMFYUI_URLS") -> tuple[tuple[str, str], ...]:
@@ -205,23 +206,12 @@ def training_environment(env: Mapping[str, str]) -> TrainingEnvironment:
             raise TrainerConfigError(f"ANIME_PIPELINE_KOHYA_LAUNCHER: {launcher!r} is not accelerate or python")
         kohya = KohyaInstall(folder, Path(value["ANIME_PIPELINE_KOHYA_PYTHON"] or folder / "venv/bin/python"),
                              launcher, value["ANIME_PIPELINE_KOHYA_GPU"] or "0",  # type: ignore[arg-type]
-                             _seconds(value["ANIME_PIPELINE_KOHYA_TIMEOUT"], KOHYA_TIMEOUT_S))
+                             _seconds("ANIME_PIPELINE_KOHYA_TIMEOUT", value["ANIME_PIPELINE_KOHYA_TIMEOUT"],
+                                      KOHYA_TIMEOUT_S, TrainerConfigError))
     base = value["ANIME_PIPELINE_BASE_MODELS"]
     return TrainingEnvironment(kohya, value["ANIME_PIPELINE_TRAINER_GPU"] or None,
                                Path(base).expanduser() if base else None,
                                parse_gpu_folders(value["ANIME_PIPELINE_LORA_FOLDERS"]))
-
-
-def _seconds(text: str, default: float) -> float:
-    if not text:
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if seconds <= 0:
-        raise TrainerConfigError(f"ANIME_PIPELINE_KOHYA_TIMEOUT: {text!r} is not a positive number of seconds")
-    return seconds
 
 
 def parse_gpu_folders(text: str) -> tuple[tuple[str, Path], ...]:
