@@ -15,13 +15,16 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.definitions.selector import InstigatorSelector
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.launcher import LaunchRunContext, RunLauncher
 from dagster._core.loader import LoadingContextForTest
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
-from dagster._serdes import create_snapshot_id
+from dagster._serdes import ConfigurableClass, ConfigurableClassData, create_snapshot_id
 
-__all__ = ["StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
+__all__ = ["ConfigurableClass", "ConfigurableClassData", "LaunchRunContext", "RunLauncher", "StaleCause", "StaleStatus",
+           "claim_slot", "execute_run", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
            "pool_limit", "SensorSwitchError", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
 
 # The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
@@ -127,3 +130,29 @@ def set_sensor_running(instance: dg.DagsterInstance, name: str, running: bool, w
 
 class SensorSwitchError(Exception):
     """The workspace could not be loaded to switch a sensor (its message names the location and why)."""
+
+
+# What a run worker imports to execute a run (execute_run below), for a fork server to preload.
+RUN_WORKER_MODULES = ("dagster._cli.api", "dagster._utils.interrupts")
+
+
+def instance_modules(instance: dg.DagsterInstance) -> list[str]:
+    """The modules of the instance's configured storages, compute log manager and artifact storage (e.g.
+    dagster_postgres), which every run worker imports when it opens the instance."""
+    ref = instance.get_ref()
+    parts = (ref.storage_data, ref.run_storage_data, ref.event_storage_data, ref.schedule_storage_data,
+             ref.compute_logs_data, ref.local_artifact_storage_data)
+    return sorted({part.module_name for part in parts if part is not None})
+
+
+def execute_run(run_id: str, instance_ref: str, tags: Mapping[str, str]) -> None:
+    """Executes a launched run in this process, as `dagster api execute_run` does, after tagging the run with
+    `tags`: Ctrl-C and SIGTERM interrupt it (the run ends canceled)."""
+    # imported here: Dagster's CLI modules are not needed by every importer of this module
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._utils.interrupts import capture_interrupts, setup_interrupt_handlers
+
+    setup_interrupt_handlers()
+    with capture_interrupts(), dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref, InstanceRef)) as instance:
+        instance.add_run_tags(run_id, dict(tags))
+        _execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)

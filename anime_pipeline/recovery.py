@@ -37,7 +37,7 @@ def owner_tags() -> dict[str, str]:
     return {HOST_TAG: platform.node(), PID_TAG: str(pid), START_TAG: process_start(pid) or ""}
 
 
-def _alive(pid: int, started: str) -> bool:
+def alive(pid: int, started: str) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -62,7 +62,7 @@ def clean_dead_runs(instance: dg.DagsterInstance) -> list[DeadRun]:
     cleaned = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS, tags={HOST_TAG: platform.node()})):
         pid = int(run.tags.get(PID_TAG, "0") or 0)
-        if not pid or _alive(pid, run.tags.get(START_TAG, "")):
+        if not pid or alive(pid, run.tags.get(START_TAG, "")):
             continue
         instance.report_run_failed(run, f"the process that executed this run (pid {pid}) died")
         dagster_compat.free_run_slots(instance, run.run_id)

@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--render", type=float, default=8.0)
     parser.add_argument("--executor", choices=["in_process", "celery"], default="in_process")
     parser.add_argument("--yaml", type=Path, default=REPO / "dagster.yaml")
+    parser.add_argument("--timeline", action="store_true", help="print the first run's events with their times")
     args = parser.parse_args()
     procs: list[subprocess.Popen] = []
     db = f"anime_pipeline_bench_{uuid.uuid4().hex[:8]}"
@@ -133,6 +134,7 @@ def main() -> None:
         started = time.time()
         run_ids = [client.submit_job_execution(f"render_shot_{i:03d}", repository_location_name="bench")
                    for i in range(args.shots)]
+        submitted = time.time() - started
         with dg.DagsterInstance.from_config(str(home)) as instance:
             def done() -> bool:
                 records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
@@ -145,16 +147,30 @@ def main() -> None:
                                                                dg.DagsterEventType.RUN_FAILURE})
                 raise SystemExit(f"{len(failed)} run(s) failed, e.g. {failed[0]}: "
                                  + " | ".join(str(e.dagster_event.event_specific_data.error.cause or e.dagster_event.event_specific_data.error)[-3000:] for e in events[:1]))
+            first = min(records, key=lambda r: r.start_time).dagster_run.run_id
+            timeline = [(e.timestamp - started, e.dagster_event.event_type_value if e.dagster_event else e.user_message[:60])
+                        for e in instance.all_logs(first)]
         makespan = max(r.end_time for r in records) - started
         ideal = args.shots * args.render / 2
         overhead = [r.end_time - r.start_time - args.render for r in records]
         queued = [r.start_time - r.create_timestamp.timestamp() for r in records]
-        idle = [b[0] - a[1] for url in urls for a, b in zip(history(url)[:-1], history(url)[1:])]
-        per_card = [len(history(url)) for url in urls]
+        spans = [history(url) for url in urls]
+        idle = [b[0] - a[1] for card in spans for a, b in zip(card[:-1], card[1:])]
+        per_card = [len(card) for card in spans]
+        first_render = min(card[0][0] for card in spans) - started
+        first_start = min(r.start_time for r in records) - started
+        after_last = max(r.end_time for r in records) - max(card[-1][1] for card in spans)
+        busy = [sum(end - start for start, end in card) for card in spans]
         print(f"{args.executor}, {args.shots} shots × {args.render:g} s, {args.yaml.name}: makespan {makespan:.1f} s, "
               f"ideal {ideal:.1f} s, ratio {makespan / ideal:.3f}; per run: overhead median {statistics.median(overhead):.2f} s "
               f"(max {max(overhead):.2f}), queue wait median {statistics.median(queued):.1f} s; card idle between "
-              f"renders median {statistics.median(idle):.2f} s, max {max(idle):.2f} s; renders per card {per_card}")
+              f"renders median {statistics.median(idle):.2f} s, max {max(idle):.2f} s; renders per card {per_card}; "
+              f"all submitted after {submitted:.1f} s, the first run started {first_start:.1f} s and the first "
+              f"render {first_render:.1f} s after the first launch, last run ended {after_last:.1f} s after the "
+              f"last render; cards busy {', '.join(f'{b / makespan:.0%}' for b in busy)} of the makespan")
+        if args.timeline:
+            print("the first run's events (s after the first launch):")
+            print("\n".join(f"  {at:6.2f}  {what}" for at, what in timeline))
     finally:
         for proc in reversed(procs):
             try:

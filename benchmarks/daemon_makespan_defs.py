@@ -1,7 +1,7 @@
 """The code location of benchmarks/daemon_makespan.py: BENCH_SHOTS shot assets, one job each, rendering on the
 ComfyUI servers of ANIME_PIPELINE_COMFYUI_URLS with the project's executor (ANIME_PIPELINE_EXECUTOR), pools and
 IO manager — as shot_clip does: in process, a shot leases whichever card is free; with Celery, it is bound to a
-card (its pool and queue) round robin."""
+card round robin (its queue) and claims that card's pool slot on the worker."""
 
 import os
 
@@ -24,15 +24,11 @@ def graph(index: int) -> dict:
 
 
 def shot(index: int) -> dg.AssetsDefinition:
-    celery = settings.executor == "celery"
-    pool = settings.card_pool(index) if celery else None
+    card = settings.card_pool(index) if settings.executor == "celery" else None
 
-    @dg.asset(name=f"shot_{index:03d}", pool=pool, op_tags={"dagster-celery/queue": pool} if celery else {})
+    @dg.asset(name=f"shot_{index:03d}", op_tags={"dagster-celery/queue": card} if card else {})
     def _shot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        pools = [pool] if pool else [pool_for(gpu) for gpu in SERVERS]
-        if pool:  # the step holds its card's slot already
-            gpu = next(g for g in SERVERS if pool_for(g) == pool)
-            return _render(gpu, index)
+        pools = [card] if card else [pool_for(gpu) for gpu in SERVERS]
         with GpuLease(context.instance, context.run.run_id, context.asset_key.to_user_string(), pools) as held:
             return _render(next(g for g in SERVERS if pool_for(g) == held), index)
 

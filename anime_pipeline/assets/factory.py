@@ -24,6 +24,7 @@ from anime_pipeline.production.gates import GateResult
 from anime_pipeline.production.phases import PHASE_BEFORE
 from anime_pipeline.production.step import (FileLink, MetadataValue, Preview, Step, StepEnv, StepFailed, Table,
                                            run_step)
+from anime_pipeline.resources.gpu import Placement
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import sha256_file
 from anime_pipeline.studio.urls import studio_base, studio_url
@@ -58,19 +59,29 @@ def _config_type(kind: type[Step]) -> type[StepConfig]:
                                  **{name: (f.annotation, f) for name, f in fields.items()})
 
 
-def _pool(step: Step, settings: Settings, index: int = 0) -> str | None:
-    """The step's static pool. With Celery, a generation step is bound to one card (its pool and queue); in
-    process, a step that renders on ComfyUI leases whichever card is free when it starts."""
+def _pool(step: Step, settings: Settings) -> str | None:
+    """The step's static pool, which Dagster's executor claims before the step starts. In process, a step that
+    renders on ComfyUI leases whichever card is free when it starts; with Celery, a step on a card claims that
+    card in the step (see `_card`), and only the metrics' GPU stays a static pool."""
     if settings.executor == "celery":
-        return {"renderer": settings.card_pool(index), "trainer": settings.trainer_pool, "metrics": settings.metrics_pool,
-                "none": None}[step.device]
+        return settings.metrics_pool if step.device == "metrics" else None
     return {"renderer": settings.renderer_pool, "trainer": settings.renderer_pool, "metrics": settings.metrics_pool,
             "none": None}[step.device]
 
 
-def _op_tags(pool: str | None, settings: Settings) -> dict[str, str]:
-    """With Celery, the step's queue is its pool's: one queue per card, `cpu` for the rest."""
-    return {"dagster-celery/queue": pool or "cpu"} if settings.executor == "celery" else {}
+def _card(step: Step, settings: Settings, index: int = 0) -> str | None:
+    """With Celery, the card a generation or training step is bound to: it is sent to that card's queue, whose
+    worker runs one step at a time, and claims the card's pool slot itself on that worker. A claim made by the
+    run's executor instead would be re-checked on Dagster's back-off (1 s growing to 15 s) and the task sent only
+    then: the card idled ~3 s between steps (BENCHMARKS.md, "Shots through the daemon")."""
+    if settings.executor != "celery":
+        return None
+    return {"renderer": settings.card_pool(index), "trainer": settings.trainer_pool}.get(step.device)
+
+
+def _op_tags(queue: str | None, settings: Settings) -> dict[str, str]:
+    """With Celery, the step's queue: its card's or the metrics GPU's, `cpu` for the rest."""
+    return {"dagster-celery/queue": queue or "cpu"} if settings.executor == "celery" else {}
 
 
 @dataclass(frozen=True)
@@ -95,12 +106,13 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str], index
     version = step.code_version(ref)
     studio = dg.MetadataValue.url(studio_url(step.artifact, ref.key, studio_base(settings.studio_url)))
     run_config = config_type(step)
-    pool = _pool(step, settings, index)
+    pool, card = _pool(step, settings), _card(step, settings, index)
     specs = [dg.AssetCheckSpec(g.name, asset=key, blocking=True,
                                description=f"{g.description} Threshold: {g.threshold_source}.") for g in step.gates]
 
     @dg.asset(key=key, deps=deps, code_version=version, group_name=group_name(step.level, ref.key),
-              tags=tags(step.level, ref.key, "production"), kinds=kinds, pool=pool, op_tags=_op_tags(pool, settings),
+              tags=tags(step.level, ref.key, "production"), kinds=kinds, pool=pool,
+              op_tags=_op_tags(card or pool, settings),
               automation_condition=GATED, check_specs=specs, description=step.describe(),
               required_resource_keys=RESOURCES)
     def _asset(context: dg.AssetExecutionContext, config: run_config) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -112,7 +124,7 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str], index
                              f"(Deployment → Reload, or `anime-pipeline sync`), then materialize again")
         if phase is not None:
             require_open(context.instance, phase, show)
-        env = step_env(context, project, pool)
+        env = step_env(context, project, pool, card)
         env.options = step.options_type.model_validate(config.model_dump(exclude={"force"}))
         try:
             produced = run_step(step, current, env, force=config.force)
@@ -134,17 +146,20 @@ def build_step_asset(step: Step, ref, settings: Settings, kinds: set[str], index
     return _asset
 
 
-def step_env(context: dg.AssetExecutionContext, project: Project, pool: str | None = None) -> StepEnv:
-    """`pool`: the step's static pool, which a service session must not claim a second time."""
+def step_env(context: dg.AssetExecutionContext, project: Project, pool: str | None = None,
+             card: str | None = None) -> StepEnv:
+    """`pool`: the step's static pool, which a service session must not claim a second time; `card`: the card
+    the step is bound to (with Celery), whose pool slot a service session claims."""
     r = context.resources
+    on = Placement(held_pool=pool, card=card)
     return StepEnv(paths=r.storage.paths, library=r.storage.library, project=project, metrics=r.metrics.suite(),
                    metric_backends=r.metrics.active_backends(),
                    open_renderer=lambda config, references, loras=(): r.renderer.session(context, config, references,
-                                                                                         loras, pool),
-                   open_trainer=lambda config: r.trainer.session(context, config, pool),
+                                                                                         loras, on),
+                   open_trainer=lambda config: r.trainer.session(context, config, on),
                    reviewer=r.reviewer.for_show, director=r.director.for_show,
-                   open_speech=lambda config: r.speech.session(context, config, pool),
-                   open_music=lambda config: r.music.session(context, config, project.music_dir, pool),
+                   open_speech=lambda config: r.speech.session(context, config, on),
+                   open_music=lambda config: r.music.session(context, config, project.music_dir, on),
                    jellyfin=r.jellyfin.client, log=context.log.info)
 
 

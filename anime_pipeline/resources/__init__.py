@@ -26,7 +26,7 @@ from anime_pipeline.planning.local import LocalPlanner
 from anime_pipeline.render.base import Renderer
 from anime_pipeline.render.comfyui import ComfyUIRenderer
 from anime_pipeline.render.previz import PrevizRenderer
-from anime_pipeline.resources.gpu import GpuLease
+from anime_pipeline.resources.gpu import GpuLease, Placement
 from anime_pipeline.review.base import Reviewer
 from anime_pipeline.review.heuristic import HeuristicReviewer
 from anime_pipeline.review.vision import OllamaVisionReviewer
@@ -140,10 +140,10 @@ class RendererResource(dg.ConfigurableResource):
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
                 references: Mapping[str, Path] | None = None, loras: Sequence[LoraRequest] = (),
-                held_pool: str | None = None) -> Iterator[Renderer]:
-        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step (the
-        step's static pool `held_pool` where it names a card, as with Celery), and the LoRAs asked for are
-        made available on that GPU's server (checked listed) before it renders."""
+                on: Placement = Placement()) -> Iterator[Renderer]:
+        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step (see
+        `Placement`), and the LoRAs asked for are made available on that GPU's server (checked listed) before it
+        renders."""
         if config.backends.renderer == "previz":
             if loras:
                 raise ValueError(f"show {config.show.slug!r}: the previz renderer cannot load LoRA files "
@@ -154,7 +154,7 @@ class RendererResource(dg.ConfigurableResource):
         servers = self.servers
         if not servers:
             raise NotConfigured(config.show.slug, "renderer", "comfyui", "ANIME_PIPELINE_COMFYUI_URLS")
-        with _server_gpu(context, servers, held_pool) as gpu:
+        with _server_gpu(context, servers, on) as gpu:
             client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context),
                                    reconnect_window=self.reconnect_window)
             with client:
@@ -188,14 +188,13 @@ class TrainerResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
-                held_pool: str | None = None) -> Iterator[TrainerSession]:
-        """The show's trainer and base model, holding the trainer's GPU pool slot while the block runs (the
-        step's static pool `held_pool` when it is that card's, as with Celery: a second claim would wait for itself)."""
+                on: Placement = Placement()) -> Iterator[TrainerSession]:
+        """The show's trainer and base model, holding the trainer's GPU pool slot while the block runs."""
         backend, env, servers = config.backends.trainer, self.environment(), parse_gpu_urls(self.comfyui_urls)
         gpu = training_gpu(backend, env, servers)
         base = base_model_for(config.show.style.checkpoint, env)
         trainer = trainer_for(backend, env, servers, log=context.log.info)
-        with _server_gpu(context, {gpu: ""}, held_pool):
+        with _server_gpu(context, {gpu: ""}, on):
             yield TrainerSession(backend, trainer, base, gpu)
 
 
@@ -239,17 +238,19 @@ class DirectorResource(dg.ConfigurableResource):
 
 
 @contextmanager
-def _server_gpu(context: dg.AssetExecutionContext, servers: Mapping[str, str], held_pool: str | None) -> Iterator[str]:
-    """One of `servers`' GPUs with its pool claimed for the block; a pool the step already holds
-    (its static pool) is used without a second claim, which would wait for itself."""
-    held = next((gpu for gpu in servers if pool_for(gpu) == held_pool), None)
+def _server_gpu(context: dg.AssetExecutionContext, servers: Mapping[str, str], on: Placement) -> Iterator[str]:
+    """One of `servers`' GPUs with its pool claimed for the block: the step's bound card where it has a server
+    there, else whichever is free first. A pool the step already holds (its static pool) is used without a
+    second claim, which would wait for itself."""
+    held = next((gpu for gpu in servers if pool_for(gpu) == on.held_pool), None)
     if held is not None:
         yield held
         return
+    candidates = [gpu for gpu in servers if pool_for(gpu) == on.card] or list(servers)
     step = context.asset_key.to_user_string()
-    with GpuLease(context.instance, context.run.run_id, step, [pool_for(gpu) for gpu in servers],
+    with GpuLease(context.instance, context.run.run_id, step, [pool_for(gpu) for gpu in candidates],
                   log=context.log.info) as pool:
-        yield next(gpu for gpu in servers if pool_for(gpu) == pool)
+        yield next(gpu for gpu in candidates if pool_for(gpu) == pool)
 
 
 class SpeechResource(dg.ConfigurableResource):
@@ -262,7 +263,7 @@ class SpeechResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
-                held_pool: str | None = None) -> Iterator[SpeechBackend]:
+                on: Placement = Placement()) -> Iterator[SpeechBackend]:
         """The show's speech for one step; a speech server holds its GPU's pool slot meanwhile."""
         if config.backends.speech == "espeak":
             yield EspeakSpeech()
@@ -270,7 +271,7 @@ class SpeechResource(dg.ConfigurableResource):
         servers = dict(parse_gpu_urls(self.urls, "ANIME_PIPELINE_SPEECH_URLS"))
         if not servers:
             raise NotConfigured(config.show.slug, "speech", "openai_tts", "ANIME_PIPELINE_SPEECH_URLS")
-        with _server_gpu(context, servers, held_pool) as gpu:
+        with _server_gpu(context, servers, on) as gpu:
             client = OpenAISpeechClient(servers[gpu], config.backends.speech_model, self.api_key or None,
                                         timeout=self.timeout)
             yield OpenAITTSSpeech(client, gpu)
@@ -286,7 +287,7 @@ class MusicResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig, music_dir: Path,
-                held_pool: str | None = None) -> Iterator[MusicBackend]:
+                on: Placement = Placement()) -> Iterator[MusicBackend]:
         if config.backends.music == "procedural":
             yield ProceduralMusic()
             return
@@ -296,7 +297,7 @@ class MusicResource(dg.ConfigurableResource):
         servers = dict(parse_gpu_urls(self.acestep_urls, "ANIME_PIPELINE_ACESTEP_URLS"))
         if not servers:
             raise NotConfigured(config.show.slug, "music", "ace_step", "ANIME_PIPELINE_ACESTEP_URLS")
-        with _server_gpu(context, servers, held_pool) as gpu:
+        with _server_gpu(context, servers, on) as gpu:
             client = AceStepClient(servers[gpu], self.api_key or None, total_timeout=self.total_timeout)
             yield AceStepMusic(client, gpu)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 import dagster as dg
@@ -18,6 +19,16 @@ import dagster as dg
 from anime_pipeline import dagster_compat
 
 POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a step's service sessions run. `held_pool`: the step's static pool, claimed by Dagster's executor
+    before the step started (claiming it again would wait for itself). `card`: the card the step is bound to
+    (with Celery, its queue's): the session uses that card's server and claims its pool slot itself."""
+
+    held_pool: str | None = None
+    card: str | None = None
 
 
 class GpuLease:

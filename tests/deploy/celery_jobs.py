@@ -1,8 +1,10 @@
-"""A code location for the Celery fault tests: one step bound to card gpu-0 (pool and queue, as the project's
-generation steps are with ANIME_PIPELINE_EXECUTOR=celery), on the project's own executor and IO manager.
+"""A code location for the Celery fault tests: one step bound to card gpu-0 (its queue, and the card's pool slot
+claimed in the step on the worker, as the project's generation steps are with ANIME_PIPELINE_EXECUTOR=celery), on
+the project's own executor and IO manager.
 
-The step records each attempt in `attempts.log` (pid first, then "done"), then writes its output through
-`storage.atomic_path` over `seconds`, so a test can kill its worker in the middle of the write.
+The step records each attempt in `attempts.log` once it holds its card (pid first, then "done"), and in the card's
+log beside it (`card.log`, shared by the runs of one test), then writes its output through `storage.atomic_path`
+over `seconds`, so a test can kill its worker in the middle of the write.
 """
 
 import os
@@ -12,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from anime_pipeline.definitions import build_executor, build_resources
+from anime_pipeline.resources.gpu import GpuLease
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import atomic_path
 
@@ -25,20 +28,22 @@ class RenderConfig(dg.Config):
 
 
 def _attempt(out: Path, text: str) -> None:
-    with open(out / "attempts.log", "a") as log:
-        log.write(text + "\n")
+    for path in (out / "attempts.log", out.parent / "card.log"):
+        with open(path, "a") as log:
+            log.write(f"{text} {out.name}\n" if path.name == "card.log" else text + "\n")
 
 
-@dg.op(pool="gpu-0", tags={QUEUE_TAG: "gpu-0"})
-def render(config: RenderConfig) -> str:
+@dg.op(tags={QUEUE_TAG: "gpu-0"})
+def render(context: dg.OpExecutionContext, config: RenderConfig) -> str:
     out = Path(config.out)
-    _attempt(out, f"start {os.getpid()}")
-    with atomic_path(out / "clip.bin") as tmp, open(tmp, "wb") as fh:
-        for chunk in range(CHUNKS):
-            fh.write(bytes([chunk]) * 1024)
-            fh.flush()
-            time.sleep(config.seconds / CHUNKS)
-    _attempt(out, "done")
+    with GpuLease(context.instance, context.run_id, "render", ["gpu-0"]):
+        _attempt(out, f"start {os.getpid()}")  # on the card
+        with atomic_path(out / "clip.bin") as tmp, open(tmp, "wb") as fh:
+            for chunk in range(CHUNKS):
+                fh.write(bytes([chunk]) * 1024)
+                fh.flush()
+                time.sleep(config.seconds / CHUNKS)
+        _attempt(out, "done")  # the card's work is done; its slot is given back as the step ends
     return str(out / "clip.bin")
 
 

@@ -46,10 +46,16 @@ def test_with_celery_each_shot_is_bound_to_one_card_in_turn(settings: Settings, 
     celery = replace(settings, executor="celery", comfyui_urls=(("0", "http://a:8188"), ("1", "http://b:8188")))
     steps = _steps(celery)
     shots = sorted(key for key in steps if key.endswith("/shot_clip"))
-    assert [steps[key] for key in shots[:2]] == [("gpu-0", "gpu-0"), ("gpu-1", "gpu-1")]
-    for pool, queue in steps.values():
-        assert queue == (pool or "cpu")  # a step's queue is its pool's, the rest on the cpu queue
-    assert all(steps[key] == ("gpu-0", "gpu-0") for key in steps if key.endswith("/character_lora"))
+    # bound to a card by its queue; no static pool: the step claims its card's slot on the worker
+    assert [steps[key] for key in shots[:2]] == [(None, "gpu-0"), (None, "gpu-1")]
+    assert all(steps[key] == (None, "gpu-0") for key in steps if key.endswith("/character_lora"))
+    on_cards = {key for key in steps if key.endswith(("/shot_clip", "/character_lora", "/character_reference",
+                                                      "/approved_dataset"))}
+    for key, (pool, queue) in steps.items():
+        if key in on_cards:
+            assert pool is None and queue in ("gpu-0", "gpu-1"), key
+        else:
+            assert queue == (pool or "cpu"), key  # the metrics GPU's queue and pool, or the cpu queue
     job = build_definitions(celery).resolve_job_def("lantern_post__episode_01")
     assert job.executor_def.name == "celery"
 

@@ -28,7 +28,7 @@ JOBS = REPO / "tests" / "deploy" / "celery_jobs.py"
 
 def _launch(made, out: Path, seconds: float) -> subprocess.Popen:
     """The run worker, as the run launcher starts it: `dagster job execute` in its own process."""
-    config = out.parent / "run.json"
+    config = out.parent / f"{out.name}.json"
     config.write_text(json.dumps({"ops": {"render": {"config": {"out": str(out), "seconds": seconds}}}}))
     log = open(made.home / "run.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "dagster", "job", "execute", "-f", str(JOBS), "-j", "fault_job",
@@ -71,6 +71,23 @@ def test_a_worker_killed_mid_step_has_its_step_redelivered_and_done_once(tmp_pat
             assert _step_events(instance, run_id, dg.DagsterEventType.STEP_SUCCESS, "render") == 1
             assert _step_events(instance, run_id, dg.DagsterEventType.STEP_FAILURE, "render") == 0
             assert dagster_compat.claimed_slots(instance, "gpu-0") == 0  # the card's slot is free again
+
+
+def test_two_runs_on_one_card_take_turns_even_with_two_workers_on_its_queue(tmp_path: Path):
+    outs = [tmp_path / name for name in ("a", "b")]
+    for out in outs:
+        out.mkdir()
+    with deployment(tmp_path) as made:
+        for name in ("gpu0a", "gpu0b", "cpu"):
+            made.start_worker(name, "cpu" if name == "cpu" else "gpu-0")
+        runs = [_launch(made, out, seconds=2.0) for out in outs]
+        for run in runs:
+            assert run.wait(timeout=120) == 0, (made.home / "run.log").read_text()
+        card = [line.split()[0] for line in (tmp_path / "card.log").read_text().splitlines()]
+        assert card == ["start", "done", "start", "done"], card  # the card's slot, claimed on the worker, held
+        assert all((out / "clip.published").exists() for out in outs)
+        with made.instance() as instance:
+            assert dagster_compat.claimed_slots(instance, "gpu-0") == 0
 
 
 def test_steps_queued_when_the_broker_restarts_are_not_lost(tmp_path: Path):

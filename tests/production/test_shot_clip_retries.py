@@ -49,7 +49,7 @@ class StandInRenderer(RendererResource):
 
     @contextmanager
     def session(self, context, config, references: Mapping[str, Path] | None = None,
-                loras=(), held_pool=None) -> Iterator[PrevizRenderer]:
+                loras=(), on=None) -> Iterator[PrevizRenderer]:
         yield {"frozen": FrozenRenderer, "noise": NoiseRenderer, "previz": PrevizRenderer}[self.kind]()
 
 

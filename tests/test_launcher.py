@@ -1,0 +1,99 @@
+"""The preloaded run launcher: runs execute in workers forked from a warm fork server, can be terminated, and a
+dead worker's run is found by the recovery."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from anime_pipeline.dagster_compat import LaunchRunContext
+from anime_pipeline.recovery import PID_TAG, clean_dead_runs
+
+PRELOAD = "anime_pipeline.definitions"
+
+
+class Out(dg.Config):
+    folder: str
+
+
+@dg.op
+def record_process(config: Out) -> None:
+    Path(config.folder, "process.json").write_text(json.dumps({"pid": os.getpid(), "ppid": os.getppid()}))
+
+
+@dg.op
+def wait_until_interrupted(config: Out) -> None:
+    Path(config.folder, "started").write_text("")
+    for _ in range(600):
+        time.sleep(0.1)
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def quick():
+    record_process()
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def endless():
+    wait_until_interrupted()
+
+
+@pytest.fixture
+def instance(tmp_path: Path):
+    launcher = {"module": "anime_pipeline.launcher", "class": "PreloadedRunLauncher",
+                "config": {"preload_modules": [PRELOAD]}}
+    with dg.instance_for_test(overrides={"run_launcher": launcher}, temp_dir=str(tmp_path)) as made:
+        yield made
+        made.run_launcher.join(timeout=30)
+
+
+def _launch(instance: dg.DagsterInstance, job: dg.JobDefinition, folder: Path) -> str:
+    run = instance.create_run_for_job(job, run_config={"ops": {job.nodes[0].name: {"config": {"folder": str(folder)}}}},
+                                      job_code_origin=dg.reconstructable(globals()[job.name]).get_python_origin())
+    instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    return run.run_id
+
+
+def _wait(condition, what: str, deadline_s: float = 90) -> None:
+    until = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < until, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
+    return instance.get_run_by_id(run_id).status
+
+
+def test_a_run_executes_in_a_worker_forked_from_the_preloaded_server(instance, tmp_path: Path):
+    run_id = _launch(instance, quick, tmp_path)
+    _wait(lambda: instance.get_run_by_id(run_id).is_finished, "the run to finish")
+    assert _status(instance, run_id) == dg.DagsterRunStatus.SUCCESS
+    process = json.loads((tmp_path / "process.json").read_text())
+    assert instance.get_run_by_id(run_id).tags[PID_TAG] == str(process["pid"])  # the worker owns its run
+    server = Path(f"/proc/{process['ppid']}/cmdline").read_bytes().decode()
+    assert "forkserver" in server and PRELOAD in server  # forked from the server that preloaded the project
+    assert process["ppid"] != os.getpid()
+
+
+def test_terminate_interrupts_the_runs_worker(instance, tmp_path: Path):
+    run_id = _launch(instance, endless, tmp_path)
+    _wait(lambda: (tmp_path / "started").exists(), "the step to start")
+    assert instance.run_launcher.terminate(run_id)
+    _wait(lambda: instance.get_run_by_id(run_id).is_finished, "the run to end")
+    assert _status(instance, run_id) == dg.DagsterRunStatus.CANCELED
+    assert not instance.run_launcher.terminate(run_id)  # nothing left to terminate
+
+
+def test_a_killed_worker_leaves_a_run_the_recovery_finds(instance, tmp_path: Path):
+    run_id = _launch(instance, endless, tmp_path)
+    _wait(lambda: (tmp_path / "started").exists(), "the step to start")
+    pid = int(instance.get_run_by_id(run_id).tags[PID_TAG])
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: [d.run_id for d in clean_dead_runs(instance)] == [run_id] or instance.get_run_by_id(run_id).is_finished,
+          "the recovery to find the dead run")
+    assert _status(instance, run_id) == dg.DagsterRunStatus.FAILURE
