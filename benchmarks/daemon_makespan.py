@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -78,6 +79,12 @@ def main() -> None:
     parser.add_argument("--render", type=float, default=8.0)
     parser.add_argument("--executor", choices=["in_process", "celery"], default="in_process")
     parser.add_argument("--yaml", type=Path, default=REPO / "dagster.yaml")
+    parser.add_argument("--launch", choices=sorted(LAUNCHES), default="runs",
+                        help="runs: one run per shot, launched as the UI's Launch does; backfill: one UI backfill "
+                             "of every shot asset (the backfill daemon); cli: `dagster job launch` of a job of "
+                             "every shot")
+    parser.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=True,
+                        help="launch one empty run before the measured span (default: on)")
     parser.add_argument("--timeline", action="store_true", help="print the first run's events with their times")
     args = parser.parse_args()
     procs: list[subprocess.Popen] = []
@@ -126,21 +133,26 @@ def main() -> None:
         if args.executor == "celery":
             for gpu in ("0", "1"):
                 start(str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y",
-                      str(REPO / "celery.yaml"), "-q", f"gpu-{gpu}", "-n", f"gpu{gpu}-{vhost}")
+                      str(REPO / "celery.yaml"), "-i", "anime_pipeline.definitions", "-q", f"gpu-{gpu}",
+                      "-n", f"gpu{gpu}-{vhost}")
         wait(lambda: answers(f"http://127.0.0.1:{web}/server_info"), "the webserver", 180)
         client = DagsterGraphQLClient("127.0.0.1", port_number=web)
         wait(lambda: _loaded(client), "the code location", 180)
         time.sleep(5)  # the daemon's and workers' own start-up, outside the measured span
+        if args.warm_up:  # a daemon that has launched a run since it started (its launcher's fork server is up)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                warm = client.submit_job_execution("warm_up", repository_location_name="bench")
+                wait(lambda: instance.get_run_by_id(warm).is_finished, "the warm-up run", 120)
         started = time.time()
-        run_ids = [client.submit_job_execution(f"render_shot_{i:03d}", repository_location_name="bench")
-                   for i in range(args.shots)]
+        runs = LAUNCHES[args.launch](client, args.shots, tmp / "workspace.yaml", env)
         submitted = time.time() - started
         with dg.DagsterInstance.from_config(str(home)) as instance:
             def done() -> bool:
-                records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
-                return len(records) == len(run_ids) and all(r.dagster_run.is_finished for r in records)
+                run_ids = runs(instance)
+                records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids)) if run_ids else []
+                return bool(run_ids) and all(r.dagster_run.is_finished for r in records)
             wait(done, "every run to finish", args.shots * args.render * 3 + 300)
-            records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
+            records = instance.get_run_records(dg.RunsFilter(run_ids=runs(instance)))
             failed = [r.dagster_run.run_id for r in records if not r.dagster_run.is_success]
             if failed:
                 events = instance.all_logs(failed[0], of_type={dg.DagsterEventType.STEP_FAILURE,
@@ -152,19 +164,20 @@ def main() -> None:
                         for e in instance.all_logs(first)]
         makespan = max(r.end_time for r in records) - started
         ideal = args.shots * args.render / 2
-        overhead = [r.end_time - r.start_time - args.render for r in records]
+        overhead = [r.end_time - r.start_time - args.render * args.shots / len(records) for r in records]
         queued = [r.start_time - r.create_timestamp.timestamp() for r in records]
         spans = [history(url) for url in urls]
         idle = [b[0] - a[1] for card in spans for a, b in zip(card[:-1], card[1:])]
         per_card = [len(card) for card in spans]
-        first_render = min(card[0][0] for card in spans) - started
+        first_render = min(card[0][0] for card in spans if card) - started
         first_start = min(r.start_time for r in records) - started
-        after_last = max(r.end_time for r in records) - max(card[-1][1] for card in spans)
+        after_last = max(r.end_time for r in records) - max(card[-1][1] for card in spans if card)
         busy = [sum(end - start for start, end in card) for card in spans]
-        print(f"{args.executor}, {args.shots} shots × {args.render:g} s, {args.yaml.name}: makespan {makespan:.1f} s, "
+        print(f"{args.executor}, {args.shots} shots × {args.render:g} s, {args.launch} ({len(records)} run(s)), "
+              f"{args.yaml.name}{'' if args.warm_up else ', cold daemon'}: makespan {makespan:.1f} s, "
               f"ideal {ideal:.1f} s, ratio {makespan / ideal:.3f}; per run: overhead median {statistics.median(overhead):.2f} s "
               f"(max {max(overhead):.2f}), queue wait median {statistics.median(queued):.1f} s; card idle between "
-              f"renders median {statistics.median(idle):.2f} s, max {max(idle):.2f} s; renders per card {per_card}; "
+              f"renders median {statistics.median(idle or [0]):.2f} s, max {max(idle or [0]):.2f} s; renders per card {per_card}; "
               f"all submitted after {submitted:.1f} s, the first run started {first_start:.1f} s and the first "
               f"render {first_render:.1f} s after the first launch, last run ended {after_last:.1f} s after the "
               f"last render; cards busy {', '.join(f'{b / makespan:.0%}' for b in busy)} of the makespan")
@@ -182,6 +195,50 @@ def main() -> None:
         if args.executor == "celery":
             subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+RunIds = Callable[[dg.DagsterInstance], list[str]]
+
+
+def launch_runs(client: DagsterGraphQLClient, shots: int, workspace: Path, env: dict[str, str]) -> RunIds:
+    """One run per shot, through GraphQL `launchRun` (the UI's Launch button), all at once."""
+    run_ids = [client.submit_job_execution(f"render_shot_{i:03d}", repository_location_name="bench")
+               for i in range(shots)]
+    return lambda _instance: run_ids
+
+
+BACKFILL = """mutation ($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def launch_backfill(client: DagsterGraphQLClient, shots: int, workspace: Path, env: dict[str, str]) -> RunIds:
+    """One asset backfill of every shot, as the UI's Materialize → backfill sends it; the backfill daemon
+    requests its runs."""
+    params = {"partitionsByAssets": [{"assetKey": {"path": [f"shot_{i:03d}"]}, "partitions": None}
+                                     for i in range(shots)]}
+    answer = client._execute(BACKFILL, {"params": params})["launchPartitionBackfill"]  # noqa: SLF001
+    if answer["__typename"] != "LaunchBackfillSuccess":
+        raise SystemExit(f"the backfill was refused: {answer}")
+    backfill = answer["backfillId"]
+
+    def run_ids(instance: dg.DagsterInstance) -> list[str]:
+        if instance.get_backfill(backfill).status.value == "REQUESTED":  # still requesting runs
+            return []
+        return [run.run_id for run in instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill}))]
+    return run_ids
+
+
+def launch_cli(client: DagsterGraphQLClient, shots: int, workspace: Path, env: dict[str, str]) -> RunIds:
+    """`dagster job launch` of the job of every shot: one run through the queued run coordinator."""
+    subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-l", "bench", "-j", "render_all"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+
+    def run_ids(instance: dg.DagsterInstance) -> list[str]:
+        return [run.run_id for run in instance.get_runs(dg.RunsFilter(job_name="render_all"))]
+    return run_ids
+
+
+LAUNCHES = {"runs": launch_runs, "backfill": launch_backfill, "cli": launch_cli}
 
 
 def _loaded(client: DagsterGraphQLClient) -> bool:

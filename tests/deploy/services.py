@@ -81,10 +81,10 @@ class Deployment:
     workers: list[subprocess.Popen]
 
     def start_worker(self, name: str, *queues: str) -> subprocess.Popen:
-        """`dagster-celery worker start -A dagster_celery.app -y celery.yaml -q QUEUE -n NAME`, in its own
-        process group (the CLI runs `celery` under it)."""
+        """`dagster-celery worker start -A dagster_celery.app -y celery.yaml -i anime_pipeline.definitions -q QUEUE
+        -n NAME`, in its own process group (the CLI runs `celery` under it)."""
         args = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(REPO / "celery.yaml"),
-                "-n", name, "-l", "INFO"]
+                "-i", "anime_pipeline.definitions", "-n", name, "-l", "INFO"]
         for queue in queues:
             args += ["-q", queue]
         log = open(self.home / f"worker-{name}.log", "ab")
