@@ -81,7 +81,13 @@ def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
         # On PostgreSQL, initialising a pool whose row exists fails (its insert's IntegrityError aborts the
         # transaction the update then runs in): another run starting at the same moment created the row first.
         pass
-    return storage.get_concurrency_info(pool).limit
+    info = storage.get_concurrency_info(pool)
+    if info.limit is not None and info.slot_count > info.limit:
+        # Two processes initialising a new pool at the same moment can each count no slot and add one (Dagster
+        # reads the count before it writes): a card of limit 1 had two slots and ran two steps. Setting the
+        # count locks the pool's row, and removes the extra slots, unclaimed ones first.
+        storage.set_concurrency_slots(pool, info.limit)
+    return info.limit
 
 
 def _sensor_state(instance: dg.DagsterInstance, name: str, location: str) -> InstigatorState | None:

@@ -34,9 +34,14 @@ from anime_pipeline.dagster_compat import ConfigurableClass, ConfigurableClassDa
 from anime_pipeline.recovery import HOST_TAG, PID_TAG, START_TAG, alive, owner_tags
 
 
+_in_run_worker = False  # set in a run's worker: a launcher made there must not start a fork server of its own
+
+
 def run_worker(run_id: str, instance_ref: str) -> None:
     """A run's worker process, forked from the fork server: the run's steps execute here, as in `dagster api
     execute_run` (in process, or handed to Celery by the run's executor)."""
+    global _in_run_worker
+    _in_run_worker = True
     dagster_compat.execute_run(run_id, instance_ref, owner_tags())
 
 
@@ -59,7 +64,8 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
         super().register_instance(instance)
         # The fork server starts (and imports everything once) in the background as soon as the launcher is made
         # — at the daemon's start, by its run monitoring — so the first launch does not wait for it.
-        threading.Thread(target=self._fork_server, name="fork-server-start", daemon=True).start()
+        if not _in_run_worker:
+            threading.Thread(target=self._fork_server, name="fork-server-start", daemon=True).start()
 
     @property
     def inst_data(self) -> ConfigurableClassData | None:

@@ -3,6 +3,7 @@ import time
 
 import dagster as dg
 
+from anime_pipeline import dagster_compat
 from anime_pipeline.resources.gpu import GpuLease
 from tests.worlds import EMBEDDED_OVERRIDES
 
@@ -47,3 +48,25 @@ def test_a_slot_held_by_a_dead_run_is_freed_by_run_id(tmp_path):
         instance.event_log_storage.free_concurrency_slots_for_run("dead-run")  # what run monitoring does
         with GpuLease(instance, "next-run", "shot_clip", ["gpu-0"], poll_seconds=0.01) as pool:
             assert pool == "gpu-0"
+
+
+def test_a_pool_two_processes_initialised_at_once_still_holds_one_step(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
+        storage = instance.event_log_storage
+        initialise = storage.initialize_concurrency_limit_to_default
+
+        def with_another_process_at_once(pool: str) -> bool:
+            """The interleaving of two processes initialising the new pool at the same moment: each counted no
+            slot before the other's insert, so the other's slot lands too (Dagster's own allocator adds it)."""
+            done = initialise(pool)
+            with storage.index_transaction() as conn:
+                storage._allocate_concurrency_slots(conn, pool, 2)  # noqa: SLF001
+            return done
+
+        monkeypatch.setattr(storage, "initialize_concurrency_limit_to_default", with_another_process_at_once)
+        with GpuLease(instance, "run-a", "shot_clip", ["gpu-0"]) as pool:
+            assert pool == "gpu-0"
+            assert not dagster_compat.claim_slot(instance, "gpu-0", "run-b", "shot_clip@gpu-0")  # never two
+        assert storage.get_concurrency_info("gpu-0").slot_count == 1
