@@ -3,7 +3,9 @@ dead worker's run is found by the recovery."""
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from anime_pipeline.dagster_compat import LaunchRunContext
 from anime_pipeline.recovery import PID_TAG, clean_dead_runs
+from tests.deploy.services import BIN, PG, REPO, database
 
 PRELOAD = "anime_pipeline.definitions"
 
@@ -22,7 +25,9 @@ class Out(dg.Config):
 
 @dg.op
 def record_process(config: Out) -> None:
-    Path(config.folder, "process.json").write_text(json.dumps({"pid": os.getpid(), "ppid": os.getppid()}))
+    parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace")
+    Path(config.folder, "process.json").write_text(json.dumps({"pid": os.getpid(), "ppid": os.getppid(),
+                                                               "parent": parent}))
 
 
 @dg.op
@@ -40,6 +45,9 @@ def quick():
 @dg.job(executor_def=dg.in_process_executor)
 def endless():
     wait_until_interrupted()
+
+
+defs = dg.Definitions(jobs=[quick, endless])  # the code location the daemon test's workspace loads
 
 
 @pytest.fixture
@@ -75,8 +83,7 @@ def test_a_run_executes_in_a_worker_forked_from_the_preloaded_server(instance, t
     assert _status(instance, run_id) == dg.DagsterRunStatus.SUCCESS
     process = json.loads((tmp_path / "process.json").read_text())
     assert instance.get_run_by_id(run_id).tags[PID_TAG] == str(process["pid"])  # the worker owns its run
-    server = Path(f"/proc/{process['ppid']}/cmdline").read_bytes().decode()
-    assert "forkserver" in server and PRELOAD in server  # forked from the server that preloaded the project
+    assert "forkserver" in process["parent"] and PRELOAD in process["parent"]  # forked from the preloaded server
     assert process["ppid"] != os.getpid()
 
 
@@ -97,3 +104,39 @@ def test_a_killed_worker_leaves_a_run_the_recovery_finds(instance, tmp_path: Pat
     _wait(lambda: [d.run_id for d in clean_dead_runs(instance)] == [run_id] or instance.get_run_by_id(run_id).is_finished,
           "the recovery to find the dead run")
     assert _status(instance, run_id) == dg.DagsterRunStatus.FAILURE
+
+
+def test_the_daemon_launches_queued_runs_through_it_on_the_production_instance(tmp_path: Path, monkeypatch):
+    """The repository's dagster.yaml (PostgreSQL, the queued run coordinator, this launcher) with a real
+    dagster-daemon: a run queued by `dagster job launch` is executed by a worker forked from the fork server."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(f"load_from:\n  - python_file:\n      relative_path: {Path(__file__)}\n"
+                         f"      working_directory: {REPO}\n      location_name: launcher\n")
+    (tmp_path / "run.yaml").write_text(json.dumps({"ops": {"record_process": {"config": {"folder": str(tmp_path)}}}}))
+    with database() as name:
+        env = {**os.environ, "DAGSTER_HOME": str(home), "PGHOST": PG["host"], "PGPORT": str(PG["port"]),
+               "PGUSER": PG["user"], "PGDATABASE": name, "PYTHONPATH": str(REPO)}
+        for key in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
+            monkeypatch.setenv(key, env[key])
+        with dg.DagsterInstance.from_config(str(home)) as instance:  # the schema, before the processes start
+            daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], cwd=REPO, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                launched = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-j", "quick",
+                                           "-c", str(tmp_path / "run.yaml")], cwd=REPO, env=env, capture_output=True,
+                                          text=True)
+                assert launched.returncode == 0, launched.stdout + launched.stderr
+                (run,) = instance.get_runs()
+                _wait(lambda: instance.get_run_by_id(run.run_id).is_finished, "the daemon to launch and finish the run",
+                      180)
+            finally:
+                os.killpg(daemon.pid, signal.SIGTERM)
+                daemon.wait(timeout=60)
+            finished = instance.get_run_by_id(run.run_id)
+            assert finished.status == dg.DagsterRunStatus.SUCCESS
+            process = json.loads((tmp_path / "process.json").read_text())
+            assert finished.tags[PID_TAG] == str(process["pid"])
+            assert "forkserver" in process["parent"] and PRELOAD in process["parent"]
