@@ -101,8 +101,8 @@ def test_a_killed_worker_leaves_a_run_the_recovery_finds(instance, tmp_path: Pat
     _wait(lambda: (tmp_path / "started").exists(), "the step to start")
     pid = int(instance.get_run_by_id(run_id).tags[PID_TAG])
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: [d.run_id for d in clean_dead_runs(instance)] == [run_id] or instance.get_run_by_id(run_id).is_finished,
-          "the recovery to find the dead run")
+    _wait(lambda: [d.run_id for d in clean_dead_runs(instance)] == [run_id]
+          or instance.get_run_by_id(run_id).is_finished, "the recovery to find the dead run")
     assert _status(instance, run_id) == dg.DagsterRunStatus.FAILURE
 
 
