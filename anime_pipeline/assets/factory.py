@@ -60,11 +60,9 @@ def _config_type(kind: type[Step]) -> type[StepConfig]:
 
 
 def _pool(step: Step, settings: Settings) -> str | None:
-    """The step's static pool, which Dagster's executor claims before the step starts. In process, a step that
-    renders on ComfyUI leases whichever card is free when it starts; with Celery, a step on a card claims that
-    card in the step (see `_card`), and only the metrics' GPU stays a static pool."""
-    if settings.executor == "celery":
-        return settings.metrics_pool if step.device == "metrics" else None
+    """The step's static pool, which Dagster's executor claims before the step starts: the metrics' GPU, or the
+    renderer's device when no ComfyUI server is configured. A step that renders on ComfyUI claims a card itself
+    when it starts — whichever is free in process, its bound card with Celery (`_card`)."""
     return {"renderer": settings.renderer_pool, "trainer": settings.renderer_pool, "metrics": settings.metrics_pool,
             "none": None}[step.device]
 
