@@ -24,7 +24,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, create_snapshot_id
 
 __all__ = ["ConfigurableClass", "ConfigurableClassData", "LaunchRunContext", "RunLauncher", "StaleCause", "StaleStatus",
-           "claim_slot", "execute_run", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
+           "RUN_WORKER_MODULES", "claim_slot", "execute_run", "instance_modules", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
            "pool_limit", "SensorSwitchError", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
 
 # The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
