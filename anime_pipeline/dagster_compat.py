@@ -23,9 +23,10 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, create_snapshot_id
 
-__all__ = ["ConfigurableClass", "ConfigurableClassData", "LaunchRunContext", "RunLauncher", "StaleCause", "StaleStatus",
-           "RUN_WORKER_MODULES", "claim_slot", "execute_run", "instance_modules", "claimed_slots", "free_run_slots", "free_slot", "latest_check_evaluations",
-           "pool_limit", "SensorSwitchError", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
+__all__ = ["ConfigurableClass", "ConfigurableClassData", "LaunchRunContext", "RUN_WORKER_MODULES", "RunLauncher",
+           "SensorSwitchError", "StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "execute_run",
+           "free_run_slots", "free_slot", "instance_modules", "latest_check_evaluations", "pool_limit", "sensor_cursor",
+           "sensor_running", "set_sensor_running", "stale_resolver"]
 
 # The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
 # after the module, and the daemon finds a sensor's stored state by (location, repository, sensor name).

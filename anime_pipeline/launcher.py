@@ -11,8 +11,9 @@ render, and it competed with the runs already rendering (BENCHMARKS.md, "Shots t
         preload_modules: [anime_pipeline.definitions]
 
 The run workers run on the machine of the process that launches them (the daemon, with the queued run
-coordinator). The show files are read by every run; Python code is what the fork server imported when the first
-run launched: restart the daemon after changing it, as Dagster's own code servers must be reloaded. A run's worker
+coordinator). The show files are read by every run; Python code is what the fork server imported when it started
+(the first time the process needed its launcher): restart the daemon after changing it, as Dagster's own code
+servers must be reloaded. A run's worker
 tags the run with its owner process (recovery.owner_tags), so `terminate` and the dead-run recovery find it.
 """
 
@@ -62,8 +63,8 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
 
     def register_instance(self, instance: dg.DagsterInstance) -> None:
         super().register_instance(instance)
-        # The fork server starts (and imports everything once) in the background as soon as the launcher is made
-        # — at the daemon's start, by its run monitoring — so the first launch does not wait for it.
+        # The fork server starts (and imports everything once) in the background as soon as the launcher is made,
+        # so a launch that comes later does not wait for it; the daemon makes it at its first launch.
         if not _in_run_worker:
             threading.Thread(target=self._fork_server, name="fork-server-start", daemon=True).start()
 
@@ -100,8 +101,7 @@ class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
         server = self._fork_server()
         with self._lock:
             self._reap()
-            worker = server.Process(target=run_worker, args=(run.run_id, ref),
-                                                 name=f"dagster-run-{run.run_id[:8]}")
+            worker = server.Process(target=run_worker, args=(run.run_id, ref), name=f"dagster-run-{run.run_id[:8]}")
             worker.start()
             self._workers[run.run_id] = worker
         self._instance.report_engine_event(f"Launched run worker process {worker.pid} (forked from the preloaded "

@@ -14,7 +14,7 @@ import pytest
 
 from anime_pipeline.dagster_compat import LaunchRunContext
 from anime_pipeline.recovery import PID_TAG, clean_dead_runs
-from tests.deploy.services import BIN, PG, REPO, database
+from tests.deploy.services import BIN, PG, REPO, database, wait_for
 
 PRELOAD = "anime_pipeline.definitions"
 
@@ -66,20 +66,13 @@ def _launch(instance: dg.DagsterInstance, job: dg.JobDefinition, folder: Path) -
     return run.run_id
 
 
-def _wait(condition, what: str, deadline_s: float = 90) -> None:
-    until = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < until, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def _status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
     return instance.get_run_by_id(run_id).status
 
 
 def test_a_run_executes_in_a_worker_forked_from_the_preloaded_server(instance, tmp_path: Path):
     run_id = _launch(instance, quick, tmp_path)
-    _wait(lambda: instance.get_run_by_id(run_id).is_finished, "the run to finish")
+    wait_for(lambda: instance.get_run_by_id(run_id).is_finished, "the run to finish", 90)
     assert _status(instance, run_id) == dg.DagsterRunStatus.SUCCESS
     process = json.loads((tmp_path / "process.json").read_text())
     assert instance.get_run_by_id(run_id).tags[PID_TAG] == str(process["pid"])  # the worker owns its run
@@ -89,20 +82,20 @@ def test_a_run_executes_in_a_worker_forked_from_the_preloaded_server(instance, t
 
 def test_terminate_interrupts_the_runs_worker(instance, tmp_path: Path):
     run_id = _launch(instance, endless, tmp_path)
-    _wait(lambda: (tmp_path / "started").exists(), "the step to start")
+    wait_for(lambda: (tmp_path / "started").exists(), "the step to start", 90)
     assert instance.run_launcher.terminate(run_id)
-    _wait(lambda: instance.get_run_by_id(run_id).is_finished, "the run to end")
+    wait_for(lambda: instance.get_run_by_id(run_id).is_finished, "the run to end", 90)
     assert _status(instance, run_id) == dg.DagsterRunStatus.CANCELED
     assert not instance.run_launcher.terminate(run_id)  # nothing left to terminate
 
 
 def test_a_killed_worker_leaves_a_run_the_recovery_finds(instance, tmp_path: Path):
     run_id = _launch(instance, endless, tmp_path)
-    _wait(lambda: (tmp_path / "started").exists(), "the step to start")
+    wait_for(lambda: (tmp_path / "started").exists(), "the step to start", 90)
     pid = int(instance.get_run_by_id(run_id).tags[PID_TAG])
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: [d.run_id for d in clean_dead_runs(instance)] == [run_id]
-          or instance.get_run_by_id(run_id).is_finished, "the recovery to find the dead run")
+    wait_for(lambda: [d.run_id for d in clean_dead_runs(instance)] == [run_id]
+          or instance.get_run_by_id(run_id).is_finished, "the recovery to find the dead run", 90)
     assert _status(instance, run_id) == dg.DagsterRunStatus.FAILURE
 
 
@@ -130,8 +123,8 @@ def test_the_daemon_launches_queued_runs_through_it_on_the_production_instance(t
                                           text=True)
                 assert launched.returncode == 0, launched.stdout + launched.stderr
                 (run,) = instance.get_runs()
-                _wait(lambda: instance.get_run_by_id(run.run_id).is_finished, "the daemon to launch and finish the run",
-                      180)
+                wait_for(lambda: instance.get_run_by_id(run.run_id).is_finished,
+                         "the daemon to launch and finish the run", 180)
             finally:
                 os.killpg(daemon.pid, signal.SIGTERM)
                 daemon.wait(timeout=60)
