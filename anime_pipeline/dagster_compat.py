@@ -25,8 +25,8 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData, create_sna
 
 __all__ = ["ConfigurableClass", "ConfigurableClassData", "LaunchRunContext", "RUN_WORKER_MODULES", "RunLauncher",
            "SensorSwitchError", "StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "execute_run",
-           "free_run_slots", "free_slot", "instance_modules", "latest_check_evaluations", "pool_limit", "sensor_cursor",
-           "sensor_running", "set_sensor_running", "stale_resolver"]
+           "free_run_slots", "free_slot", "instance_modules", "latest_check_evaluations", "pool_limit",
+           "postgres_connection", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
 
 # The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
 # after the module, and the daemon finds a sensor's stored state by (location, repository, sensor name).
@@ -58,6 +58,19 @@ def claim_slot(instance: dg.DagsterInstance, pool: str, run_id: str, step_key: s
 
 def free_slot(instance: dg.DagsterInstance, run_id: str, step_key: str) -> None:
     instance.event_log_storage.free_concurrency_slot_for_step(run_id, step_key)
+
+
+def postgres_connection(instance: dg.DagsterInstance):
+    """A new connection (SQLAlchemy's DB-API proxy; `.driver_connection` is psycopg2's, in autocommit) to the
+    PostgreSQL database holding the instance's pools; None when they live elsewhere (SQLite). The caller closes it."""
+    from dagster_postgres import PostgresEventLogStorage
+
+    storage = instance.event_log_storage
+    if not isinstance(storage, PostgresEventLogStorage):
+        return None
+    connection = storage._engine.raw_connection()  # noqa: SLF001
+    connection.driver_connection.autocommit = True
+    return connection
 
 
 def free_run_slots(instance: dg.DagsterInstance, run_id: str) -> None:

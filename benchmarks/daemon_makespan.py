@@ -160,6 +160,7 @@ def main() -> None:
                 raise SystemExit(f"{len(failed)} run(s) failed, e.g. {failed[0]}: "
                                  + " | ".join(str(e.dagster_event.event_specific_data.error.cause or e.dagster_event.event_specific_data.error)[-3000:] for e in events[:1]))
             first = min(records, key=lambda r: r.start_time).dagster_run.run_id
+            steps = step_moments(instance, args.shots)
             timeline = [(e.timestamp - started, e.dagster_event.event_type_value if e.dagster_event else e.user_message[:60])
                         for e in instance.all_logs(first)]
         makespan = max(r.end_time for r in records) - started
@@ -181,6 +182,9 @@ def main() -> None:
               f"all submitted after {submitted:.1f} s, the first run started {first_start:.1f} s and the first "
               f"render {first_render:.1f} s after the first launch, last run ended {after_last:.1f} s after the "
               f"last render; cards busy {', '.join(f'{b / makespan:.0%}' for b in busy)} of the makespan")
+        if steps:
+            split = idle_split(spans, steps)
+            print("card idle, split (median s): " + ", ".join(f"{part} {value:.3f}" for part, value in split.items()))
         if args.timeline:
             print("the first run's events (s after the first launch):")
             print("\n".join(f"  {at:6.2f}  {what}" for at, what in timeline))
@@ -195,6 +199,33 @@ def main() -> None:
         if args.executor == "celery":
             subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def step_moments(instance: dg.DagsterInstance, shots: int) -> dict[str, list[dict[str, float]]]:
+    """Each card's shot steps in claim order, with the moments the step recorded (asked for / claimed the card,
+    outputs downloaded, card released); empty when the step records none (an older defs file)."""
+    by_card: dict[str, list[dict[str, float]]] = {}
+    for i in range(shots):
+        event = instance.get_latest_materialization_event(dg.AssetKey(f"shot_{i:03d}"))
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        if "claimed" not in metadata:
+            return {}
+        moments = {k: v.value for k, v in metadata.items() if k != "gpu"}
+        by_card.setdefault(str(metadata["gpu"].value), []).append(moments)
+    return {card: sorted(moments, key=lambda m: m["claimed"]) for card, moments in by_card.items()}
+
+
+def idle_split(spans: list[list[tuple[float, float]]], steps: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    """Where a card's idle time between two renders goes: the first step's download and release after its
+    render, the hand-over of the card's slot to the next step, and the next step's start on the server."""
+    parts: dict[str, list[float]] = {"download": [], "release": [], "hand-over": [], "next start": []}
+    for card, moments in zip(sorted(steps), [spans[int(card)] for card in sorted(steps)]):
+        for (a, b), (render_a, render_b) in zip(zip(steps[card], steps[card][1:]), zip(moments, moments[1:])):
+            parts["download"].append(a["downloaded"] - render_a[1])
+            parts["release"].append(a["released"] - a["downloaded"])
+            parts["hand-over"].append(b["claimed"] - a["released"])
+            parts["next start"].append(render_b[0] - b["claimed"])
+    return {part: statistics.median(values) for part, values in parts.items() if values}
 
 
 RunIds = Callable[[dg.DagsterInstance], list[str]]

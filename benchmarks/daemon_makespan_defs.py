@@ -4,6 +4,7 @@ IO manager — as shot_clip does: in process, a shot leases whichever card is fr
 card round robin (its queue) and claims that card's pool slot on the worker."""
 
 import os
+import time
 
 import dagster as dg
 
@@ -29,16 +30,22 @@ def shot(index: int) -> dg.AssetsDefinition:
     @dg.asset(name=f"shot_{index:03d}", op_tags={"dagster-celery/queue": card} if card else {})
     def _shot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         pools = [card] if card else [pool_for(gpu) for gpu in SERVERS]
+        stamps = {"asked": time.time()}
         with GpuLease(context.instance, context.run.run_id, context.asset_key.to_user_string(), pools) as held:
-            return _render(next(g for g in SERVERS if pool_for(g) == held), index)
+            stamps["claimed"] = time.time()
+            gpu = next(g for g in SERVERS if pool_for(g) == held)
+            stamps |= _render(gpu, index)
+        stamps["released"] = time.time()
+        return dg.MaterializeResult(metadata={"gpu": gpu, **stamps})
 
     return _shot
 
 
-def _render(gpu: str, index: int) -> dg.MaterializeResult:
+def _render(gpu: str, index: int) -> dict[str, float]:
+    """The render's own moments (epoch seconds): the benchmark splits each card's idle time by them."""
     with ComfyUIClient(SERVERS[gpu]) as client:
-        client.run(graph(index), OUT / f"shot_{index:03d}")
-    return dg.MaterializeResult(metadata={"gpu": gpu})
+        result = client.run(graph(index), OUT / f"shot_{index:03d}")
+    return {"downloaded": time.time(), "download_s": result.timings.download_s}
 
 
 def warm(card: str) -> dg.OpDefinition:

@@ -9,8 +9,10 @@ that died holding it (slots are keyed by run id).
 
 from __future__ import annotations
 
+import select
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -32,7 +34,11 @@ class Placement:
 
 
 class GpuLease:
-    """Context manager: waits for the first free pool among `pools`, returns its name, frees it on exit."""
+    """Context manager: waits for the first free pool among `pools`, returns its name, frees it on exit.
+
+    `release()` gives the card back early (its render is done; the step still downloads and scores) and
+    `reclaim()` waits for the same card again (a retry). A freed card wakes the steps waiting for it at once on
+    PostgreSQL (`slot_freed`); SQLite, and slots freed by run monitoring, are found by polling."""
 
     def __init__(self, instance: dg.DagsterInstance, run_id: str, step_key: str, pools: Sequence[str],
                  log: Callable[[str], None] = lambda _: None, poll_seconds: float = POLL_SECONDS):
@@ -42,6 +48,7 @@ class GpuLease:
         self.run_id, self.step_key, self.pools = run_id, step_key, list(pools)
         self.log, self.poll_seconds = log, poll_seconds
         self.held: str | None = None
+        self.bound: str | None = None  # the card this lease got first; a reclaim waits for it alone
 
     def _claim_key(self, pool: str) -> str:
         return f"{self.step_key}@{pool}"
@@ -53,19 +60,40 @@ class GpuLease:
         unlimited = [p for p in self.pools if not self._limited(p)]
         if unlimited:  # no limit configured for this pool: nothing to wait for
             self.log(f"pool {unlimited[0]} has no limit configured; using it without a claim")
+            self.bound = unlimited[0]
             return unlimited[0]
-        waited = 0.0
-        while True:
-            for pool in self.pools:
-                if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
-                    self.held = pool
-                    self._withdraw(exclude=pool)
-                    self.log(f"claimed {pool}" + (f" after waiting {waited:.1f} s" if waited else ""))
-                    return pool
-            if waited == 0.0:
-                self.log(f"all of {self.pools} are busy; waiting for one")
-            time.sleep(self.poll_seconds)
-            waited += self.poll_seconds
+        self.bound = self._wait(self.pools)
+        return self.bound
+
+    def release(self) -> None:
+        """Give the card back before the block ends (idempotent)."""
+        if self.held is not None:
+            pool, self.held = self.held, None
+            dagster_compat.free_slot(self.instance, self.run_id, self._claim_key(pool))
+            announce_slot_freed(self.instance, pool)
+
+    def reclaim(self) -> None:
+        """Wait for the card this lease got first, when `release()` gave it back (no-op while held)."""
+        if self.bound is None:
+            raise RuntimeError("reclaim() of a GPU lease that was never entered")
+        if self.held is None and self._limited(self.bound):
+            self._wait([self.bound])
+
+    def _wait(self, pools: Sequence[str]) -> str:
+        waited, told = time.monotonic(), False
+        with slot_freed(self.instance) as wake:
+            while True:
+                for pool in pools:
+                    if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
+                        self.held = pool
+                        self._withdraw(exclude=pool)
+                        seconds = time.monotonic() - waited
+                        self.log(f"claimed {pool}" + (f" after waiting {seconds:.1f} s" if seconds > 0.05 else ""))
+                        return pool
+                if not told:
+                    self.log(f"all of {list(pools)} are busy; waiting for one")
+                    told = True
+                wake(self.poll_seconds)
 
     def _withdraw(self, exclude: str | None = None) -> None:
         for pool in self.pools:
@@ -74,5 +102,47 @@ class GpuLease:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        held, self.held = self.held, None
         self._withdraw()  # frees the held slot and any claim still waiting in a queue
-        self.held = None
+        if held is not None:
+            announce_slot_freed(self.instance, held)
+
+
+SLOT_FREED = "anime_pipeline_slot_freed"  # the PostgreSQL notification channel; the payload is the pool
+
+
+@contextmanager
+def slot_freed(instance: dg.DagsterInstance) -> Iterator[Callable[[float], None]]:
+    """A `wait(seconds)` that returns early when a lease gives a card back. On PostgreSQL it listens on the pools'
+    database (a step waiting for a card starts within milliseconds of the card's release, not at its next poll:
+    the polls cost the cards ~0.2 s of idle per hand-over, benchmarks/daemon_makespan.py); else it sleeps."""
+    connection = dagster_compat.postgres_connection(instance)
+    if connection is None:
+        yield time.sleep
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"LISTEN {SLOT_FREED}")  # before the first claim: a release meanwhile is not missed
+        driver = connection.driver_connection
+
+        def wait(seconds: float) -> None:
+            if not driver.notifies:
+                select.select([driver], [], [], seconds)
+            driver.poll()
+            driver.notifies.clear()
+
+        yield wait
+    finally:
+        connection.close()
+
+
+def announce_slot_freed(instance: dg.DagsterInstance, pool: str) -> None:
+    """Wake the steps waiting for a card (PostgreSQL; nothing to do on SQLite, where they poll)."""
+    connection = dagster_compat.postgres_connection(instance)
+    if connection is None:
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", (SLOT_FREED, pool))
+    finally:
+        connection.close()

@@ -1,10 +1,13 @@
 import threading
 import time
+from collections.abc import Iterator
 
 import dagster as dg
+import pytest
 
 from anime_pipeline import dagster_compat
 from anime_pipeline.resources.gpu import GpuLease
+from tests.deploy.services import PG, database, wait_for
 from tests.worlds import EMBEDDED_OVERRIDES
 
 
@@ -70,3 +73,82 @@ def test_a_pool_two_processes_initialised_at_once_still_holds_one_step(tmp_path,
             assert pool == "gpu-0"
             assert not dagster_compat.claim_slot(instance, "gpu-0", "run-b", "shot_clip@gpu-0")  # never two
         assert storage.get_concurrency_info("gpu-0").slot_count == 1
+
+
+
+@pytest.fixture
+def postgres_instance(tmp_path) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance whose pools live in a fresh PostgreSQL database (dropped after)."""
+    with database() as name:
+        home = tmp_path / "pg-home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text(
+            "storage:\n  postgres:\n"
+            f"    postgres_url: postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}\n"
+            "concurrency:\n  pools:\n    default_limit: 1\n")
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+
+
+def waiting(instance: dg.DagsterInstance, pool: str, run_id: str) -> bool:
+    """Whether `run_id` has a claim queued for `pool` that holds no slot yet."""
+    return any(step.run_id == run_id and step.assigned_timestamp is None
+               for step in instance.event_log_storage.get_concurrency_info(pool).pending_steps)
+
+
+def in_thread(target) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_on_postgres_a_freed_card_wakes_its_waiting_step_before_its_next_poll(postgres_instance):
+    instance = postgres_instance
+    holder = GpuLease(instance, "run-a", "shot_clip", ["gpu-0"])
+    assert holder.__enter__() == "gpu-0"
+    # a poll far longer than the deadline below: only the release's notification wakes the waiter in time
+    waiter = GpuLease(instance, "run-b", "shot_clip", ["gpu-0"], poll_seconds=300)
+    claimed = threading.Event()
+
+    def step() -> None:
+        with waiter:
+            claimed.set()
+
+    thread = in_thread(step)
+    wait_for(lambda: waiting(instance, "gpu-0", "run-b"), "the waiting step's claim", 20)
+    holder.release()
+    assert claimed.wait(30), "the release did not wake the step waiting for the card"
+    thread.join(30)
+    holder.__exit__(None, None, None)  # a lease released early exits without freeing anyone else's slot
+    assert instance.event_log_storage.get_concurrency_info("gpu-0").claimed_slots == []
+
+
+def test_a_lease_gives_its_card_back_between_renders_and_reclaims_the_same_card_for_a_retry(postgres_instance):
+    instance = postgres_instance
+    retrying = GpuLease(instance, "run-a", "shot_clip", ["gpu-0", "gpu-1"])
+    card = retrying.__enter__()
+    other = GpuLease(instance, "run-b", "shot_clip", [card])
+    other_renders, other_may_end, reclaimed = threading.Event(), threading.Event(), threading.Event()
+
+    def other_step() -> None:
+        with other:
+            other_renders.set()
+            other_may_end.wait(30)
+
+    def retry() -> None:
+        retrying.reclaim()
+        reclaimed.set()
+
+    first = in_thread(other_step)
+    wait_for(lambda: waiting(instance, card, "run-b"), "the other step's claim", 20)
+    retrying.release()  # rendered: the waiting step takes the card while this one scores its attempt
+    assert other_renders.wait(30)
+    second = in_thread(retry)
+    wait_for(lambda: waiting(instance, card, "run-a"), "the retry's claim", 20)
+    assert not reclaimed.is_set()  # the retry waits for its own card, not the free one
+    other_may_end.set()
+    assert reclaimed.wait(30) and retrying.held == card
+    first.join(30), second.join(30)
+    retrying.__exit__(None, None, None)
+    info = instance.event_log_storage.get_concurrency_info(card)
+    assert info.claimed_slots == [] and info.pending_steps == []
