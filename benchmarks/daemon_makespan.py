@@ -180,7 +180,8 @@ def main() -> None:
               f"(max {max(overhead):.2f}), queue wait median {statistics.median(queued):.1f} s; card idle between "
               f"renders median {statistics.median(idle or [0]):.2f} s, max {max(idle or [0]):.2f} s; renders per card {per_card}; "
               f"all submitted after {submitted:.1f} s, the first run started {first_start:.1f} s and the first "
-              f"render {first_render:.1f} s after the first launch, last run ended {after_last:.1f} s after the "
+              f"render {first_render:.1f} s (cards rendered {', '.join(f'{card[0][0] - started:.1f}–{card[-1][1] - started:.1f} s' for card in spans if card)}) "
+              f"after the first launch, last run ended {after_last:.1f} s after the "
               f"last render; cards busy {', '.join(f'{b / makespan:.0%}' for b in busy)} of the makespan")
         if steps:
             split = idle_split(spans, steps)

@@ -19,6 +19,7 @@ from anime_pipeline.assets.keys import PHASE_GATES, asset_key, group_name, tags
 from anime_pipeline.assets.phases import phase_key, require_open
 from anime_pipeline.config.project import Project
 from anime_pipeline.imaging import data_uri_thumbnail, load_png
+from anime_pipeline.metrics.models import cuda_index
 from anime_pipeline.production import refs
 from anime_pipeline.production.gates import GateResult
 from anime_pipeline.production.phases import PHASE_BEFORE
@@ -149,7 +150,7 @@ def step_env(context: dg.AssetExecutionContext, project: Project, pool: str | No
     """`pool`: the step's static pool, which a service session must not claim a second time; `card`: the card
     the step is bound to (with Celery), whose pool slot a service session claims."""
     r = context.resources
-    on = Placement(held_pool=pool, card=card)
+    on = Placement(held_pool=pool, card=card, scores_on_gpu=cuda_index(r.metrics.device) is not None)
     return StepEnv(paths=r.storage.paths, library=r.storage.library, project=project, metrics=r.metrics.suite(),
                    metric_backends=r.metrics.active_backends(),
                    open_renderer=lambda config, references, loras=(): r.renderer.session(context, config, references,

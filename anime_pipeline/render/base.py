@@ -106,6 +106,25 @@ class ClipResult:
         return cls([f.image for f in frames], [f.face_boxes for f in frames], stream.params)
 
 
+class CardTurns(Protocol):
+    """The GPU a renderer's server renders on, taken for each render and lent out between them, while the
+    caller scores and writes what came back (another step's render starts meanwhile)."""
+
+    def reclaim(self) -> None: ...  # wait for the card again (no-op while held)
+
+    def release(self) -> None: ...  # lend it out until the next reclaim (idempotent)
+
+
+class KeptCard:
+    """A card held for the renderer's whole session (a step's static pool, a card that also scores)."""
+
+    def reclaim(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
 class Renderer(Protocol):
     backend: str  # e.g. "previz (embedded, CPU)"
     device: str  # e.g. "cpu" or "cuda:0"

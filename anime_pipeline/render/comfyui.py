@@ -29,6 +29,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ from PIL import Image, ImageSequence
 
 from anime_pipeline.config.schema import Character, Style
 from anime_pipeline.media import iter_frames, probe
-from anime_pipeline.render.base import (ClipRequest, ClipStream, CollectsClips, RenderedFrame, StillRequest,
-                                        StillResult)
+from anime_pipeline.render.base import (CardTurns, ClipRequest, ClipStream, CollectsClips, KeptCard, RenderedFrame,
+                                        StillRequest, StillResult)
 from anime_pipeline.render.develop import develop
 from anime_pipeline.render.workflows import WORKFLOWS_DIR, Lora, Template, bind, graph_sha256, load_template
 from anime_pipeline.services import redact_url
@@ -68,11 +69,13 @@ class ComfyUIRenderer(CollectsClips):
                  style: Style | None = None, loras: Mapping[str, Lora] | None = None,
                  references: Mapping[str, str | os.PathLike[str]] | None = None,
                  overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                 templates_dir: Path = WORKFLOWS_DIR, timeout: float | None = 1800.0) -> None:
+                 templates_dir: Path = WORKFLOWS_DIR, timeout: float | None = 1800.0,
+                 card: CardTurns = KeptCard()) -> None:
         """`workflows` maps a role ("still", "clip") to a template name (DEFAULT_WORKFLOWS fills the
         rest); `device` is the GPU this server is pinned to (empty: the server's own device name);
         `overrides` maps a role to template parameters fixed by the deployment (model files,
-        IP-Adapter weight); `timeout` bounds each ComfyUI run."""
+        IP-Adapter weight); `timeout` bounds each ComfyUI run; `card` is taken for each still and clip
+        and lent out once its files are downloaded."""
         unknown = (set(workflows or {}) | set(overrides or {})) - set(DEFAULT_WORKFLOWS)
         if unknown:
             raise ValueError(f"unknown renderer role(s) {sorted(unknown)}; roles are {sorted(DEFAULT_WORKFLOWS)}")
@@ -93,6 +96,7 @@ class ComfyUIRenderer(CollectsClips):
             for name in values:
                 self.templates[role].param(name)  # a misspelt override fails here, not mid-render
         self._device = device
+        self.card = card
         self._server: SystemStats | None = None
         self._uploaded: dict[str, str] = {}  # sha256 of file bytes -> the server's input reference
 
@@ -123,23 +127,24 @@ class ComfyUIRenderer(CollectsClips):
     # -- rendering ------------------------------------------------------------------------
 
     def render_still(self, request: StillRequest) -> StillResult:
-        with tempfile.TemporaryDirectory(prefix="comfyui-still-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="comfyui-still-") as tmp, self._on_card():
             image, params = self._still(request, Path(tmp))
         return StillResult(image=image, face_boxes={}, params=params)
 
     def stream_clip(self, request: ClipRequest) -> ClipStream:
-        """Renders on the server now; the frames then stream from the downloaded video, which is
-        deleted once they are read."""
+        """Renders on the server now (keyframe and clip on one turn of the card); the frames then stream
+        from the downloaded video, which is deleted once they are read."""
         if request.n_frames < 1 or request.fps < 1:
             raise ValueError(f"a clip needs n_frames >= 1 and fps >= 1, got {request.n_frames} and {request.fps}")
         tmp = tempfile.TemporaryDirectory(prefix="comfyui-clip-")
         try:
             folder = Path(tmp.name)
-            keyframe, keyframe_params = self._keyframe(request, folder)
-            image_ref, image_sha = self._upload(_png(keyframe), "keyframe", ".png", folder)
-            template = self.templates["clip"]
-            values = self._clip_values(template, request, image_ref)
-            run = self._run("clip", values, [], folder / "out")
+            with self._on_card():
+                keyframe, keyframe_params = self._keyframe(request, folder)
+                image_ref, image_sha = self._upload(_png(keyframe), "keyframe", ".png", folder)
+                template = self.templates["clip"]
+                values = self._clip_values(template, request, image_ref)
+                run = self._run("clip", values, [], folder / "out")
             video = _single(run, "video")
             available = video_frame_count(video)
             decoded = decode_video(video)
@@ -158,6 +163,15 @@ class ComfyUIRenderer(CollectsClips):
         fitted = _fit_count(itertools.chain([first], decoded), available, request.n_frames)
         return ClipStream(params=params, n_frames=request.n_frames,
                           frames=_fitted_frames(tmp, fitted, request.width, request.height))
+
+    @contextmanager
+    def _on_card(self) -> Iterator[None]:
+        """One turn of the card: taken for the renders, lent out once their files are here."""
+        self.card.reclaim()
+        try:
+            yield
+        finally:
+            self.card.release()
 
     def _still(self, request: StillRequest, folder: Path) -> tuple[np.ndarray, dict[str, Any]]:
         template = self.templates["still"]

@@ -23,7 +23,7 @@ from anime_pipeline.metrics.suite import MetricSuite, suite_for
 from anime_pipeline.paths import StoragePaths
 from anime_pipeline.planning.director import Director, DirectorChain
 from anime_pipeline.planning.local import LocalPlanner
-from anime_pipeline.render.base import Renderer
+from anime_pipeline.render.base import CardTurns, KeptCard, Renderer
 from anime_pipeline.render.comfyui import ComfyUIRenderer
 from anime_pipeline.render.previz import PrevizRenderer
 from anime_pipeline.resources.gpu import GpuLease, Placement
@@ -141,8 +141,8 @@ class RendererResource(dg.ConfigurableResource):
     def session(self, context: dg.AssetExecutionContext, config: ShowConfig,
                 references: Mapping[str, Path] | None = None, loras: Sequence[LoraRequest] = (),
                 on: Placement = Placement()) -> Iterator[Renderer]:
-        """The show's renderer for one step; a ComfyUI render holds its GPU's pool slot for the step (see
-        `Placement`), and the LoRAs asked for are made available on that GPU's server (checked listed) before it
+        """The show's renderer for one step; a ComfyUI renderer holds its GPU's pool slot while the server renders
+        and lends it out between renders, while the step scores (see `Placement`), and the LoRAs asked for are made available on that GPU's server (checked listed) before it
         renders."""
         if config.backends.renderer == "previz":
             if loras:
@@ -154,14 +154,14 @@ class RendererResource(dg.ConfigurableResource):
         servers = self.servers
         if not servers:
             raise NotConfigured(config.show.slug, "renderer", "comfyui", "ANIME_PIPELINE_COMFYUI_URLS")
-        with _server_gpu(context, servers, on) as gpu:
+        with _server_gpu(context, servers, on) as (gpu, card):
             client = ComfyUIClient(servers[gpu], log=context.log.info, progress=_progress_logger(context),
                                    reconnect_window=self.reconnect_window)
             with client:
                 served = serve_loras(client, gpu, loras, self.shared_folder(gpu))
                 yield ComfyUIRenderer(client, config.backends.comfyui_workflows or None, device=gpu,
                                       style=config.show.style, loras=served, references=dict(references or {}),
-                                      overrides=config.backends.comfyui_overrides, timeout=self.timeout)
+                                      overrides=config.backends.comfyui_overrides, timeout=self.timeout, card=card)
 
 
 class TrainerResource(dg.ConfigurableResource):
@@ -238,19 +238,22 @@ class DirectorResource(dg.ConfigurableResource):
 
 
 @contextmanager
-def _server_gpu(context: dg.AssetExecutionContext, servers: Mapping[str, str], on: Placement) -> Iterator[str]:
+def _server_gpu(context: dg.AssetExecutionContext, servers: Mapping[str, str], on: Placement
+                ) -> Iterator[tuple[str, CardTurns]]:
     """One of `servers`' GPUs with its pool claimed for the block: the step's bound card where it has a server
-    there, else whichever is free first. A pool the step already holds (its static pool) is used without a
-    second claim, which would wait for itself."""
+    there, else whichever is free first; and the card's turns, for a renderer that lends it out between renders.
+    A pool the step already holds (its static pool) is used without a second claim, which would wait for itself,
+    and is held throughout, as is a card the step's metrics also score on."""
     held = next((gpu for gpu in servers if pool_for(gpu) == on.held_pool), None)
     if held is not None:
-        yield held
+        yield held, KeptCard()
         return
     candidates = [gpu for gpu in servers if pool_for(gpu) == on.card] or list(servers)
     step = context.asset_key.to_user_string()
-    with GpuLease(context.instance, context.run.run_id, step, [pool_for(gpu) for gpu in candidates],
-                  log=context.log.info) as pool:
-        yield next(gpu for gpu in candidates if pool_for(gpu) == pool)
+    lease = GpuLease(context.instance, context.run.run_id, step, [pool_for(gpu) for gpu in candidates],
+                     log=context.log.info)
+    with lease as pool:
+        yield next(gpu for gpu in candidates if pool_for(gpu) == pool), KeptCard() if on.scores_on_gpu else lease
 
 
 class SpeechResource(dg.ConfigurableResource):
@@ -271,7 +274,7 @@ class SpeechResource(dg.ConfigurableResource):
         servers = dict(parse_gpu_urls(self.urls, "ANIME_PIPELINE_SPEECH_URLS"))
         if not servers:
             raise NotConfigured(config.show.slug, "speech", "openai_tts", "ANIME_PIPELINE_SPEECH_URLS")
-        with _server_gpu(context, servers, on) as gpu:
+        with _server_gpu(context, servers, on) as (gpu, _card):
             client = OpenAISpeechClient(servers[gpu], config.backends.speech_model, self.api_key or None,
                                         timeout=self.timeout)
             yield OpenAITTSSpeech(client, gpu)
@@ -297,7 +300,7 @@ class MusicResource(dg.ConfigurableResource):
         servers = dict(parse_gpu_urls(self.acestep_urls, "ANIME_PIPELINE_ACESTEP_URLS"))
         if not servers:
             raise NotConfigured(config.show.slug, "music", "ace_step", "ANIME_PIPELINE_ACESTEP_URLS")
-        with _server_gpu(context, servers, on) as gpu:
+        with _server_gpu(context, servers, on) as (gpu, _card):
             client = AceStepClient(servers[gpu], self.api_key or None, total_timeout=self.total_timeout)
             yield AceStepMusic(client, gpu)
 

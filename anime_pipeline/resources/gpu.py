@@ -27,10 +27,12 @@ POLL_SECONDS = 0.25
 class Placement:
     """Where a step's service sessions run. `held_pool`: the step's static pool, claimed by Dagster's executor
     before the step started (claiming it again would wait for itself). `card`: the card the step is bound to
-    (with Celery, its queue's): the session uses that card's server and claims its pool slot itself."""
+    (with Celery, its queue's): the session uses that card's server and claims its pool slot itself.
+    `scores_on_gpu`: the step's metrics run on a GPU, so a renderer keeps its card while the step scores."""
 
     held_pool: str | None = None
     card: str | None = None
+    scores_on_gpu: bool = False
 
 
 class GpuLease:
@@ -49,6 +51,7 @@ class GpuLease:
         self.log, self.poll_seconds = log, poll_seconds
         self.held: str | None = None
         self.bound: str | None = None  # the card this lease got first; a reclaim waits for it alone
+        self._claims = True  # False for a pool without a limit: used without a claim
 
     def _claim_key(self, pool: str) -> str:
         return f"{self.step_key}@{pool}"
@@ -60,9 +63,9 @@ class GpuLease:
         unlimited = [p for p in self.pools if not self._limited(p)]
         if unlimited:  # no limit configured for this pool: nothing to wait for
             self.log(f"pool {unlimited[0]} has no limit configured; using it without a claim")
-            self.bound = unlimited[0]
+            self.bound, self._claims = unlimited[0], False
             return unlimited[0]
-        self.bound = self._wait(self.pools)
+        self.bound, self._claims = self._wait(self.pools), True
         return self.bound
 
     def release(self) -> None:
@@ -76,34 +79,38 @@ class GpuLease:
         """Wait for the card this lease got first, when `release()` gave it back (no-op while held)."""
         if self.bound is None:
             raise RuntimeError("reclaim() of a GPU lease that was never entered")
-        if self.held is None and self._limited(self.bound):
+        if self.held is None and self._claims:
             self._wait([self.bound])
 
     def _wait(self, pools: Sequence[str]) -> str:
         waited, told = time.monotonic(), False
-        with slot_freed(self.instance) as wake:
-            while True:
-                for pool in pools:
-                    if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
-                        self.held = pool
-                        self._withdraw(exclude=pool)
-                        seconds = time.monotonic() - waited
-                        self.log(f"claimed {pool}" + (f" after waiting {seconds:.1f} s" if seconds > 0.05 else ""))
-                        return pool
-                if not told:
-                    self.log(f"all of {list(pools)} are busy; waiting for one")
-                    told = True
-                wake(self.poll_seconds)
+        try:
+            with slot_freed(self.instance) as wake:
+                while True:
+                    for pool in pools:
+                        if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
+                            self.held = pool
+                            self._withdraw([p for p in pools if p != pool])
+                            seconds = time.monotonic() - waited
+                            self.log(f"claimed {pool}" + (f" after waiting {seconds:.1f} s" if seconds > 0.05 else ""))
+                            return pool
+                    if not told:
+                        self.log(f"all of {list(pools)} are busy; waiting for one")
+                        told = True
+                    wake(self.poll_seconds)
+        except BaseException:  # a run stopped while it waited: its queued claims leave with it
+            self._withdraw(pools)
+            raise
 
-    def _withdraw(self, exclude: str | None = None) -> None:
-        for pool in self.pools:
-            if pool != exclude:
-                dagster_compat.free_slot(self.instance, self.run_id, self._claim_key(pool))
+    def _withdraw(self, pools: Sequence[str]) -> None:
+        """Free the slots or queued claims this lease has in `pools`."""
+        for pool in pools:
+            dagster_compat.free_slot(self.instance, self.run_id, self._claim_key(pool))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         held, self.held = self.held, None
-        self._withdraw()  # frees the held slot and any claim still waiting in a queue
+        self._withdraw(self.pools)  # frees the held slot and any claim still waiting in a queue
         if held is not None:
             announce_slot_freed(self.instance, held)
 

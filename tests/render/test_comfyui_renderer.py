@@ -153,6 +153,38 @@ def test_continuity_starts_from_the_given_frame(fake, show, mio):
     assert np.array_equal(uploaded, first)
 
 
+class RecordedCard:
+    """The card's turns as the renderer takes them, with how many prompts the server had run at each."""
+
+    def __init__(self, fake: FakeComfyUI) -> None:
+        self.fake, self.turns = fake, []
+
+    def reclaim(self) -> None:
+        self.turns.append(("reclaim", len(self.fake.history)))
+
+    def release(self) -> None:
+        self.turns.append(("release", len(self.fake.history)))
+
+
+def test_the_card_is_lent_out_once_a_clip_is_downloaded_and_taken_again_for_the_next_render(fake, show, mio):
+    card = RecordedCard(fake)
+    renderer = renderer_for(fake, show, card=card)
+    stream = renderer.stream_clip(clip_request([mio]))
+    # keyframe and clip on one turn; given back before a frame is read (the step scores them off the card)
+    assert card.turns == [("reclaim", 0), ("release", 2)]
+    assert len(list(stream.frames)) == 8
+    renderer.render_still(still_request([mio]))
+    assert card.turns[2:] == [("reclaim", 2), ("release", 3)]
+
+
+def test_a_failed_render_gives_the_card_back(show, mio):
+    with FakeComfyUI(render_time=0.01) as bare:  # no models provisioned: the server refuses the prompt
+        card = RecordedCard(bare)
+        with pytest.raises(WorkflowValidationError):
+            renderer_for(bare, show, card=card).render_still(still_request([mio]))
+    assert card.turns == [("reclaim", 0), ("release", 0)]
+
+
 def test_a_short_clip_is_stretched_to_the_requested_length(fake, show, mio):
     result = renderer_for(fake, show).render_clip(clip_request([mio], n_frames=12))
     assert len(result.frames) == 12 and result.params["frames_returned"] == 9

@@ -3,6 +3,7 @@ each step leasing its GPU's pool slot on a SQLite instance — two shots at once
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 
@@ -17,6 +18,7 @@ from anime_pipeline.paths import StoragePaths
 from anime_pipeline.runner import Runner, plan_for
 from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
+from tests.deploy.services import wait_for
 from tests.services.fake_comfyui import FakeComfyUI, provision
 from tests.worlds import EMBEDDED_OVERRIDES, SAMPLE, empty_store
 
@@ -108,6 +110,49 @@ def test_two_shots_render_at_once_on_two_gpus(studio):
         logs = [e.user_message for e in instance.all_logs(run_id)]
     assert any("claimed gpu-" in m for m in logs), logs
     assert any("ComfyUI node" in m and "%" in m for m in logs), logs  # sampler progress in the Dagster logs
+
+
+def _render_scoring_until(settings, home, shot, results, other_rendered):
+    """`_render`, with the shot's gates still scoring until the card's server has started the other shot's
+    render (or 30 s went by): recorded per shot, whether it did."""
+    import anime_pipeline.production.shot_clip as shot_clip
+
+    score = shot_clip.clip_scores
+
+    def slow_scoring(measures):
+        results[f"{shot} saw the other render"] = other_rendered.wait(30)
+        return score(measures)
+
+    shot_clip.clip_scores = slow_scoring
+    _render(settings, home, shot, results)
+
+
+def test_a_card_renders_the_next_shot_while_the_previous_one_scores(studio):
+    settings, home, (card, _) = studio
+    one_card = dataclasses.replace(settings, comfyui_urls=(("0", card.url),))
+    processes = multiprocessing.get_context("fork")
+    with processes.Manager() as manager:
+        shared, other_rendered = manager.dict(), manager.Event()
+        workers = [processes.Process(target=_render_scoring_until, args=(one_card, home, shot, shared, other_rendered))
+                   for shot in SHOTS]
+        for worker in workers:
+            worker.start()
+        # a shot is a keyframe and a clip: the third prompt is the second shot's, on the card the first one lent out
+        wait_for(lambda: len(card.history) >= 3 or not any(w.is_alive() for w in workers), "a second shot's render",
+                 90)
+        other_rendered.set()
+        for worker in workers:
+            worker.join(timeout=120)
+        results = dict(shared)
+    assert all(results[s][1] == [f"{s}/shot_clip"] for s in SHOTS), results
+    paths, order = StoragePaths(settings.storage_root), list(card.history)
+
+    def clip_prompt(shot: str) -> str:
+        return read_json(paths.shot(shot) / "manifest.json")["attempts"][0]["renderer_params"]["prompt_id"]
+
+    first = next(s for s in SHOTS if clip_prompt(s) in order[:2])
+    assert results[f"{first} saw the other render"], "the card stayed idle while the first shot scored"
+    assert max(card.queued.values()) == 1
 
 
 def test_reproduce_resubmits_the_recorded_graph(studio, monkeypatch, capsys):
