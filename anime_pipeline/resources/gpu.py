@@ -83,11 +83,11 @@ class GpuLease:
             self._wait([self.bound])
 
     def _wait(self, pools: Sequence[str]) -> str:
-        waited, told = time.monotonic(), False
+        waited, told, order = time.monotonic(), False, list(pools)
         try:
             with slot_freed(self.instance) as wake:
                 while True:
-                    for pool in pools:
+                    for pool in order:
                         if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
                             self.held = pool
                             self._withdraw([p for p in pools if p != pool])
@@ -97,7 +97,8 @@ class GpuLease:
                     if not told:
                         self.log(f"all of {list(pools)} are busy; waiting for one")
                         told = True
-                    wake(self.poll_seconds)
+                    freed = wake(self.poll_seconds)
+                    order = sorted(pools, key=lambda p: p not in freed)  # the card just given back first
         except BaseException:  # a run stopped while it waited: its queued claims leave with it
             self._withdraw(pools)
             raise
@@ -109,34 +110,38 @@ class GpuLease:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        held, self.held = self.held, None
-        self._withdraw(self.pools)  # frees the held slot and any claim still waiting in a queue
-        if held is not None:
-            announce_slot_freed(self.instance, held)
+        self.release()  # claims still queued in other pools were withdrawn when this one was claimed
 
 
 SLOT_FREED = "anime_pipeline_slot_freed"  # the PostgreSQL notification channel; the payload is the pool
 
 
 @contextmanager
-def slot_freed(instance: dg.DagsterInstance) -> Iterator[Callable[[float], None]]:
-    """A `wait(seconds)` that returns early when a lease gives a card back. On PostgreSQL it listens on the pools'
-    database (a step waiting for a card starts within milliseconds of the card's release, not at its next poll:
-    the polls cost the cards ~0.2 s of idle per hand-over, benchmarks/daemon_makespan.py); else it sleeps."""
+def slot_freed(instance: dg.DagsterInstance) -> Iterator[Callable[[float], set[str]]]:
+    """A `wait(seconds)` that returns early, with the pools freed meanwhile, when a lease gives a card back. On
+    PostgreSQL it listens on the pools' database (a step waiting for a card starts within milliseconds of the
+    card's release, not at its next poll: the polls cost the cards ~0.2 s of idle per hand-over,
+    benchmarks/daemon_makespan.py); else it sleeps."""
     connection = dagster_compat.postgres_connection(instance)
     if connection is None:
-        yield time.sleep
+        def sleep(seconds: float) -> set[str]:
+            time.sleep(seconds)
+            return set()
+
+        yield sleep
         return
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"LISTEN {SLOT_FREED}")  # before the first claim: a release meanwhile is not missed
         driver = connection.driver_connection
 
-        def wait(seconds: float) -> None:
+        def wait(seconds: float) -> set[str]:
             if not driver.notifies:
                 select.select([driver], [], [], seconds)
             driver.poll()
+            freed = {notice.payload for notice in driver.notifies}
             driver.notifies.clear()
+            return freed
 
         yield wait
     finally:
