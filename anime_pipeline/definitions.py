@@ -83,10 +83,16 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:
-    """In-process by default (no broker); `ANIME_PIPELINE_EXECUTOR=celery`: each step is a Celery task on its
-    card's queue (`dagster-celery/queue` = its pool), for the workers of README "Deployment"."""
-    if settings.executor != "celery":
+    """In-process by default (no broker); `ANIME_PIPELINE_EXECUTOR=multiprocess`: a run's steps in processes of
+    their own, forked from a server that imported the project once, `Settings.step_processes` at a time;
+    `ANIME_PIPELINE_EXECUTOR=celery`: each step is a Celery task on its card's queue (`dagster-celery/queue` = its
+    pool), for the workers of README "Deployment"."""
+    if settings.executor == "in_process":
         return dg.in_process_executor
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor.configured({
+            "max_concurrent": settings.step_processes,
+            "start_method": {"forkserver": {"preload_modules": [__name__]}}})
     # imported only where used: the embedded default needs no broker
     from dagster_celery import celery_executor
     return celery_executor.configured({"broker": {"env": CELERY_BROKER_VARIABLE},

@@ -16,7 +16,7 @@ from anime_pipeline.training.environment import KohyaInstall, TrainingEnvironmen
 from anime_pipeline.training.errors import TrainerConfigError
 
 CPU = "cpu"
-EXECUTORS = ("in_process", "celery")
+EXECUTORS = ("in_process", "multiprocess", "celery")
 # Celery's broker and result backend URLs may carry credentials: the executor reads them through dg.EnvVar.
 CELERY_BROKER_VARIABLE, CELERY_BACKEND_VARIABLE = "ANIME_PIPELINE_CELERY_BROKER", "ANIME_PIPELINE_CELERY_BACKEND"
 DEFAULT_CELERY_BROKER = "pyamqp://guest@127.0.0.1:5672//"
@@ -69,7 +69,9 @@ class Settings:
     # service settings that came from these environment variables: resources read them through
     # dg.EnvVar, so URLs with credentials never appear in the resource config Dagster shows
     from_environment: frozenset[str] = frozenset()
-    # how steps execute: "in_process" (the embedded default, no broker) or "celery" (README, "Deployment")
+    # how steps execute: "in_process" (the embedded default: a run's steps one after another in its process),
+    # "multiprocess" (a run's steps in processes of their own on this machine, one per card at once: a run of
+    # many shots keeps every card busy) or "celery" (on the cards' workers; README, "Deployment")
     executor: str = "in_process"
     # how long a restarting ComfyUI may be unreachable before a render fails: a real server with its
     # custom nodes and checkpoint takes minutes to come back, not the half minute of a bare start
@@ -140,6 +142,12 @@ class Settings:
         if not self.comfyui_urls:
             return pool_for(self.renderer_gpu)
         return pool_for(self.comfyui_urls[index % len(self.comfyui_urls)][0])
+
+    @property
+    def step_processes(self) -> int:
+        """With the multiprocess engine, a run's steps at once: one per card, and one more that is ready to render
+        when a card is given back (or runs a step that needs no card)."""
+        return max(len(self.comfyui_urls), 1) + 1
 
     @property
     def trainer_pool(self) -> str:

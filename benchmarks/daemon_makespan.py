@@ -77,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shots", type=int, default=20)
     parser.add_argument("--render", type=float, default=8.0)
-    parser.add_argument("--executor", choices=["in_process", "celery"], default="in_process")
+    parser.add_argument("--executor", choices=["in_process", "multiprocess", "celery"], default="in_process")
     parser.add_argument("--yaml", type=Path, default=REPO / "dagster.yaml")
     parser.add_argument("--launch", choices=sorted(LAUNCHES), default="runs",
                         help="runs: one run per shot, launched as the UI's Launch does; backfill: one UI backfill "

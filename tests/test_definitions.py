@@ -5,6 +5,7 @@ Regenerate the snapshot after an intended change: UPDATE_SNAPSHOTS=1 pytest test
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -12,8 +13,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import dagster as dg
+
 from anime_pipeline.definitions import build_definitions
-from tests.worlds import REPO
+from tests.worlds import EMBEDDED_OVERRIDES, REPO
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 ARTIFACTS = {"character_reference", "character_embedding", "approved_dataset", "character_lora", "shot_clip",
@@ -77,3 +80,28 @@ def test_dagster_definitions_validate_through_workspace_yaml(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
                             cwd=REPO, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+
+def test_the_multiprocess_engine_runs_one_runs_shots_on_every_card_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANIME_PIPELINE_EXECUTOR", "multiprocess")
+    import tests.deploy.two_card_job as location
+
+    assert importlib.reload(location).two_shots.executor_def.name == "multiprocess"  # built on this environment
+    home = tmp_path / "home"
+    home.mkdir()
+    config = {"ops": {f"shot_{i}": {"config": {"folder": str(tmp_path)}} for i in (0, 1)}}
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
+        result = dg.execute_job(dg.reconstructable(two_shots_job), instance, run_config=config)
+        assert result.success
+        pids = {e.dagster_event.pid for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)}
+    shots = [json.loads((tmp_path / f"shot_{i}.json").read_text()) for i in (0, 1)]
+    assert sorted(s["card"] for s in shots) == ["gpu-0", "gpu-1"]
+    assert all(s["saw_the_other_card_busy"] for s in shots), shots  # both cards at once, in one run
+    assert len(pids) == 2  # each step in a process of its own
+
+
+def two_shots_job() -> dg.JobDefinition:
+    from tests.deploy.two_card_job import two_shots
+
+    return two_shots

@@ -72,7 +72,7 @@ def test_celery_without_a_broker_is_refused_naming_the_variables(settings: Setti
     monkeypatch.setenv("ANIME_PIPELINE_CELERY_BACKEND", "rpc://")
     with pytest.raises(ValueError, match="ANIME_PIPELINE_EXECUTOR=celery needs ANIME_PIPELINE_CELERY_BROKER"):
         replace(settings, executor="celery")
-    with pytest.raises(ValueError, match="'kubernetes' is not one of in_process, celery"):
+    with pytest.raises(ValueError, match="'kubernetes' is not one of in_process, multiprocess, celery"):
         replace(settings, executor="kubernetes")
 
 
