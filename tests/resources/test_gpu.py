@@ -53,6 +53,19 @@ def test_a_slot_held_by_a_dead_run_is_freed_by_run_id(tmp_path):
             assert pool == "gpu-0"
 
 
+def test_on_sqlite_nothing_listens_and_a_released_card_is_found_by_polling(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
+        assert dagster_compat.postgres_connection(instance) is None
+        first = GpuLease(instance, "run-a", "shot_clip", ["gpu-0"])
+        assert first.__enter__() == "gpu-0"
+        first.release()
+        with GpuLease(instance, "run-b", "shot_clip", ["gpu-0"], poll_seconds=0.01) as pool:
+            assert pool == "gpu-0"
+        first.__exit__(None, None, None)
+
+
 def test_a_pool_two_processes_initialised_at_once_still_holds_one_step(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
