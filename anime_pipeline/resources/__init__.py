@@ -142,8 +142,8 @@ class RendererResource(dg.ConfigurableResource):
                 references: Mapping[str, Path] | None = None, loras: Sequence[LoraRequest] = (),
                 on: Placement = Placement()) -> Iterator[Renderer]:
         """The show's renderer for one step; a ComfyUI renderer holds its GPU's pool slot while the server renders
-        and lends it out between renders, while the step scores (see `Placement`), and the LoRAs asked for are made available on that GPU's server (checked listed) before it
-        renders."""
+        and lends it out between renders, while the step scores (see `Placement`); the LoRAs asked for are made
+        available on that GPU's server (checked listed) before it renders."""
         if config.backends.renderer == "previz":
             if loras:
                 raise ValueError(f"show {config.show.slug!r}: the previz renderer cannot load LoRA files "

@@ -71,8 +71,8 @@ class GpuLease:
     def release(self) -> None:
         """Give the card back before the block ends (idempotent)."""
         if self.held is not None:
+            dagster_compat.free_slot(self.instance, self.run_id, self._claim_key(self.held))
             pool, self.held = self.held, None
-            dagster_compat.free_slot(self.instance, self.run_id, self._claim_key(pool))
             announce_slot_freed(self.instance, pool)
 
     def reclaim(self) -> None:
@@ -80,28 +80,36 @@ class GpuLease:
         if self.bound is None:
             raise RuntimeError("reclaim() of a GPU lease that was never entered")
         if self.held is None and self._claims:
-            self._wait([self.bound])
+            self._wait([self.bound], again=True)
 
-    def _wait(self, pools: Sequence[str]) -> str:
-        waited, told, order = time.monotonic(), False, list(pools)
+    def _wait(self, pools: Sequence[str], again: bool = False) -> str:
+        """Claim the first of `pools` that is free, waiting for one; `again`: a reclaim, logged only if it waits."""
+        started = time.monotonic()
         try:
-            with slot_freed(self.instance) as wake:
-                while True:
-                    for pool in order:
-                        if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
-                            self.held = pool
-                            self._withdraw([p for p in pools if p != pool])
-                            seconds = time.monotonic() - waited
-                            self.log(f"claimed {pool}" + (f" after waiting {seconds:.1f} s" if seconds > 0.05 else ""))
-                            return pool
-                    if not told:
-                        self.log(f"all of {list(pools)} are busy; waiting for one")
-                        told = True
-                    freed = wake(self.poll_seconds)
-                    order = sorted(pools, key=lambda p: p not in freed)  # the card just given back first
+            pool = self._claim_first(pools)
+            if pool is None:
+                self.log(f"all of {list(pools)} are busy; waiting for one")
+                # listening from before the next attempt: a release between the two is not missed
+                with slot_freed(self.instance) as wake:
+                    order = list(pools)
+                    while (pool := self._claim_first(order)) is None:
+                        freed = wake(self.poll_seconds)
+                        order = sorted(pools, key=lambda p: p not in freed)  # the card just given back first
         except BaseException:  # a run stopped while it waited: its queued claims leave with it
             self._withdraw(pools)
             raise
+        waited = time.monotonic() - started
+        if not again or waited > 0.05:
+            self.log(f"claimed {pool}" + (f" after waiting {waited:.1f} s" if waited > 0.05 else ""))
+        return pool
+
+    def _claim_first(self, pools: Sequence[str]) -> str | None:
+        for pool in pools:
+            if dagster_compat.claim_slot(self.instance, pool, self.run_id, self._claim_key(pool)):
+                self.held = pool
+                self._withdraw([p for p in pools if p != pool])  # its claims queued in the others
+                return pool
+        return None
 
     def _withdraw(self, pools: Sequence[str]) -> None:
         """Free the slots or queued claims this lease has in `pools`."""
