@@ -165,9 +165,12 @@ def main() -> None:
                         for e in instance.all_logs(first)]
         makespan = max(r.end_time for r in records) - started
         ideal = args.shots * args.render / 2
-        overhead = [r.end_time - r.start_time - args.render * args.shots / len(records) for r in records]
-        queued = [r.start_time - r.create_timestamp.timestamp() for r in records]
         spans = [history(url) for url in urls]
+        # a run's own renders, in wall time: one shot's, or one run's shots spread over the cards it used
+        cards_used = sum(1 for card in spans if card) if len(records) == 1 else 1
+        run_renders = args.render * args.shots / len(records) / cards_used
+        overhead = [r.end_time - r.start_time - run_renders for r in records]
+        queued = [r.start_time - r.create_timestamp.timestamp() for r in records]
         idle = [b[0] - a[1] for card in spans for a, b in zip(card[:-1], card[1:])]
         per_card = [len(card) for card in spans]
         first_render = min(card[0][0] for card in spans if card) - started
