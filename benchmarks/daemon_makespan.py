@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--warm-up", action=argparse.BooleanOptionalAction, default=True,
                         help="launch one empty run before the measured span (default: on)")
     parser.add_argument("--timeline", action="store_true", help="print the first run's events with their times")
+    parser.add_argument("--steps", action="store_true",
+                        help="print each shot step's moments: asked for a card, claimed it, released it")
     args = parser.parse_args()
     procs: list[subprocess.Popen] = []
     db = f"anime_pipeline_bench_{uuid.uuid4().hex[:8]}"
@@ -189,6 +191,11 @@ def main() -> None:
         if steps:
             split = idle_split(spans, steps)
             print("card idle, split (median s): " + ", ".join(f"{part} {value:.3f}" for part, value in split.items()))
+        if args.steps:
+            moments = sorted((m["asked"], card, m) for card, ms in steps.items() for m in ms)
+            print("shot steps (s after the first launch): card, asked, claimed, released")
+            print("\n".join(f"  {card}  {m['asked'] - started:7.2f}  {m['claimed'] - started:7.2f}  "
+                            f"{m['released'] - started:7.2f}" for _, card, m in moments))
         if args.timeline:
             print("the first run's events (s after the first launch):")
             print("\n".join(f"  {at:6.2f}  {what}" for at, what in timeline))
