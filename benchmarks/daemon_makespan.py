@@ -163,6 +163,8 @@ def main() -> None:
                                  + " | ".join(str(e.dagster_event.event_specific_data.error.cause or e.dagster_event.event_specific_data.error)[-3000:] for e in events[:1]))
             first = min(records, key=lambda r: r.start_time).dagster_run.run_id
             steps = step_moments(instance, args.shots)
+            left = {f"gpu-{i}": instance.event_log_storage.get_concurrency_info(f"gpu-{i}").pending_steps
+                    for i in range(len(urls))}
             timeline = [(e.timestamp - started, e.dagster_event.event_type_value if e.dagster_event else e.user_message[:60])
                         for e in instance.all_logs(first)]
         makespan = max(r.end_time for r in records) - started
@@ -193,6 +195,7 @@ def main() -> None:
             print("card idle, split (median s): " + ", ".join(f"{part} {value:.3f}" for part, value in split.items()))
         if args.steps:
             moments = sorted((m["asked"], card, m) for card, ms in steps.items() for m in ms)
+            print(f"claims left in the cards' queues: {left}")
             print("shot steps (s after the first launch): card, asked, claimed, released")
             print("\n".join(f"  {card}  {m['asked'] - started:7.2f}  {m['claimed'] - started:7.2f}  "
                             f"{m['released'] - started:7.2f}" for _, card, m in moments))
