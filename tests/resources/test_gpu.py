@@ -66,6 +66,28 @@ def test_on_sqlite_nothing_listens_and_a_released_card_is_found_by_polling(tmp_p
         first.__exit__(None, None, None)
 
 
+class Stopped(Exception):
+    """What Dagster raises in a step whose run is terminated (DagsterExecutionInterruptedError) stands here."""
+
+
+def test_a_step_stopped_while_it_waits_leaves_no_claim_in_any_queue(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
+        with GpuLease(instance, "run-a", "shot_clip", ["gpu-0", "gpu-1"]), \
+                GpuLease(instance, "run-b", "shot_clip", ["gpu-0", "gpu-1"]):
+
+            def stop_once_waiting(message: str) -> None:
+                if "busy" in message:
+                    raise Stopped(message)
+
+            with pytest.raises(Stopped):
+                GpuLease(instance, "run-c", "shot_clip", ["gpu-0", "gpu-1"], log=stop_once_waiting).__enter__()
+            for pool in ("gpu-0", "gpu-1"):  # a card freed later goes to a live step, not to the stopped one
+                pending = instance.event_log_storage.get_concurrency_info(pool).pending_steps
+                assert [step for step in pending if step.run_id == "run-c"] == []
+
+
 def test_a_pool_two_processes_initialised_at_once_still_holds_one_step(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
