@@ -4,7 +4,8 @@ Each GPU is a pool (`gpu-<id>`, limit 1 in dagster.yaml). An asset's static `poo
 one pool, so a step that may use either of two ComfyUI servers claims the slot itself, through
 the same instance storage Dagster's own pools use: it shows on the UI's concurrency page, two
 cards work in parallel, a card never runs two steps, and run monitoring frees the slot of a run
-that died holding it (slots are keyed by run id).
+that died holding it (slots are keyed by run id). A renderer gives its card back between renders
+(`GpuLease.release`/`reclaim`), and a release wakes the steps waiting for the card (`slot_freed`).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def slot_freed(instance: dg.DagsterInstance) -> Iterator[Callable[[float], set[s
         return
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"LISTEN {SLOT_FREED}")  # before the first claim: a release meanwhile is not missed
+            cursor.execute(f"LISTEN {SLOT_FREED}")  # before the claims are tried again: no release is missed
         driver = connection.driver_connection
 
         def wait(seconds: float) -> set[str]:
