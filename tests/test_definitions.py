@@ -82,7 +82,6 @@ def test_dagster_definitions_validate_through_workspace_yaml(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-
 def test_the_multiprocess_engine_runs_one_runs_shots_on_every_card_at_once(tmp_path, monkeypatch):
     monkeypatch.setenv("ANIME_PIPELINE_EXECUTOR", "multiprocess")
     import tests.deploy.two_card_job as location

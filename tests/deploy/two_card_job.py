@@ -1,7 +1,8 @@
 """A code location for the multiprocess engine's test: one run of two card steps (as a UI backfill of two shots
 makes) on the project's executor (ANIME_PIPELINE_EXECUTOR). Each step leases whichever card is free, as the
-project's generation steps do, then holds it until the other card is claimed too (60 s at most) and writes what
-it saw to `out`: steps run one after another never see the other card busy."""
+project's generation steps do, holds it until the other card is claimed too (60 s at most), writes what it saw
+to `<folder>/shot_<i>.json` and keeps the card until the other step has written too: steps run one after another
+never see the other card busy. (`_within` answers rather than fails: it runs in the step's process.)"""
 
 import json
 import time
