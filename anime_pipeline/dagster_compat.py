@@ -6,7 +6,10 @@ against a real instance so that an upgrade that changes them fails loudly there,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import fcntl
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -53,7 +56,36 @@ def stale_resolver(instance: dg.DagsterInstance, graph) -> CachingStaleStatusRes
 
 def claim_slot(instance: dg.DagsterInstance, pool: str, run_id: str, step_key: str) -> bool:
     """Claim a pool slot the way Dagster's own step-level pools do; True when it is held."""
-    return instance.event_log_storage.claim_concurrency_slot(pool, run_id, step_key).is_claimed
+    with _one_claimer(instance, pool):
+        return instance.event_log_storage.claim_concurrency_slot(pool, run_id, step_key).is_claimed
+
+
+@contextmanager
+def _one_claimer(instance: dg.DagsterInstance, pool: str) -> Iterator[None]:
+    """Claims of one pool, one process at a time. Dagster's claim reads a free slot, then writes it in another
+    statement (its row lock ends with the read: the storage runs in autocommit), and assigns queued claims from
+    a count read before its write: six processes claiming a new card at once got it two to four times, on
+    SQLite and PostgreSQL alike (tests/resources/test_gpu.py). PostgreSQL: a session advisory lock, so it
+    holds across machines; SQLite (one machine): a file lock beside the instance."""
+    connection = postgres_connection(instance)
+    if connection is None:
+        path = Path(instance.root_directory) / "pool-claims" / f"{pool}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+            yield
+        return
+    key = int.from_bytes(hashlib.sha256(f"anime_pipeline pool {pool}".encode()).digest()[:8], "big", signed=True)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    finally:
+        connection.close()  # a session that dies holding the lock loses it with the connection
 
 
 def free_slot(instance: dg.DagsterInstance, run_id: str, step_key: str) -> None:
@@ -89,18 +121,19 @@ def pool_limit(instance: dg.DagsterInstance, pool: str) -> int | None:
     info = storage.get_concurrency_info(pool)
     if info.limit is None or info.slot_count == info.limit:  # unlimited, or its slots are there already
         return info.limit
-    try:
-        storage.initialize_concurrency_limit_to_default(pool)
-    except sqlalchemy.exc.SQLAlchemyError:
-        # On PostgreSQL, initialising a pool whose row exists fails (its insert's IntegrityError aborts the
-        # transaction the update then runs in): another run starting at the same moment created the row first.
-        pass
-    info = storage.get_concurrency_info(pool)
-    if info.limit is not None and info.slot_count > info.limit:
-        # Two processes initialising a new pool at the same moment can each count no slot and add one (Dagster
-        # reads the count before it writes): a card of limit 1 had two slots and ran two steps. Setting the
-        # count locks the pool's row, and removes the extra slots, unclaimed ones first.
-        storage.set_concurrency_slots(pool, info.limit)
+    with _one_claimer(instance, pool):  # two processes initialising a new pool at once each added a slot
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except sqlalchemy.exc.SQLAlchemyError:
+            # On PostgreSQL, initialising a pool whose row exists fails (its insert's IntegrityError aborts the
+            # transaction the update then runs in): a process without this lock (the UI, a Dagster executor's own
+            # pool) created the row first.
+            pass
+        info = storage.get_concurrency_info(pool)
+        if info.limit is not None and info.slot_count > info.limit:
+            # Dagster's own initialisation, racing ours, reads the count before it writes: a card of limit 1 had
+            # two slots. Setting the count locks the pool's row and removes the extra slots, unclaimed ones first.
+            storage.set_concurrency_slots(pool, info.limit)
     return info.limit
 
 

@@ -1,3 +1,4 @@
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -187,3 +188,41 @@ def test_a_lease_gives_its_card_back_between_renders_and_reclaims_the_same_card_
     retrying.__exit__(None, None, None)
     info = instance.event_log_storage.get_concurrency_info(card)
     assert info.claimed_slots == [] and info.pending_steps == []
+
+
+def _claim_at_once(home: str, pool: str, run_id: str, start, claimed) -> None:
+    """One step process: its own instance on the shared storage, claiming `pool` the moment all are ready."""
+    with dg.DagsterInstance.from_config(home) as instance:
+        start.wait(timeout=60)
+        if dagster_compat.pool_limit(instance, pool) is not None and dagster_compat.claim_slot(
+                instance, pool, run_id, f"shot_clip@{pool}"):
+            claimed.append(run_id)
+
+
+def _race(home: str, rounds: int = 4, racers: int = 6) -> list[list[str]]:
+    """Per round, the runs that got a new pool of limit 1 when `racers` processes claimed it at the same moment."""
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager:
+        outcome = []
+        for round_ in range(rounds):
+            start, claimed = manager.Barrier(racers), manager.list()
+            processes = [context.Process(target=_claim_at_once, args=(home, f"gpu-{round_}", f"run-{i}", start,
+                                                                        claimed)) for i in range(racers)]
+            for process in processes:
+                process.start()
+            for process in processes:
+                process.join(timeout=60)
+            assert all(p.exitcode == 0 for p in processes)
+            outcome.append(list(claimed))
+        return outcome
+
+
+def test_processes_claiming_a_card_at_the_same_moment_on_sqlite_get_it_once(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES):
+        assert [len(winners) for winners in _race(str(home))] == [1, 1, 1, 1]
+
+
+def test_processes_claiming_a_card_at_the_same_moment_on_postgres_get_it_once(postgres_instance):
+    assert [len(winners) for winners in _race(postgres_instance.root_directory)] == [1, 1, 1, 1]
