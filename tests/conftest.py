@@ -124,11 +124,15 @@ def weight_free(tmp_path: Path):
     return MetricSuite(empty_store(tmp_path))
 
 
-# The modules that take longest, started first: a module runs on one worker (`--dist loadfile`), so a long
-# one left for the end would keep the run going on one core while the others idle.
-LONG_MODULES = ("deploy/test_celery_faults.py", "test_pipeline.py", "test_scoring.py", "production/test_scene_video.py",
-                "production/test_identity_rules.py", "production/test_shot_clip_retries.py", "test_recovery.py",
-                "services/test_pipeline_with_comfyui.py", "test_dagster_compat.py", "test_cli_dev.py")
+# The modules that take longest (`pytest --durations=0`, summed per module), started first: a module runs on one
+# worker (`--dist loadfile`), so a long one left for the end keeps the run going on one core while the others idle.
+# xdist would reorder modules by their number of tests instead: `--no-loadscope-reorder` in pyproject.toml.
+LONG_MODULES = ("deploy/test_celery_faults.py", "services/test_pipeline_with_comfyui.py", "test_scoring.py",
+                "test_pipeline.py", "production/test_scene_video.py", "production/test_shot_clip_retries.py",
+                "test_cli_dev.py", "production/test_identity_rules.py", "metrics/test_adversarial.py",
+                "sensors/test_dataset_replenishment.py", "test_dagster_compat.py", "studio/test_app.py",
+                "services/test_pipeline_with_services.py", "production/test_character_lora.py", "test_launcher.py",
+                "test_recovery.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

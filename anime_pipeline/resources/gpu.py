@@ -3,8 +3,9 @@
 Each GPU is a pool (`gpu-<id>`, limit 1 in dagster.yaml). An asset's static `pool=` can name only
 one pool, so a step that may use either of two ComfyUI servers claims the slot itself, through
 the same instance storage Dagster's own pools use: it shows on the UI's concurrency page, two
-cards work in parallel, a card never runs two steps, and run monitoring frees the slot of a run
-that died holding it (slots are keyed by run id). A renderer gives its card back between renders
+cards work in parallel, a card never runs two steps (its claims are serialised across processes:
+`dagster_compat.claim_slot`), and run monitoring frees the slot of a run that died holding it (slots are
+keyed by run id). A renderer gives its card back between renders
 (`GpuLease.release`/`reclaim`), and a release wakes the steps waiting for the card (`slot_freed`).
 """
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -121,10 +120,10 @@ def test_a_postgres_restart_mid_run_and_an_approval_made_meanwhile(tmp_path: Pat
         postgres.stop()
         decisions.record("c0001", "approve", "human:test", "approved while the database was down")
         wait_for(lambda: "done" in _attempts(out), "the step to end while the database is down", 60)
-        time.sleep(3)  # the step's end events wait for the database
+        # the step's end events wait for the database: it really met the outage
+        wait_for(lambda: "Retrying failed database connection" in made.log("gpu0"), "the worker to retry", 60)
         postgres.start()
         assert run.wait(timeout=120) == 0, (made.home / "run.log").read_text()  # the run resumed
-        assert "Retrying failed database connection" in made.log("gpu0")  # it really met the outage
         assert _attempts(out) == [_attempts(out)[0], "done"] and (out / "clip.published").exists()
         with made.instance() as instance:
             (record,) = instance.get_run_records()
