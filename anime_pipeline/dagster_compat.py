@@ -29,7 +29,8 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData, create_sna
 __all__ = ["ConfigurableClass", "ConfigurableClassData", "LaunchRunContext", "RUN_WORKER_MODULES", "RunLauncher",
            "SensorSwitchError", "StaleCause", "StaleStatus", "claim_slot", "claimed_slots", "execute_run",
            "free_run_slots", "free_slot", "instance_modules", "latest_check_evaluations", "pool_limit",
-           "postgres_connection", "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
+           "pool_advisory_lock", "postgres_connection", "postgres_storage_arguments",
+           "sensor_cursor", "sensor_running", "set_sensor_running", "stale_resolver"]
 
 # The code location `workspace.yaml` loads (`python_module: anime_pipeline.definitions`): Dagster names it
 # after the module, and the daemon finds a sensor's stored state by (location, repository, sensor name).
@@ -66,16 +67,28 @@ def _one_claimer(instance: dg.DagsterInstance, pool: str) -> Iterator[None]:
     statement (its row lock ends with the read: the storage runs in autocommit), and assigns queued claims from
     a count read before its write: six processes claiming a new card at once got it two to four times, on
     SQLite and PostgreSQL alike (tests/resources/test_gpu.py). PostgreSQL: a session advisory lock, so it
-    holds across machines; SQLite (one machine): a file lock beside the instance."""
-    connection = postgres_connection(instance)
-    if connection is None:
+    holds across machines; SQLite (one machine): a file lock beside the instance. The production storage
+    (`anime_pipeline.instance_storage`) takes the advisory lock in its own claims, Dagster's executor's too."""
+    storage = instance.event_log_storage
+    if getattr(storage, "claims_one_at_a_time", False):
+        yield  # a second session's lock on the same pool would wait for this one's forever
+        return
+    if not _on_postgres(storage):
         path = Path(instance.root_directory) / "pool-claims" / f"{pool}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or its process dies
             yield
         return
+    with pool_advisory_lock(storage, pool):
+        yield
+
+
+@contextmanager
+def pool_advisory_lock(storage, pool: str) -> Iterator[None]:
+    """Holds PostgreSQL's session advisory lock of `pool` (`storage`: a PostgreSQL event log storage)."""
     key = int.from_bytes(hashlib.sha256(f"anime_pipeline pool {pool}".encode()).digest()[:8], "big", signed=True)
+    connection = _postgres_connection_of(storage)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
@@ -88,6 +101,16 @@ def _one_claimer(instance: dg.DagsterInstance, pool: str) -> Iterator[None]:
         connection.close()  # a session that dies holding the lock loses it with the connection
 
 
+def postgres_storage_arguments(config_value: Mapping) -> dict:
+    """A PostgreSQL event log storage's constructor arguments from its dagster.yaml config, as Dagster's own
+    `from_config_value` makes them (for a subclass: Dagster's builds its own class)."""
+    from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+    return {"postgres_url": pg_url_from_config(config_value),
+            "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+            "token_provider": get_token_provider_from_config(config_value)}
+
+
 def free_slot(instance: dg.DagsterInstance, run_id: str, step_key: str) -> None:
     instance.event_log_storage.free_concurrency_slot_for_step(run_id, step_key)
 
@@ -95,10 +118,17 @@ def free_slot(instance: dg.DagsterInstance, run_id: str, step_key: str) -> None:
 def postgres_connection(instance: dg.DagsterInstance):
     """A new connection (SQLAlchemy's DB-API proxy; `.driver_connection` is psycopg2's, in autocommit) to the
     PostgreSQL database holding the instance's pools; None when they live elsewhere (SQLite). The caller closes it."""
+    return _postgres_connection_of(instance.event_log_storage)
+
+
+def _on_postgres(storage) -> bool:
     from dagster_postgres import PostgresEventLogStorage
 
-    storage = instance.event_log_storage
-    if not isinstance(storage, PostgresEventLogStorage):
+    return isinstance(storage, PostgresEventLogStorage)
+
+
+def _postgres_connection_of(storage):
+    if not _on_postgres(storage):
         return None
     connection = storage._engine.raw_connection()  # noqa: SLF001
     connection.driver_connection.autocommit = True

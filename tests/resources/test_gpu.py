@@ -1,4 +1,5 @@
 import multiprocessing
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ import pytest
 from anime_pipeline import dagster_compat
 from anime_pipeline.resources.gpu import GpuLease
 from tests.deploy.services import PG, database, wait_for
-from tests.worlds import EMBEDDED_OVERRIDES
+from tests.worlds import EMBEDDED_OVERRIDES, REPO
 
 
 def test_two_gpus_run_two_steps_at_once_and_never_two_on_one_card(tmp_path):
@@ -190,24 +191,38 @@ def test_a_lease_gives_its_card_back_between_renders_and_reclaims_the_same_card_
     assert info.claimed_slots == [] and info.pending_steps == []
 
 
-def _claim_at_once(home: str, pool: str, run_id: str, start, claimed) -> None:
+def _lease_claim(instance: dg.DagsterInstance, pool: str, run_id: str) -> bool:
+    """What a GPU lease does."""
+    return dagster_compat.pool_limit(instance, pool) is not None and dagster_compat.claim_slot(
+        instance, pool, run_id, f"shot_clip@{pool}")
+
+
+def _executor_claim(instance: dg.DagsterInstance, pool: str, run_id: str) -> bool:
+    """What Dagster's executor does for a step with a static `pool=` (its InstanceConcurrencyContext)."""
+    storage = instance.event_log_storage
+    if storage.get_concurrency_info(pool).slot_count == 0:
+        storage.initialize_concurrency_limit_to_default(pool)
+    return storage.claim_concurrency_slot(pool, run_id, "train").is_claimed
+
+
+def _claim_at_once(home: str, pool: str, run_id: str, start, claimed, claim) -> None:
     """One step process: its own instance on the shared storage, claiming `pool` the moment all are ready."""
     with dg.DagsterInstance.from_config(home) as instance:
         start.wait(timeout=60)
-        if dagster_compat.pool_limit(instance, pool) is not None and dagster_compat.claim_slot(
-                instance, pool, run_id, f"shot_clip@{pool}"):
+        if claim(instance, pool, run_id):
             claimed.append(run_id)
 
 
-def _race(home: str, rounds: int = 4, racers: int = 6) -> list[list[str]]:
-    """Per round, the runs that got a new pool of limit 1 when `racers` processes claimed it at the same moment."""
+def _race(home: str, claim=_lease_claim, rounds: int = 4, racers: int = 6, card: str = "gpu") -> list[list[str]]:
+    """Per round, the runs that got a new pool of limit 1 (`card`-<round>) when `racers` processes claimed it at
+    the same moment."""
     context = multiprocessing.get_context("fork")
     with context.Manager() as manager:
         outcome = []
         for round_ in range(rounds):
             start, claimed = manager.Barrier(racers), manager.list()
-            processes = [context.Process(target=_claim_at_once, args=(home, f"gpu-{round_}", f"run-{i}", start,
-                                                                        claimed)) for i in range(racers)]
+            processes = [context.Process(target=_claim_at_once, args=(home, f"{card}-{round_}", f"run-{i}", start,
+                                                                        claimed, claim)) for i in range(racers)]
             for process in processes:
                 process.start()
             for process in processes:
@@ -226,3 +241,17 @@ def test_processes_claiming_a_card_at_the_same_moment_on_sqlite_get_it_once(tmp_
 
 def test_processes_claiming_a_card_at_the_same_moment_on_postgres_get_it_once(postgres_instance):
     assert [len(winners) for winners in _race(postgres_instance.root_directory)] == [1, 1, 1, 1]
+
+
+def test_on_the_production_storage_dagsters_own_claims_get_a_card_once_too(tmp_path, monkeypatch):
+    """A step with a static pool is claimed by Dagster's executor, through the storage dagster.yaml names."""
+    with database() as name:
+        home = tmp_path / "prod-home"
+        home.mkdir()
+        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        for key, value in {"HOST": PG["host"], "PORT": str(PG["port"]), "USER": PG["user"], "DATABASE": name}.items():
+            monkeypatch.setenv(f"PG{key}", value)
+        with dg.DagsterInstance.from_config(str(home)) as instance:  # the schema, made once before the race
+            assert type(instance.event_log_storage).__name__ == "OneClaimerPostgresEventLogStorage"
+        assert [len(winners) for winners in _race(str(home), _executor_claim)] == [1, 1, 1, 1]
+        assert [len(winners) for winners in _race(str(home), rounds=1, card="lease")] == [1]  # no lock taken twice
