@@ -12,15 +12,12 @@ import pytest
 import yaml
 
 from anime_pipeline.assets.keys import asset_key
-from anime_pipeline.config import Project
 from anime_pipeline.definitions import build_definitions, characters_job_name
 from anime_pipeline.paths import StoragePaths
-from anime_pipeline.runner import Runner, plan_for
-from anime_pipeline.settings import Settings
 from anime_pipeline.storage import read_json
 from tests.deploy.services import wait_for
 from tests.services.fake_comfyui import FakeComfyUI, provision
-from tests.worlds import EMBEDDED_OVERRIDES, SAMPLE, empty_store
+from tests.worlds import SAMPLE
 
 RENDER_SECONDS = 0.5  # per prompt; the overlap comes from each card waiting for the other (first_waits_for)
 SHOTS = ["lantern-post/ep01/sc01/sh02", "lantern-post/ep01/sc01/sh03"]
@@ -35,27 +32,16 @@ def _write_show(configs, renderer: str) -> None:
 
 
 @pytest.fixture
-def studio(tmp_path):
-    """Characters built on previz (anchors, adapters), then the show switched to ComfyUI on two GPUs."""
-    configs, home = tmp_path / "configs", tmp_path / "home"
-    configs.mkdir()
-    home.mkdir()
-    _write_show(configs, "previz")
+def studio(characters):
+    """The characters built on previz (anchors, adapters: the suite's shared world), then the show switched to
+    ComfyUI on two GPUs."""
     with FakeComfyUI(render_time=RENDER_SECONDS, video_frames=9, video_size=(64, 36)) as gpu0, \
             FakeComfyUI(render_time=RENDER_SECONDS, video_frames=9, video_size=(64, 36)) as gpu1:
         for fake in (gpu0, gpu1):
             provision(fake)
             fake.progress_steps = 10
-        storage = tmp_path / "storage"
-        settings = Settings(configs, storage, storage / "library", "cpu", "cpu", models=empty_store(tmp_path),
-                            comfyui_urls=(("0", gpu0.url), ("1", gpu1.url)))
-        with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as instance:
-            project = Project.load(configs)
-            runner = Runner(build_definitions(settings, project), instance, StoragePaths(storage), report=lambda _: None)
-            stages = [s for s in plan_for(project) if s.label.startswith(("character ", "phase1_stills "))]
-            assert runner.run_plan(stages, project, approve_as="test")
-        _write_show(configs, "comfyui")
-        yield settings, home, (gpu0, gpu1)
+        _write_show(characters.configs, "comfyui")
+        yield characters.settings(comfyui_urls=(("0", gpu0.url), ("1", gpu1.url))), characters.home, (gpu0, gpu1)
 
 
 def _render(settings, home, shot, results):
