@@ -142,11 +142,16 @@ def parse_state(item: Any, url: str) -> TaskState:
 
 
 class AceStepClient:
+    """`poll_interval`: the longest wait between two checks of a task; the first comes after `first_poll` and the
+    waits double up to it, so a short track is fetched within a fraction of a second, a long one polled gently."""
+
     def __init__(self, url: str, api_key: str | None = None, request_timeout: float = 30.0,
-                 total_timeout: float = 1800.0, poll_interval: float = 3.0, max_bytes: int = MAX_AUDIO_BYTES) -> None:
+                 total_timeout: float = 1800.0, poll_interval: float = 3.0, max_bytes: int = MAX_AUDIO_BYTES,
+                 first_poll: float = 0.25) -> None:
         self._http = HTTPTransport(url, Timeout(total=request_timeout))
         self.request_timeout, self.total_timeout = request_timeout, total_timeout
         self.poll_interval, self.max_bytes = poll_interval, max_bytes
+        self.first_poll = min(first_poll, poll_interval)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     @property
@@ -156,6 +161,7 @@ class AceStepClient:
     def generate(self, task: MusicTask) -> GeneratedTrack:
         deadline = Deadline(self.total_timeout)
         task_id = self.release(task, deadline)
+        wait = self.first_poll
         while True:
             state = self.query(task_id, deadline)
             if state.status == SUCCEEDED:
@@ -164,10 +170,11 @@ class AceStepClient:
                 reason = next((e.get("error") for e in state.entries if e.get("error")), None)
                 raise AceStepTaskFailed(f"ACE-Step {self.url}: task {task_id} failed: "
                                         f"{reason or state.progress_text or 'no reason given'}")
-            if deadline.remaining() <= self.poll_interval:
+            if deadline.remaining() <= wait:
                 raise AceStepTimeout(f"ACE-Step {self.url}: task {task_id} not finished within "
                                      f"{self.total_timeout:g} s ({state.progress_text or 'queued'})")
-            deadline.sleep(self.poll_interval)
+            deadline.sleep(wait)
+            wait = min(wait * 2, self.poll_interval)
 
     def release(self, task: MusicTask, deadline: Deadline | None = None) -> str:
         data = envelope_data(self._json("POST", "/release_task", deadline, json_body=task.body()), "release_task",

@@ -16,6 +16,7 @@ from anime_pipeline.services.ace_step import (
     MusicTask,
     parse_state,
 )
+from anime_pipeline.services.http import Deadline
 from tests.services.fake_ace_step import FakeAceStep
 from tests.services.fake_ollama import unused_url
 
@@ -35,6 +36,14 @@ def test_release_poll_download() -> None:
     sent = server.released[0]
     assert (sent["use_random_seed"], sent["seed"], sent["lyrics"], sent["audio_duration"]) == (False, 1234, "", 12.0)
     assert sent["audio_format"] == "wav" and sent["task_type"] == "text2music"
+
+
+def test_polls_start_fast_and_back_off_to_the_interval(monkeypatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(Deadline, "sleep", lambda self, seconds: waits.append(seconds))
+    with FakeAceStep(queued_polls=3, running_polls=3) as server:
+        AceStepClient(server.url, poll_interval=3.0).generate(TASK)
+    assert waits == [0.25, 0.5, 1.0, 2.0, 3.0, 3.0]  # a short track is fetched early, a long one polled gently
 
 
 def test_a_failed_task_names_its_error() -> None:
