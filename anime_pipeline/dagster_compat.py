@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,27 +77,58 @@ def _one_claimer(instance: dg.DagsterInstance, pool: str) -> Iterator[None]:
     if not _on_postgres(storage):
         path = Path(instance.root_directory) / "pool-claims" / f"{pool}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        with path.open("a") as handle:  # the lock goes when the file closes, or its process dies
+
+            def try_lock() -> bool:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    return False
+
+            _until_locked(try_lock, pool)
             yield
         return
     with pool_advisory_lock(storage, pool):
         yield
 
 
+CLAIM_LOCK_SECONDS = 60.0  # a claim holds its pool's lock for milliseconds; longer means a stuck process
+
+
+def _until_locked(try_lock: Callable[[], bool], pool: str) -> None:
+    """Tries the lock every 10 ms (the wait stays interruptible: a stopped run's step leaves at once)."""
+    deadline = time.monotonic() + CLAIM_LOCK_SECONDS
+    while not try_lock():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pool {pool}: another process has held its claim lock for over "
+                               f"{CLAIM_LOCK_SECONDS:g} s")
+        time.sleep(0.01)
+
+
 @contextmanager
 def pool_advisory_lock(storage, pool: str) -> Iterator[None]:
     """Holds PostgreSQL's session advisory lock of `pool` (`storage`: a PostgreSQL event log storage)."""
+    import psycopg2
+
     key = int.from_bytes(hashlib.sha256(f"anime_pipeline pool {pool}".encode()).digest()[:8], "big", signed=True)
     connection = _postgres_connection_of(storage)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+
+            def try_lock() -> bool:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                return bool(cursor.fetchone()[0])
+
+            _until_locked(try_lock, pool)
         try:
             yield
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except psycopg2.Error:
+                pass  # the session is gone (the server restarted), and its lock with it
     finally:
         connection.close()  # a session that dies holding the lock loses it with the connection
 

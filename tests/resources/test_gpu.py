@@ -255,3 +255,25 @@ def test_on_the_production_storage_dagsters_own_claims_get_a_card_once_too(tmp_p
             assert type(instance.event_log_storage).__name__ == "OneClaimerPostgresEventLogStorage"
         assert [len(winners) for winners in _race(str(home), _executor_claim)] == [1, 1, 1, 1]
         assert [len(winners) for winners in _race(str(home), rounds=1, card="lease")] == [1]  # no lock taken twice
+
+
+def test_a_claim_lock_held_too_long_is_a_clear_error_on_sqlite_and_postgres(tmp_path, postgres_instance, monkeypatch):
+    monkeypatch.setattr(dagster_compat, "CLAIM_LOCK_SECONDS", 0.2)
+    home = tmp_path / "home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides=EMBEDDED_OVERRIDES) as sqlite_instance:
+        for instance in (sqlite_instance, postgres_instance):
+            with dagster_compat._one_claimer(instance, "gpu-0"):  # noqa: SLF001 — a stuck process holding it
+                with multiprocessing.get_context("fork").Pool(1) as other:
+                    message = other.apply(_claim_message, (instance.root_directory, "gpu-0"))
+            assert message == "pool gpu-0: another process has held its claim lock for over 0.2 s"
+            assert _lease_claim(instance, "gpu-0", "run-a")  # free again after
+
+
+def _claim_message(home: str, pool: str) -> str:
+    with dg.DagsterInstance.from_config(home) as instance:
+        try:
+            dagster_compat.claim_slot(instance, pool, "run-b", f"shot_clip@{pool}")
+        except TimeoutError as exc:
+            return str(exc)
+    return "claimed"
