@@ -474,11 +474,13 @@ def test_slow_queue_shows_in_timings(fake: FakeComfyUI, client: ComfyUIClient, t
 
 
 def test_timeout_interrupts_the_running_prompt(fake: FakeComfyUI, tmp_path: Path) -> None:
-    fake.render_time, fake.progress_steps = 30, 100  # it would outlast the test
+    # it would outlast the test; a step every 10 ms, so it is running (not queued) long before its deadline even
+    # on a loaded box (with 0.3 s steps and a 1 s deadline, CI once timed it out before its first step)
+    fake.render_time, fake.progress_steps = 60, 6000
     ran = threading.Event()
     with ComfyUIClient(fake.url, poll_interval=0.02, progress=lambda event: ran.set()) as client:
-        with pytest.raises(ComfyUITimeout, match="did not finish within 1s"):
-            client.run(scale_invert_workflow(), tmp_path, prompt_id="slow-1", timeout=1)
+        with pytest.raises(ComfyUITimeout, match="did not finish within 3s"):
+            client.run(scale_invert_workflow(), tmp_path, prompt_id="slow-1", timeout=3)
     assert ran.is_set() and {"prompt_id": "slow-1"} in fake.interrupts
 
 
